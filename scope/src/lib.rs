@@ -1,0 +1,76 @@
+//! Structured concurrency for async Rust, on Tokio.
+//!
+//! A [`Scope`] owns the tasks spawned into it. When the scope ends, whatever is still running is
+//! cancelled and awaited, and the resources the scope was given are disposed last-first — so no
+//! task outlives the code that started it, and nothing is left to clean up by hand.
+//!
+//! ```
+//! use std::time::Duration;
+//! use go_go_scope::{Error, Scope};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Error> {
+//! let total = Scope::run(Scope::builder().timeout(Duration::from_secs(5)), |s| async move {
+//!     let user = s.spawn(async { "ada" });
+//!     let orders = s.try_spawn(async { Ok::<_, std::io::Error>(vec![1, 2, 3]) });
+//!     let (err, user) = user.await;             // Go-style: (Option<Error>, Option<T>)
+//!     assert!(err.is_none());
+//!     let orders = orders.result().await?;      // or a Result, for `?`
+//!     Ok::<_, Error>(format!("{} has {} orders", user.unwrap(), orders.len()))
+//! })
+//! .await??;
+//! assert_eq!(total, "ada has 3 orders");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The pieces
+//! - [`Scope`] and [`ScopeBuilder`]: create, [`spawn`](Scope::spawn), [`cancel`](Scope::cancel),
+//!   [`close`](Scope::close), or [`Scope::run`] a body that is always closed.
+//! - [`Task`]: awaiting it gives `(Option<Error>, Option<T>)`; [`Task::result`] a `Result`.
+//! - [`Error`]: one error type with data variants ([`Error::Cancelled`], [`Error::Timeout`],
+//!   [`Error::Panicked`], [`Error::Failed`] holding the task's own error, ...).
+//! - Cancellation is a tree: a child scope's token is a child of its parent's, and closing a
+//!   parent closes its children first. [`Scope::current`] is the ambient scope.
+//! - Services: [`Scope::provide`], [`Scope::provide_with`], [`Scope::service`]; cleanups with
+//!   [`Scope::defer`].
+//! - [`Hooks`] and [`ScopeMetrics`] to observe what happens.
+//!
+//! # What happens when a scope ends
+//! 1. The scope is cancelled: every task still running is dropped at its next await point and
+//!    resolves to the cancellation's error.
+//! 2. Child scopes are closed, then the scope waits until each of its own tasks has ended.
+//! 3. Disposers run, last registered first, each awaited; a failure is reported and the rest
+//!    still run.
+//!
+//! Dropping the last handle of a scope that was never closed cancels its tasks at once and
+//! closes the scope in the background (logged at `warn`, counted by [`unclosed_drops`]).
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod hooks;
+pub mod metrics;
+mod resources;
+mod scope;
+mod task;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};
+pub use hooks::Hooks;
+pub use metrics::ScopeMetrics;
+pub use resources::DisposeResult;
+pub use scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
+pub use task::Task;
+
+/// Re-exported so users can name the token type [`Scope::token`] returns.
+pub use tokio_util::sync::CancellationToken;
+
+/// The names most programs need: `use go_go_scope::prelude::*;`.
+pub mod prelude {
+    pub use crate::{Error, Hooks, Outcome, Scope, ScopeBuilder, Task};
+}

@@ -1,0 +1,133 @@
+//! What a scope owns besides tasks: typed services, and the LIFO stack of disposers that runs
+//! when the scope closes.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::FutureExt;
+
+use crate::error::{BoxError, Error};
+use crate::hooks::Hooks;
+use crate::metrics::MetricsCollector;
+
+type DisposeFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+type Disposer = Box<dyn FnOnce() -> DisposeFuture + Send>;
+type ServiceMap = HashMap<TypeId, Arc<dyn Any + Send + Sync>>;
+
+/// What a disposer may return: `()` for cleanups that cannot fail, or `Result<(), E>`.
+///
+/// A failed disposer is reported (the `on_dispose` hook, a `warn` event, the scope's metrics,
+/// and the result of [`Scope::close`](crate::Scope::close)); the remaining disposers still run.
+pub trait DisposeResult {
+    /// Converts the disposer's output into the crate's result.
+    fn into_dispose_result(self) -> Result<(), Error>;
+}
+
+impl DisposeResult for () {
+    fn into_dispose_result(self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BoxError>> DisposeResult for Result<(), E> {
+    fn into_dispose_result(self) -> Result<(), Error> {
+        self.map_err(Error::from_task_error)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Resources {
+    services: Mutex<Option<ServiceMap>>,
+    disposers: Mutex<Vec<Disposer>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the data half-updated (every critical
+    // section is a single insert, remove or pop), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Resources {
+    pub(crate) fn insert_service<T: Send + Sync + 'static>(&self, value: Arc<T>) {
+        lock(&self.services)
+            .get_or_insert_with(HashMap::new)
+            .insert(TypeId::of::<T>(), value);
+    }
+
+    pub(crate) fn service<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let services = lock(&self.services);
+        let any = services.as_ref()?.get(&TypeId::of::<T>())?.clone();
+        any.downcast::<T>().ok()
+    }
+
+    /// Removes the service if it is still the very value given (a later `provide` may have
+    /// replaced it).
+    pub(crate) fn remove_service_if<T: Send + Sync + 'static>(&self, value: &Arc<T>) {
+        let mut services = lock(&self.services);
+        if let Some(map) = services.as_mut() {
+            let same = map
+                .get(&TypeId::of::<T>())
+                .and_then(|any| any.clone().downcast::<T>().ok())
+                .is_some_and(|current| Arc::ptr_eq(&current, value));
+            if same {
+                map.remove(&TypeId::of::<T>());
+            }
+        }
+    }
+
+    pub(crate) fn clear_services(&self) {
+        lock(&self.services).take();
+    }
+
+    pub(crate) fn push_disposer<F, Fut>(&self, f: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        lock(&self.disposers).push(Box::new(move || Box::pin(f())));
+    }
+
+    /// Runs every disposer, last registered first, each awaited before the next. A disposer
+    /// registered while disposal runs is run too.
+    pub(crate) async fn dispose_all(
+        &self,
+        scope_name: &str,
+        hooks: Option<&Hooks>,
+        metrics: Option<&MetricsCollector>,
+    ) -> Result<(), Error> {
+        let mut errors = Vec::new();
+        let mut index = 0;
+        loop {
+            let next = lock(&self.disposers).pop();
+            let Some(disposer) = next else { break };
+            index += 1;
+            let result = match AssertUnwindSafe(async move { disposer().await })
+                .catch_unwind()
+                .await
+            {
+                Ok(result) => result,
+                Err(payload) => Err(Error::from_panic(payload)),
+            };
+            if let Some(metrics) = metrics {
+                metrics.resource_disposed(result.is_ok());
+            }
+            if let Some(hooks) = hooks {
+                hooks.call_on_dispose(index, result.as_ref().err());
+            }
+            if let Err(error) = result {
+                tracing::warn!(scope = scope_name, index, %error, "a disposer failed; the remaining disposers still run");
+                errors.push(error);
+            }
+        }
+        self.clear_services();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Disposal { errors })
+        }
+    }
+}

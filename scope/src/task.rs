@@ -1,0 +1,377 @@
+//! [`Task`]: the handle of a spawned task, and the one future every task runs inside.
+//!
+//! Every task of every scope is driven by the same wrapper, `TaskFuture`, which owns the four
+//! things a task needs from its scope: a concurrency permit (waited for before the body starts),
+//! cancellation (the scope's reason, observed at every poll), panic containment, and the
+//! completion record (metrics, `after_task`, the scope's count of live tasks). What the body is
+//! (a plain future, a fallible one, or a retrying factory) is the only thing that varies.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::Instant;
+
+use pin_project_lite::pin_project;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
+
+use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
+use crate::scope::{CURRENT, Shared};
+
+/// The handle of a task spawned into a [`Scope`](crate::Scope).
+///
+/// Awaiting it gives the Go-style tuple `(Option<Error>, Option<T>)`; [`result`](Task::result)
+/// gives a `Result` instead. The task started when it was spawned: awaiting only collects its
+/// outcome. Dropping the handle does not cancel the task — the scope owns it and ends it when
+/// the scope ends; [`cancel`](Task::cancel) ends just this one.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let scope = go_go_scope::Scope::new().unwrap();
+/// let task = scope.spawn(async { 2 + 2 });
+/// assert_eq!(task.id(), 1);
+/// assert_eq!(task.name(), "task-1");
+/// let (err, four) = task.await;
+/// assert!(err.is_none());
+/// assert_eq!(four, Some(4));
+/// scope.close().await.unwrap();
+/// # }
+/// ```
+#[must_use = "a task runs even if its handle is dropped; await it to get its outcome"]
+pub struct Task<T> {
+    state: State<T>,
+    index: u64,
+    name: Option<Cow<'static, str>>,
+}
+
+enum State<T> {
+    Running(JoinHandle<Result<T, Error>>),
+    /// Never ran (closed scope, cancelled scope, failing `before_task`).
+    Rejected(Option<Error>),
+    Taken,
+}
+
+impl<T> std::fmt::Debug for Task<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.index)
+            .field("name", &self.name())
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl<T> Task<T> {
+    pub(crate) fn rejected(error: Error, index: u64, name: Option<Cow<'static, str>>) -> Task<T> {
+        Task {
+            state: State::Rejected(Some(error)),
+            index,
+            name,
+        }
+    }
+
+    /// The task's 1-based number in its scope, in spawn order (hooks receive the same number).
+    /// A task rejected at spawn (closed scope) has number 0.
+    pub fn id(&self) -> u64 {
+        self.index
+    }
+
+    /// The task's name: the one it was given, or `task-<id>`.
+    pub fn name(&self) -> Cow<'_, str> {
+        match &self.name {
+            Some(name) => Cow::Borrowed(name),
+            None => Cow::Owned(format!("task-{}", self.index)),
+        }
+    }
+
+    /// True once the task has ended (or was never run).
+    pub fn is_finished(&self) -> bool {
+        match &self.state {
+            State::Running(handle) => handle.is_finished(),
+            State::Rejected(_) | State::Taken => true,
+        }
+    }
+
+    /// Cancels this task only; it resolves to [`Error::Cancelled`] with the reason
+    /// `"task cancelled"`. The rest of the scope is unaffected.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let scope = go_go_scope::Scope::new().unwrap();
+    /// let stuck = scope.spawn(std::future::pending::<()>());
+    /// let fine = scope.spawn(async { "ok" });
+    /// stuck.cancel();
+    /// assert!(stuck.await.0.unwrap().is_cancelled());
+    /// assert_eq!(fine.await.1, Some("ok"));
+    /// scope.close().await.unwrap();
+    /// # }
+    /// ```
+    pub fn cancel(&self) {
+        if let State::Running(handle) = &self.state {
+            handle.abort();
+        }
+    }
+
+    /// Waits for the task and returns its outcome as a `Result`, for use with `?`.
+    pub async fn result(self) -> Result<T, Error> {
+        into_result(self.await)
+    }
+}
+
+impl<T> Future for Task<T> {
+    type Output = Outcome<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
+        let result = match &mut self.state {
+            State::Running(handle) => match ready!(Pin::new(handle).poll(cx)) {
+                Ok(result) => result,
+                Err(join_error) if join_error.is_panic() => {
+                    Err(Error::from_panic(join_error.into_panic()))
+                }
+                Err(_) => Err(Error::cancelled("task cancelled")),
+            },
+            State::Rejected(error) => Err(error
+                .take()
+                .unwrap_or_else(|| Error::cancelled("task outcome already taken"))),
+            State::Taken => Err(Error::cancelled("task outcome already taken")),
+        };
+        self.state = State::Taken;
+        Poll::Ready(into_outcome(result))
+    }
+}
+
+pin_project! {
+    /// A body whose output is the task's value.
+    pub(crate) struct Plain<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Plain<F> {
+    pub(crate) fn new(future: F) -> Plain<F> {
+        Plain { future }
+    }
+}
+
+impl<F: Future> Future for Plain<F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().future.poll(cx).map(Ok)
+    }
+}
+
+pin_project! {
+    /// A body whose `Err` is the task's error.
+    pub(crate) struct Fallible<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> Fallible<F> {
+    pub(crate) fn new(future: F) -> Fallible<F> {
+        Fallible { future }
+    }
+}
+
+impl<F, T, E> Future for Fallible<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project()
+            .future
+            .poll(cx)
+            .map(|r| r.map_err(Error::from_task_error))
+    }
+}
+
+/// The task's concurrency permit, if its scope has a limit.
+enum Permit {
+    Unlimited,
+    Waiting(PollSemaphore),
+    Held(#[allow(dead_code)] OwnedSemaphorePermit),
+}
+
+pin_project! {
+    /// The future every task runs: permit, cancellation, panic containment, completion record.
+    ///
+    /// Field order is drop order: the body is dropped first, the permit released next, and the
+    /// record (which counts the task as ended) goes last, so a closing scope never sees a task
+    /// as ended while its body still exists.
+    struct TaskFuture<B> {
+        #[pin]
+        body: B,
+        #[pin]
+        cancel: Option<WaitForCancellationFutureOwned>,
+        permit: Permit,
+        record: Record,
+    }
+}
+
+impl<B, T> Future for TaskFuture<B>
+where
+    B: Future<Output = Result<T, Error>>,
+{
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if this.record.shared.is_cancelled() {
+            let error = this.record.shared.cancel_error();
+            return this.record.end(Err(error));
+        }
+        if let Permit::Waiting(semaphore) = this.permit {
+            match semaphore.poll_acquire(cx) {
+                Poll::Ready(Some(permit)) => *this.permit = Permit::Held(permit),
+                Poll::Ready(None) => return this.record.end(Err(Error::Closed)),
+                Poll::Pending => return this.record.watch_cancel(this.cancel, cx),
+            }
+        }
+        if this.record.started.is_none() && this.record.shared.timed {
+            this.record.started = Some(Instant::now());
+        }
+        match catch_unwind(AssertUnwindSafe(|| this.body.poll(cx))) {
+            Ok(Poll::Ready(result)) => this.record.end(result),
+            Err(payload) => this.record.end(Err(Error::from_panic(payload))),
+            Ok(Poll::Pending) => this.record.watch_cancel(this.cancel, cx),
+        }
+    }
+}
+
+/// What a task reports when it ends, and its place in the scope's live count.
+struct Record {
+    shared: Arc<Shared>,
+    index: u64,
+    /// Kept only when a hook will need it.
+    name: Option<Cow<'static, str>>,
+    started: Option<Instant>,
+    ended: bool,
+}
+
+impl Record {
+    fn end<T>(&mut self, result: Result<T, Error>) -> Poll<Result<T, Error>> {
+        self.report(result.as_ref().err());
+        Poll::Ready(result)
+    }
+
+    /// Registers for the scope's cancellation the first time the task waits. Later polls need
+    /// no registration: the waker of a spawned task never changes, and `poll` checks the
+    /// scope's reason (written before the token fires) first thing.
+    fn watch_cancel<T>(
+        &mut self,
+        mut cancel: Pin<&mut Option<WaitForCancellationFutureOwned>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, Error>> {
+        if cancel.is_none() {
+            cancel.set(Some(self.shared.token().clone().cancelled_owned()));
+            if let Some(waiter) = cancel.as_pin_mut()
+                && waiter.poll(cx).is_ready()
+            {
+                let error = self.shared.cancel_error();
+                return self.end(Err(error));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn report(&mut self, error: Option<&Error>) {
+        self.ended = true;
+        let duration = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.task_ended(error.is_none(), duration);
+        }
+        if let Some(hooks) = &self.shared.hooks {
+            let name = self
+                .name
+                .clone()
+                .unwrap_or_else(|| Cow::Owned(format!("task-{}", self.index)));
+            hooks.call_after_task(&name, duration, error);
+        }
+        if let Some(error) = error {
+            tracing::trace!(scope = %self.shared.name, task = self.index, %error, "task failed");
+        }
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if !self.ended {
+            // Dropped before finishing: aborted by `Task::cancel`, or the runtime shut down.
+            self.report(Some(&Error::cancelled("task cancelled")));
+        }
+        self.shared.task_exited();
+    }
+}
+
+/// Spawns `body` into the scope behind `shared`: the single entry point for every task.
+pub(crate) fn spawn_body<B, T>(
+    shared: &Arc<Shared>,
+    body: B,
+    name: Option<Cow<'static, str>>,
+) -> Task<T>
+where
+    B: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    let index = match shared.admit() {
+        Ok(index) => index,
+        Err(error) => return Task::rejected(error, 0, name),
+    };
+    let hook_name = match &shared.hooks {
+        Some(hooks) => {
+            let task_name = name
+                .clone()
+                .unwrap_or_else(|| Cow::Owned(format!("task-{index}")));
+            if let Err(error) = hooks.call_before_task(&task_name, index) {
+                shared.task_exited();
+                return Task::rejected(error, index, name);
+            }
+            Some(task_name)
+        }
+        None => None,
+    };
+    if let Some(metrics) = &shared.metrics {
+        metrics.task_spawned();
+    }
+    let permit = match &shared.limit {
+        None => Permit::Unlimited,
+        Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
+            Ok(permit) => Permit::Held(permit),
+            Err(_) => Permit::Waiting(PollSemaphore::new(Arc::clone(semaphore))),
+        },
+    };
+    tracing::trace!(scope = %shared.name, task = index, "task spawned");
+    let future = TaskFuture {
+        body,
+        cancel: None,
+        permit,
+        record: Record {
+            shared: Arc::clone(shared),
+            index,
+            name: hook_name,
+            started: None,
+            ended: false,
+        },
+    };
+    let handle = shared
+        .runtime
+        .spawn(CURRENT.scope(Arc::clone(shared), future));
+    Task {
+        state: State::Running(handle),
+        index,
+        name,
+    }
+}
