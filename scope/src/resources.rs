@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::FutureExt;
@@ -42,7 +43,24 @@ impl<E: Into<BoxError>> DisposeResult for Result<(), E> {
 #[derive(Default)]
 pub(crate) struct Resources {
     services: Mutex<Option<ServiceMap>>,
-    disposers: Mutex<Vec<Disposer>>,
+    has_services: AtomicBool,
+    disposers: Mutex<Disposers>,
+}
+
+#[derive(Default)]
+struct Disposers {
+    stack: Vec<Disposer>,
+    /// Set when disposal has finished; later registrations are handed back to run at once.
+    sealed: bool,
+}
+
+/// A cleanup registered after its scope finished disposing; the caller runs it right away.
+pub(crate) struct LateDisposer(Disposer);
+
+impl LateDisposer {
+    pub(crate) async fn run(self) -> Result<(), Error> {
+        (self.0)().await
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -56,6 +74,7 @@ impl Resources {
         lock(&self.services)
             .get_or_insert_with(HashMap::new)
             .insert(TypeId::of::<T>(), value);
+        self.has_services.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn service<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
@@ -80,15 +99,33 @@ impl Resources {
     }
 
     pub(crate) fn clear_services(&self) {
-        lock(&self.services).take();
+        if self.has_services.load(Ordering::Relaxed) {
+            lock(&self.services).take();
+        }
     }
 
-    pub(crate) fn push_disposer<F, Fut>(&self, f: F)
+    /// Registers a disposer, or hands it back if disposal already finished.
+    pub(crate) fn push_disposer<F, Fut>(&self, f: F) -> Result<(), LateDisposer>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
     {
-        lock(&self.disposers).push(Box::new(move || Box::pin(f())));
+        let disposer: Disposer = Box::new(move || Box::pin(f()));
+        let mut disposers = lock(&self.disposers);
+        if disposers.sealed {
+            return Err(LateDisposer(disposer));
+        }
+        disposers.stack.push(disposer);
+        Ok(())
+    }
+
+    /// Ends registration if nothing is registered; true when it did (nothing to dispose).
+    pub(crate) fn seal_if_empty(&self) -> bool {
+        let mut disposers = lock(&self.disposers);
+        if disposers.stack.is_empty() {
+            disposers.sealed = true;
+        }
+        disposers.sealed
     }
 
     /// Runs every disposer, last registered first, each awaited before the next. A disposer
@@ -102,7 +139,12 @@ impl Resources {
         let mut errors = Vec::new();
         let mut index = 0;
         loop {
-            let next = lock(&self.disposers).pop();
+            let next = {
+                let mut disposers = lock(&self.disposers);
+                let next = disposers.stack.pop();
+                disposers.sealed = next.is_none();
+                next
+            };
             let Some(disposer) = next else { break };
             index += 1;
             let result = match AssertUnwindSafe(async move { disposer().await })
@@ -123,7 +165,6 @@ impl Resources {
                 errors.push(error);
             }
         }
-        self.clear_services();
         if errors.is_empty() {
             Ok(())
         } else {

@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -90,7 +90,8 @@ enum Report {
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) name: Cow<'static, str>,
-    token: CancellationToken,
+    /// Created on first use: most short scopes never need one (see `Shared::token`).
+    token: OnceLock<CancellationToken>,
     cause: OnceLock<Cause>,
     state: AtomicU8,
     /// User handles (`Scope` values) alive.
@@ -100,6 +101,7 @@ pub(crate) struct Shared {
     /// Callers waiting for `live` to reach zero; tasks only notify when there are some.
     idle_watchers: AtomicUsize,
     idle: Notify,
+    close_watchers: AtomicUsize,
     closed: Notify,
     parent: Option<Arc<Shared>>,
     children: Mutex<Children>,
@@ -135,20 +137,45 @@ impl Shared {
         self.state.load(Ordering::SeqCst) == OPEN
     }
 
+    /// True once cancelled, or once closing started (a close cancels whatever is left).
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.cause.get().is_some()
+        self.cause.get().is_some() || !self.is_open()
     }
 
     /// The error a task of this scope resolves to once the scope is cancelled.
     pub(crate) fn cancel_error(&self) -> Error {
         match self.cause.get() {
             Some(cause) => cause.to_error(),
-            None => Error::cancelled("scope cancelled"),
+            None => Error::cancelled("scope closed"),
         }
     }
 
+    /// The scope's token, created on first use as a child of the parent's.
+    ///
+    /// Creating it races with `cancel_tree` setting the cause; each side writes its own cell,
+    /// issues a `SeqCst` fence, then reads the other's, so at least one of them sees both and
+    /// cancels the token.
     pub(crate) fn token(&self) -> &CancellationToken {
-        &self.token
+        if let Some(token) = self.token.get() {
+            return token;
+        }
+        let token = self.token.get_or_init(|| match &self.parent {
+            Some(parent) => parent.token().child_token(),
+            None => CancellationToken::new(),
+        });
+        fence(Ordering::SeqCst);
+        if self.is_cancelled() {
+            token.cancel();
+        }
+        token
+    }
+
+    /// Wakes everything waiting on the token, if anything ever asked for one.
+    fn fire_token(&self) {
+        fence(Ordering::SeqCst);
+        if let Some(token) = self.token.get() {
+            token.cancel();
+        }
     }
 
     /// Admits one task: counts it as live, then checks the scope still takes work. The order
@@ -202,7 +229,7 @@ impl Shared {
         for child in &children {
             child.cancel_tree(cause, report);
         }
-        self.token.cancel();
+        self.fire_token();
         if report == Report::Always || busy {
             tracing::debug!(scope = %self.name, reason = %cause.to_error(), "scope cancelled");
             if let Some(hooks) = &self.hooks {
@@ -220,33 +247,52 @@ impl Shared {
             .compare_exchange(OPEN, CLOSING, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
         {
-            loop {
-                let notified = self.closed.notified();
-                if self.state.load(Ordering::SeqCst) == CLOSED {
-                    return Ok(());
-                }
-                notified.await;
-            }
+            self.wait_closed().await;
+            return Ok(());
         }
+        let quiet = self.live_tasks() == 0
+            && self.timeout.is_none()
+            && lock(&self.children).by_id.is_empty()
+            && self.resources.seal_if_empty();
+        let result = if quiet {
+            // Nothing to cancel, wait for or dispose: wake whoever holds the token, if anyone.
+            self.fire_token();
+            Ok(())
+        } else {
+            // Boxed so that closing an empty scope (the common case) stays a small future.
+            Box::pin(self.close_busy()).await
+        };
+        self.finish_close();
+        result
+    }
+
+    async fn close_busy(self: &Arc<Self>) -> Result<(), Error> {
         self.cancel_tree(
             &Cause::Cancelled(Cow::Borrowed("scope closed")),
             Report::IfBusy,
         );
-        let children: Vec<Arc<Shared>> =
-            lock(&self.children).by_id.drain().map(|(_, c)| c).collect();
+        self.fire_token();
+        let children: Vec<Arc<Shared>> = lock(&self.children)
+            .by_id
+            .drain()
+            .map(|(_, child)| child)
+            .collect();
         for child in children {
             // A child's disposal failures are reported by the child itself.
-            let _ = Box::pin(child.close()).await;
+            let _ = child.close().await;
         }
         self.wait_idle().await;
         let timer = lock(&self.timer).take();
         if let Some(timer) = timer {
             let _ = timer.await;
         }
-        let result = self
-            .resources
+        self.resources
             .dispose_all(&self.name, self.hooks.as_ref(), self.metrics.as_ref())
-            .await;
+            .await
+    }
+
+    fn finish_close(&self) {
+        self.resources.clear_services();
         if let Some(created) = self.created {
             let _ = self.lifetime.set(created.elapsed());
         }
@@ -254,8 +300,21 @@ impl Shared {
             lock(&parent.children).by_id.remove(&self.id);
         }
         self.state.store(CLOSED, Ordering::SeqCst);
-        self.closed.notify_waiters();
-        result
+        if self.close_watchers.load(Ordering::SeqCst) > 0 {
+            self.closed.notify_waiters();
+        }
+    }
+
+    async fn wait_closed(&self) {
+        self.close_watchers.fetch_add(1, Ordering::SeqCst);
+        loop {
+            let notified = self.closed.notified();
+            if self.state.load(Ordering::SeqCst) == CLOSED {
+                break;
+            }
+            notified.await;
+        }
+        self.close_watchers.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Waits for every task to end on its own, then closes.
@@ -430,7 +489,7 @@ impl Scope {
         let outcome = tokio::select! {
             biased;
             value = body => Ok(value),
-            () = shared.token.cancelled() => Err(shared.cancel_error()),
+            () = shared.token().cancelled() => Err(shared.cancel_error()),
         };
         let closed = if shared.wait_on_exit && outcome.is_ok() {
             shared.join().await
@@ -612,12 +671,14 @@ impl Scope {
 
     /// The error that tasks of this scope get because it was cancelled, if it was.
     pub fn cancellation_error(&self) -> Option<Error> {
-        self.shared.cause.get().map(Cause::to_error)
+        self.shared
+            .is_cancelled()
+            .then(|| self.shared.cancel_error())
     }
 
     /// Waits until the scope is cancelled.
     pub async fn cancelled(&self) {
-        self.shared.token.cancelled().await
+        self.shared.token().cancelled().await
     }
 
     /// A token that is cancelled when this scope is, for APIs that take a
@@ -635,7 +696,7 @@ impl Scope {
     /// # }
     /// ```
     pub fn token(&self) -> CancellationToken {
-        self.shared.token.child_token()
+        self.shared.token().child_token()
     }
 
     /// The scope's name (default `"scope"`).
@@ -797,7 +858,22 @@ impl Scope {
         if let Some(metrics) = &self.shared.metrics {
             metrics.resource_registered();
         }
-        self.shared.resources.push_disposer(f);
+        if let Err(late) = self.shared.resources.push_disposer(f) {
+            // The scope already disposed everything: run this one now rather than never.
+            tracing::warn!(
+                scope = %self.shared.name,
+                "a disposer was registered after the scope closed; it runs immediately"
+            );
+            let hooks = self.shared.hooks.clone();
+            drop(self.shared.runtime.spawn(async move {
+                if let Err(error) = late.run().await {
+                    tracing::warn!(%error, "a late disposer failed");
+                    if let Some(hooks) = hooks {
+                        hooks.call_on_dispose(1, Some(&error));
+                    }
+                }
+            }));
+        }
     }
 
     /// The service of type `T` from this scope or the nearest ancestor that provides one.
@@ -877,7 +953,7 @@ impl Drop for CloseOnDrop {
 /// # }
 /// ```
 pub async fn cancelled() {
-    match CURRENT.try_with(|shared| shared.token.clone()) {
+    match CURRENT.try_with(|shared| shared.token().clone()) {
         Ok(token) => token.cancelled().await,
         Err(_) => std::future::pending().await,
     }
@@ -1030,20 +1106,17 @@ impl ScopeBuilder {
         let hooks = self.hooks.filter(|h| !h.is_empty());
         let metrics = self.metrics.then(MetricsCollector::new);
         let timed = metrics.is_some() || hooks.as_ref().is_some_and(|h| h.after_task.is_some());
-        let token = match &parent {
-            Some(p) => p.token.child_token(),
-            None => CancellationToken::new(),
-        };
         let shared = Arc::new(Shared {
             id: NEXT_SCOPE_ID.fetch_add(1, Ordering::Relaxed),
             name: self.name.unwrap_or(Cow::Borrowed("scope")),
-            token,
+            token: OnceLock::new(),
             cause: OnceLock::new(),
             state: AtomicU8::new(OPEN),
             handles: AtomicUsize::new(1),
             live: AtomicUsize::new(0),
             idle_watchers: AtomicUsize::new(0),
             idle: Notify::new(),
+            close_watchers: AtomicUsize::new(0),
             closed: Notify::new(),
             parent,
             children: Mutex::new(Children::default()),
@@ -1074,7 +1147,7 @@ impl ScopeBuilder {
         }
         if let Some(after) = shared.timeout {
             let weak = Arc::downgrade(&shared);
-            let token = shared.token.clone();
+            let token = shared.token().clone();
             let timer = shared.runtime.spawn(async move {
                 tokio::select! {
                     () = tokio::time::sleep(after) => {
