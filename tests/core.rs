@@ -882,3 +882,41 @@ async fn ten_thousand_tasks_leave_nothing_alive() {
     }
     assert_eq!(metrics.num_alive_tasks(), baseline);
 }
+
+// DL: waits on a concurrency permit are reported with the task's name and wait time.
+#[tokio::test(start_paused = true)]
+async fn deadlock_detection_reports_long_permit_waits() {
+    let reports: Arc<Mutex<Vec<Vec<(String, &'static str, Duration)>>>> = Arc::default();
+    let sink = reports.clone();
+    let s = Scope::builder()
+        .concurrency(1)
+        .deadlock_detection(Duration::from_millis(100), move |waiting| {
+            sink.lock()
+                .unwrap()
+                .push(waiting.iter().map(|w| (w.task.clone(), w.resource, w.waited)).collect())
+        })
+        .build()
+        .unwrap();
+    let holder = s.spawn(sleep(Duration::from_millis(500)));
+    let waiter = s.spawn(async {});
+    sleep(Duration::from_millis(90)).await;
+    assert!(reports.lock().unwrap().is_empty(), "not reported before the threshold");
+    sleep(Duration::from_millis(100)).await;
+    {
+        let reports = reports.lock().unwrap();
+        assert_eq!(reports.len(), 1);
+        let (task, resource, waited) = &reports[0][0];
+        assert_eq!((task.as_str(), *resource), ("task-2", "concurrency permit"));
+        assert!(*waited >= Duration::from_millis(100) && *waited <= Duration::from_millis(150));
+    }
+    // Reported once per crossing, not on every scan.
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(reports.lock().unwrap().len(), 1);
+    holder.await;
+    waiter.await;
+    s.close().await.unwrap();
+    assert!(matches!(
+        Scope::builder().deadlock_detection(Duration::ZERO, |_| {}).build(),
+        Err(Error::InvalidOption { option: "deadlock_detection", .. })
+    ));
+}

@@ -50,6 +50,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod context;
+mod deadlock;
 mod error;
 mod hooks;
 pub mod metrics;
@@ -60,6 +62,7 @@ mod task;
 #[doc(hidden)]
 pub mod __private;
 
+pub use deadlock::{WaitingTask, tracked_wait};
 pub use error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};
 pub use hooks::Hooks;
 pub use metrics::ScopeMetrics;

@@ -23,16 +23,13 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::context::{self, Ambient};
+use crate::deadlock::{Detector, WaitingTask};
 use crate::error::{BoxError, Error, TimeoutOrigin};
 use crate::hooks::Hooks;
 use crate::metrics::{MetricsCollector, ScopeMetrics};
 use crate::resources::{DisposeResult, Resources};
 use crate::task::{Fallible, Plain, Task};
-
-tokio::task_local! {
-    /// The ambient scope of the running task or `Scope::run` body.
-    pub(crate) static CURRENT: Arc<Shared>;
-}
 
 const OPEN: u8 = 0;
 const CLOSING: u8 = 1;
@@ -115,9 +112,11 @@ pub(crate) struct Shared {
     wait_on_exit: bool,
     /// Whether tasks measure their durations (someone reads them).
     pub(crate) timed: bool,
+    pub(crate) detector: Option<Arc<Detector>>,
     created: Option<Instant>,
     lifetime: OnceLock<Duration>,
-    timer: Mutex<Option<JoinHandle<()>>>,
+    /// The timeout timer and the deadlock watchdog; both end when the token fires.
+    background: Mutex<Vec<JoinHandle<()>>>,
     pub(crate) runtime: Handle,
 }
 
@@ -252,6 +251,7 @@ impl Shared {
         }
         let quiet = self.live_tasks() == 0
             && self.timeout.is_none()
+            && self.detector.is_none()
             && lock(&self.children).by_id.is_empty()
             && self.resources.seal_if_empty();
         let result = if quiet {
@@ -282,9 +282,9 @@ impl Shared {
             let _ = child.close().await;
         }
         self.wait_idle().await;
-        let timer = lock(&self.timer).take();
-        if let Some(timer) = timer {
-            let _ = timer.await;
+        let background = std::mem::take(&mut *lock(&self.background));
+        for handle in background {
+            let _ = handle.await;
         }
         self.resources
             .dispose_all(&self.name, self.hooks.as_ref(), self.metrics.as_ref())
@@ -485,7 +485,11 @@ impl Scope {
         let scope = builder.build()?;
         let guard = CloseOnDrop(Some(Arc::clone(&scope.shared)));
         let shared = Arc::clone(&scope.shared);
-        let body = CURRENT.scope(Arc::clone(&shared), body(scope.clone()));
+        let ambient = Ambient {
+            scope: Arc::clone(&shared),
+            task: None,
+        };
+        let body = context::enter(ambient, body(scope.clone()));
         let outcome = tokio::select! {
             biased;
             value = body => Ok(value),
@@ -534,9 +538,7 @@ impl Scope {
 
     /// The ambient scope, or `None` outside any scope.
     pub fn try_current() -> Option<Scope> {
-        CURRENT
-            .try_with(|shared| Scope::from_shared(Arc::clone(shared)))
-            .ok()
+        context::ambient_scope().map(Scope::from_shared)
     }
 
     /// Spawns `future` as a task of this scope; it starts running at once.
@@ -953,9 +955,9 @@ impl Drop for CloseOnDrop {
 /// # }
 /// ```
 pub async fn cancelled() {
-    match CURRENT.try_with(|shared| shared.token().clone()) {
-        Ok(token) => token.cancelled().await,
-        Err(_) => std::future::pending().await,
+    match context::with_ambient(|ambient| ambient.scope.token().clone()) {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -1001,7 +1003,10 @@ pub struct ScopeBuilder {
     hooks: Option<Hooks>,
     metrics: bool,
     wait: bool,
+    deadlock: Option<(Duration, Arc<DeadlockCallback>)>,
 }
+
+type DeadlockCallback = dyn Fn(&[WaitingTask]) + Send + Sync;
 
 impl std::fmt::Debug for ScopeBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1063,6 +1068,18 @@ impl ScopeBuilder {
         self
     }
 
+    /// Reports tasks that wait longer than `threshold` on a concurrency permit, a channel or a
+    /// pool: `on_deadlock` receives every task waiting longer than that, at most `threshold / 2`
+    /// after one crosses it (see [`WaitingTask`]). `threshold` must be greater than zero.
+    pub fn deadlock_detection(
+        mut self,
+        threshold: Duration,
+        on_deadlock: impl Fn(&[WaitingTask]) + Send + Sync + 'static,
+    ) -> Self {
+        self.deadlock = Some((threshold, Arc::new(on_deadlock)));
+        self
+    }
+
     /// For [`Scope::run`]: when the body ends, wait for outstanding tasks to finish instead of
     /// cancelling them.
     pub fn wait(mut self, enabled: bool) -> Self {
@@ -1088,6 +1105,12 @@ impl ScopeBuilder {
                 "must be at least 1; leave it unset for no limit",
             ));
         }
+        if self.deadlock.as_ref().is_some_and(|(t, _)| t.is_zero()) {
+            return Err(Error::invalid(
+                "deadlock_detection",
+                "the threshold must be greater than zero",
+            ));
+        }
         if self.timeout == Some(Duration::ZERO) {
             return Err(Error::invalid(
                 "timeout",
@@ -1096,7 +1119,7 @@ impl ScopeBuilder {
         }
         let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let parent = match self.parent {
-            ParentChoice::Ambient => CURRENT.try_with(Arc::clone).ok(),
+            ParentChoice::Ambient => context::ambient_scope(),
             ParentChoice::Explicit(scope) => Some(Arc::clone(&scope.shared)),
             ParentChoice::Detached => None,
         };
@@ -1129,9 +1152,12 @@ impl ScopeBuilder {
             timeout: self.timeout,
             wait_on_exit: self.wait,
             timed,
+            detector: self
+                .deadlock
+                .map(|(threshold, callback)| Arc::new(Detector::new(threshold, callback))),
             created: timed.then(Instant::now),
             lifetime: OnceLock::new(),
-            timer: Mutex::new(None),
+            background: Mutex::new(Vec::new()),
             runtime,
         });
         if let Some(parent) = &shared.parent {
@@ -1159,7 +1185,12 @@ impl ScopeBuilder {
                     () = token.cancelled() => {}
                 }
             });
-            *lock(&shared.timer) = Some(timer);
+            lock(&shared.background).push(timer);
+        }
+        if let Some(detector) = &shared.detector {
+            let watchdog = Arc::clone(detector).watch(shared.token().clone());
+            let handle = shared.runtime.spawn(watchdog);
+            lock(&shared.background).push(handle);
         }
         Ok(Scope { shared })
     }

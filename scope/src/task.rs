@@ -21,7 +21,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 
 use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
-use crate::scope::{CURRENT, Shared};
+use crate::context::{self, Ambient, TaskIdent};
+use crate::deadlock::WaitGuard;
+use crate::scope::Shared;
 
 /// The handle of a task spawned into a [`Scope`](crate::Scope).
 ///
@@ -201,7 +203,9 @@ where
 /// The task's concurrency permit, if its scope has a limit.
 enum Permit {
     Unlimited,
-    Waiting(PollSemaphore),
+    /// Waiting; the guard keeps the wait registered with the deadlock detector (if the scope
+    /// has one) until the permit arrives or the task is dropped.
+    Waiting(PollSemaphore, #[allow(dead_code)] Option<WaitGuard>),
     Held(#[allow(dead_code)] OwnedSemaphorePermit),
 }
 
@@ -233,7 +237,7 @@ where
             let error = this.record.shared.cancel_error();
             return this.record.end(Err(error));
         }
-        if let Permit::Waiting(semaphore) = this.permit {
+        if let Permit::Waiting(semaphore, _) = this.permit {
             match semaphore.poll_acquire(cx) {
                 Poll::Ready(Some(permit)) => *this.permit = Permit::Held(permit),
                 Poll::Ready(None) => return this.record.end(Err(Error::Closed)),
@@ -350,7 +354,15 @@ where
         None => Permit::Unlimited,
         Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
             Ok(permit) => Permit::Held(permit),
-            Err(_) => Permit::Waiting(PollSemaphore::new(Arc::clone(semaphore))),
+            Err(_) => Permit::Waiting(
+                PollSemaphore::new(Arc::clone(semaphore)),
+                shared.detector.as_ref().map(|detector| {
+                    let task = name
+                        .as_deref()
+                        .map_or_else(|| format!("task-{index}"), str::to_owned);
+                    detector.register(task, "concurrency permit")
+                }),
+            ),
         },
     };
     tracing::trace!(scope = %shared.name, task = index, "task spawned");
@@ -366,9 +378,14 @@ where
             ended: false,
         },
     };
-    let handle = shared
-        .runtime
-        .spawn(CURRENT.scope(Arc::clone(shared), future));
+    let ambient = Ambient {
+        scope: Arc::clone(shared),
+        task: Some(TaskIdent {
+            index,
+            name: name.clone(),
+        }),
+    };
+    let handle = shared.runtime.spawn(context::enter(ambient, future));
     Task {
         state: State::Running(handle),
         index,
