@@ -891,16 +891,22 @@ async fn deadlock_detection_reports_long_permit_waits() {
     let s = Scope::builder()
         .concurrency(1)
         .deadlock_detection(Duration::from_millis(100), move |waiting| {
-            sink.lock()
-                .unwrap()
-                .push(waiting.iter().map(|w| (w.task.clone(), w.resource, w.waited)).collect())
+            sink.lock().unwrap().push(
+                waiting
+                    .iter()
+                    .map(|w| (w.task.clone(), w.resource, w.waited))
+                    .collect(),
+            )
         })
         .build()
         .unwrap();
     let holder = s.spawn(sleep(Duration::from_millis(500)));
     let waiter = s.spawn(async {});
     sleep(Duration::from_millis(90)).await;
-    assert!(reports.lock().unwrap().is_empty(), "not reported before the threshold");
+    assert!(
+        reports.lock().unwrap().is_empty(),
+        "not reported before the threshold"
+    );
     sleep(Duration::from_millis(100)).await;
     {
         let reports = reports.lock().unwrap();
@@ -909,14 +915,23 @@ async fn deadlock_detection_reports_long_permit_waits() {
         assert_eq!((task.as_str(), *resource), ("task-2", "concurrency permit"));
         assert!(*waited >= Duration::from_millis(100) && *waited <= Duration::from_millis(150));
     }
-    // Reported once per crossing, not on every scan.
-    sleep(Duration::from_millis(200)).await;
-    assert_eq!(reports.lock().unwrap().len(), 1);
+    // DL-01: reported at every check (every 50 ms) while the wait lasts, with the growing time.
+    sleep(Duration::from_millis(100)).await;
+    {
+        let reports = reports.lock().unwrap();
+        assert_eq!(reports.len(), 3);
+        assert!(reports[2][0].2 > reports[1][0].2);
+    }
     holder.await;
     waiter.await;
     s.close().await.unwrap();
     assert!(matches!(
-        Scope::builder().deadlock_detection(Duration::ZERO, |_| {}).build(),
-        Err(Error::InvalidOption { option: "deadlock_detection", .. })
+        Scope::builder()
+            .deadlock_detection(Duration::ZERO, |_| {})
+            .build(),
+        Err(Error::InvalidOption {
+            option: "deadlock_detection",
+            ..
+        })
     ));
 }

@@ -3,9 +3,10 @@
 //!
 //! Every wait point of the crate registers the waiting task with its scope's detector (when the
 //! scope has one) for as long as it waits. A watchdog task checks the registrations every
-//! `threshold / 2` and calls the scope's callback with every task that has waited longer than
-//! the threshold, whenever at least one of them crossed it since the last report. A wait is
-//! therefore reported between 1× and 1.5× the threshold after it began.
+//! `min(threshold / 2, 5 s)` and, at every check where some task has waited longer than the
+//! threshold, calls the scope's callback with all such tasks (longest wait first). A wait is
+//! first reported between 1× and 1.5× the threshold after it began, then at every check until
+//! it ends.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -70,7 +71,6 @@ struct Wait {
     task: String,
     resource: &'static str,
     since: Instant,
-    reported: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -96,7 +96,6 @@ impl Detector {
                 task,
                 resource,
                 since: Instant::now(),
-                reported: false,
             },
         );
         WaitGuard {
@@ -107,7 +106,7 @@ impl Detector {
 
     /// The watchdog: scans until the scope is cancelled.
     pub(crate) async fn watch(self: Arc<Self>, cancelled: CancellationToken) {
-        let period = (self.threshold / 2).max(Duration::from_millis(1));
+        let period = (self.threshold / 2).clamp(Duration::from_millis(1), Duration::from_secs(5));
         let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
         loop {
             tokio::select! {
@@ -119,24 +118,18 @@ impl Detector {
 
     fn scan(&self) {
         let now = Instant::now();
-        let mut fresh = false;
         let mut overdue: Vec<WaitingTask> = Vec::new();
-        {
-            let mut waits = lock(&self.waits);
-            for wait in waits.values_mut() {
-                let waited = now.saturating_duration_since(wait.since);
-                if waited >= self.threshold {
-                    fresh |= !wait.reported;
-                    wait.reported = true;
-                    overdue.push(WaitingTask {
-                        task: wait.task.clone(),
-                        resource: wait.resource,
-                        waited,
-                    });
-                }
+        for wait in lock(&self.waits).values() {
+            let waited = now.saturating_duration_since(wait.since);
+            if waited > self.threshold {
+                overdue.push(WaitingTask {
+                    task: wait.task.clone(),
+                    resource: wait.resource,
+                    waited,
+                });
             }
         }
-        if fresh {
+        if !overdue.is_empty() {
             overdue.sort_by(|a, b| b.waited.cmp(&a.waited));
             tracing::warn!(
                 waiting = overdue.len(),

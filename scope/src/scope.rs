@@ -1069,8 +1069,9 @@ impl ScopeBuilder {
     }
 
     /// Reports tasks that wait longer than `threshold` on a concurrency permit, a channel or a
-    /// pool: `on_deadlock` receives every task waiting longer than that, at most `threshold / 2`
-    /// after one crosses it (see [`WaitingTask`]). `threshold` must be greater than zero.
+    /// pool: a watchdog checks every `min(threshold / 2, 5 s)` and, while any task has waited
+    /// longer than `threshold`, calls `on_deadlock` with all of them (see [`WaitingTask`]).
+    /// `threshold` must be greater than zero.
     pub fn deadlock_detection(
         mut self,
         threshold: Duration,
