@@ -50,25 +50,33 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod circuit_breaker;
 mod context;
 mod deadlock;
 mod error;
 mod hooks;
 pub mod metrics;
+mod profiler;
 mod resources;
+mod retry;
 mod scope;
 mod task;
+mod task_builder;
 
 #[doc(hidden)]
 pub mod __private;
 
+pub use circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
 pub use deadlock::{WaitingTask, tracked_wait};
 pub use error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};
 pub use hooks::Hooks;
 pub use metrics::ScopeMetrics;
+pub use profiler::{KEPT_PROFILES, ProfileReport, ProfileStatistics, TaskProfile};
 pub use resources::DisposeResult;
+pub use retry::Retry;
 pub use scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
 pub use task::Task;
+pub use task_builder::{Attempts, Factory, Once, TaskBuilder};
 
 /// Re-exported so users can name the token type [`Scope::token`] returns.
 pub use tokio_util::sync::CancellationToken;

@@ -23,13 +23,16 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::circuit_breaker::CircuitBreaker;
 use crate::context::{self, Ambient};
 use crate::deadlock::{Detector, WaitingTask};
 use crate::error::{BoxError, Error, TimeoutOrigin};
 use crate::hooks::Hooks;
 use crate::metrics::{MetricsCollector, ScopeMetrics};
+use crate::profiler::{ProfileReport, Profiler};
 use crate::resources::{DisposeResult, Resources};
-use crate::task::{Fallible, Plain, Task};
+use crate::retry::Retry;
+use crate::task::{Fallible, Plain, Task, TaskSpec, spawn_body};
 
 const OPEN: u8 = 0;
 const CLOSING: u8 = 1;
@@ -107,12 +110,15 @@ pub(crate) struct Shared {
     pub(crate) hooks: Option<Hooks>,
     pub(crate) metrics: Option<MetricsCollector>,
     pub(crate) limit: Option<Arc<Semaphore>>,
+    pub(crate) breaker: Option<CircuitBreaker>,
+    pub(crate) default_retry: Option<Retry>,
     concurrency: Option<usize>,
     timeout: Option<Duration>,
     wait_on_exit: bool,
     /// Whether tasks measure their durations (someone reads them).
     pub(crate) timed: bool,
     pub(crate) detector: Option<Arc<Detector>>,
+    pub(crate) profiler: Option<Profiler>,
     created: Option<Instant>,
     lifetime: OnceLock<Duration>,
     /// The timeout timer and the deadlock watchdog; both end when the token fires.
@@ -417,6 +423,10 @@ impl std::fmt::Debug for Scope {
 }
 
 impl Scope {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Scope {
         shared.handles.fetch_add(1, Ordering::Relaxed);
         Scope { shared }
@@ -566,7 +576,10 @@ impl Scope {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        crate::task::spawn_body(&self.shared, Plain::new(future), None)
+        if self.shared.breaker.is_some() {
+            return self.task_once(Plain::new(future)).spawn();
+        }
+        spawn_body(&self.shared, Plain::new(future), TaskSpec::plain())
     }
 
     /// Spawns a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error
@@ -590,7 +603,10 @@ impl Scope {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        crate::task::spawn_body(&self.shared, Fallible::new(future), None)
+        if self.shared.breaker.is_some() {
+            return self.task_once(future).spawn();
+        }
+        spawn_body(&self.shared, Fallible::new(future), TaskSpec::plain())
     }
 
     /// Cancels outstanding tasks, waits until every task and child scope has ended, then runs
@@ -904,6 +920,19 @@ impl Scope {
         })
     }
 
+    /// The profile of this scope's tasks, or `None` unless it was built with
+    /// [`profiler(true)`](ScopeBuilder::profiler).
+    pub fn profile_report(&self) -> Option<ProfileReport> {
+        self.shared.profiler.as_ref().map(Profiler::report)
+    }
+
+    /// Forgets the profiles recorded so far (no effect without a profiler).
+    pub fn clear_profile(&self) {
+        if let Some(profiler) = &self.shared.profiler {
+            profiler.clear();
+        }
+    }
+
     /// A snapshot of the scope's metrics, or `None` unless it was built with
     /// [`metrics(true)`](ScopeBuilder::metrics).
     pub fn metrics(&self) -> Option<ScopeMetrics> {
@@ -1004,6 +1033,9 @@ pub struct ScopeBuilder {
     metrics: bool,
     wait: bool,
     deadlock: Option<(Duration, Arc<DeadlockCallback>)>,
+    breaker: Option<CircuitBreaker>,
+    retry: Option<Retry>,
+    profiler: bool,
 }
 
 type DeadlockCallback = dyn Fn(&[WaitingTask]) + Send + Sync;
@@ -1052,6 +1084,25 @@ impl ScopeBuilder {
     /// Makes the scope a root even when built inside another scope's code.
     pub fn detached(mut self) -> Self {
         self.parent = ParentChoice::Detached;
+        self
+    }
+
+    /// Sends every task of this scope (and of its child scopes, unless they set their own)
+    /// through `breaker`; see [`CircuitBreaker`].
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// The retry policy of tasks built with [`Scope::task`] that set none themselves.
+    pub fn retry(mut self, retry: impl Into<Retry>) -> Self {
+        self.retry = Some(retry.into());
+        self
+    }
+
+    /// Records where each task's time goes; read it with [`Scope::profile_report`].
+    pub fn profiler(mut self, enabled: bool) -> Self {
+        self.profiler = enabled;
         self
     }
 
@@ -1127,9 +1178,14 @@ impl ScopeBuilder {
         let concurrency = self
             .concurrency
             .or_else(|| parent.as_ref().and_then(|p| p.concurrency));
+        let breaker = self
+            .breaker
+            .or_else(|| parent.as_ref().and_then(|p| p.breaker.clone()));
         let hooks = self.hooks.filter(|h| !h.is_empty());
         let metrics = self.metrics.then(MetricsCollector::new);
-        let timed = metrics.is_some() || hooks.as_ref().is_some_and(|h| h.after_task.is_some());
+        let timed = metrics.is_some()
+            || self.profiler
+            || hooks.as_ref().is_some_and(|h| h.after_task.is_some());
         let shared = Arc::new(Shared {
             id: NEXT_SCOPE_ID.fetch_add(1, Ordering::Relaxed),
             name: self.name.unwrap_or(Cow::Borrowed("scope")),
@@ -1149,6 +1205,8 @@ impl ScopeBuilder {
             hooks,
             metrics,
             limit: concurrency.map(|n| Arc::new(Semaphore::new(n))),
+            breaker,
+            default_retry: self.retry,
             concurrency,
             timeout: self.timeout,
             wait_on_exit: self.wait,
@@ -1156,6 +1214,7 @@ impl ScopeBuilder {
             detector: self
                 .deadlock
                 .map(|(threshold, callback)| Arc::new(Detector::new(threshold, callback))),
+            profiler: self.profiler.then(Profiler::default),
             created: timed.then(Instant::now),
             lifetime: OnceLock::new(),
             background: Mutex::new(Vec::new()),

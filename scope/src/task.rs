@@ -23,7 +23,9 @@ use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 use crate::context::{self, Ambient, TaskIdent};
 use crate::deadlock::WaitGuard;
 use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
+use crate::profiler::TaskProfile;
 use crate::scope::Shared;
+use crate::task_builder::RunStats;
 
 /// The handle of a task spawned into a [`Scope`](crate::Scope).
 ///
@@ -262,6 +264,9 @@ struct Record {
     /// Kept only when a hook will need it.
     name: Option<Cow<'static, str>>,
     started: Option<Instant>,
+    /// Set only when the scope profiles.
+    spawned: Option<Instant>,
+    stats: Option<Arc<RunStats>>,
     ended: bool,
 }
 
@@ -293,7 +298,12 @@ impl Record {
 
     fn report(&mut self, error: Option<&Error>) {
         self.ended = true;
-        let duration = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+        // from when the body started, after any wait for a permit or the breaker.
+        let started = match &self.stats {
+            Some(stats) => stats.started(),
+            None => self.started,
+        };
+        let duration = started.map_or(Duration::ZERO, |s| s.elapsed());
         if let Some(metrics) = &self.shared.metrics {
             metrics.task_ended(error.is_none(), duration);
         }
@@ -304,9 +314,47 @@ impl Record {
                 .unwrap_or_else(|| Cow::Owned(format!("task-{}", self.index)));
             hooks.call_after_task(&name, duration, error);
         }
+        if let Some(profiler) = &self.shared.profiler {
+            profiler.record(self.profile(error.is_none(), started, duration));
+        }
         if let Some(error) = error {
             tracing::trace!(scope = %self.shared.name, task = self.index, %error, "task failed");
         }
+    }
+
+    fn profile(&self, succeeded: bool, started: Option<Instant>, ran: Duration) -> TaskProfile {
+        let total = self.spawned.map_or(Duration::ZERO, |s| s.elapsed());
+        let name = self
+            .name
+            .as_deref()
+            .map_or_else(|| format!("task-{}", self.index), str::to_owned);
+        let mut profile = TaskProfile {
+            name,
+            index: self.index,
+            succeeded,
+            total,
+            ..TaskProfile::default()
+        };
+        match &self.stats {
+            Some(stats) => {
+                let stages = stats.take_stages();
+                profile.circuit_breaker = stages.circuit_breaker;
+                profile.permit_wait = stats.permit_wait();
+                profile.attempts = stages.attempts;
+                profile.retry_delays = stages.retry_delays;
+                profile.retry_attempts = stats.retries();
+            }
+            None => {
+                profile.permit_wait = match (self.spawned, started) {
+                    (Some(spawned), Some(started)) => started.saturating_duration_since(spawned),
+                    _ => Duration::ZERO,
+                };
+                if started.is_some() {
+                    profile.attempts = vec![ran];
+                }
+            }
+        }
+        profile
     }
 }
 
@@ -320,16 +368,37 @@ impl Drop for Record {
     }
 }
 
+/// How a task is to be run, besides its body.
+pub(crate) struct TaskSpec {
+    pub(crate) name: Option<Cow<'static, str>>,
+    /// The body takes its own concurrency permits (one per attempt) instead of the wrapper
+    /// taking one for the task's whole life.
+    pub(crate) permit_in_body: bool,
+    /// Filled in by an attempt loop; read when the task ends.
+    pub(crate) stats: Option<Arc<RunStats>>,
+}
+
+impl TaskSpec {
+    pub(crate) fn plain() -> TaskSpec {
+        TaskSpec {
+            name: None,
+            permit_in_body: false,
+            stats: None,
+        }
+    }
+}
+
 /// Spawns `body` into the scope behind `shared`: the single entry point for every task.
-pub(crate) fn spawn_body<B, T>(
-    shared: &Arc<Shared>,
-    body: B,
-    name: Option<Cow<'static, str>>,
-) -> Task<T>
+pub(crate) fn spawn_body<B, T>(shared: &Arc<Shared>, body: B, spec: TaskSpec) -> Task<T>
 where
     B: Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,
 {
+    let TaskSpec {
+        name,
+        permit_in_body,
+        stats,
+    } = spec;
     let index = match shared.admit() {
         Ok(index) => index,
         Err(error) => return Task::rejected(error, 0, name),
@@ -351,6 +420,7 @@ where
         metrics.task_spawned();
     }
     let permit = match &shared.limit {
+        _ if permit_in_body => Permit::Unlimited,
         None => Permit::Unlimited,
         Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
             Ok(permit) => Permit::Held(permit),
@@ -375,6 +445,8 @@ where
             index,
             name: hook_name,
             started: None,
+            spawned: shared.profiler.as_ref().map(|_| Instant::now()),
+            stats,
             ended: false,
         },
     };

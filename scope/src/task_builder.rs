@@ -1,0 +1,454 @@
+//! [`TaskBuilder`]: a task with options — a name, a per-attempt timeout, retries, a cleanup —
+//! and the attempt loop that runs it.
+//!
+//! Order of a task's stages, each attempt: wait for a concurrency permit (released again during
+//! retry delays, so other tasks run meanwhile) → ask the circuit breaker → run the attempt
+//! under its timeout → report the outcome to the breaker → on failure, retry per the policy.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use crate::deadlock::begin_wait;
+use crate::error::{BoxError, Error, TimeoutOrigin};
+use crate::resources::DisposeResult;
+use crate::retry::Retry;
+use crate::scope::{Scope, Shared};
+use crate::task::{Task, TaskSpec, spawn_body};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Where a task's attempts come from: a factory called once per attempt, or a single future.
+///
+/// Implemented by [`Factory`] and [`Once`]; not implementable outside this crate.
+pub trait Attempts: sealed::Sealed + Send + 'static {
+    /// The task's value.
+    type Output: Send + 'static;
+    /// The attempt's own error type.
+    type Error: Into<BoxError>;
+    /// One attempt.
+    type Future: Future<Output = Result<Self::Output, Self::Error>> + Send + 'static;
+
+    /// Produces attempt number `attempt` (1-based), or `None` if no more can be made.
+    fn next_attempt(&mut self, attempt: u32) -> Option<Self::Future>;
+}
+
+/// Attempts made by calling a closure, once per attempt; see [`Scope::task`].
+pub struct Factory<F>(F);
+
+/// A single attempt from a future that already exists; see [`Scope::task_once`].
+pub struct Once<Fut>(Option<Fut>);
+
+impl<F> sealed::Sealed for Factory<F> {}
+impl<Fut> sealed::Sealed for Once<Fut> {}
+
+impl<F, Fut, T, E> Attempts for Factory<F>
+where
+    F: FnMut(u32) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Into<BoxError>,
+{
+    type Output = T;
+    type Error = E;
+    type Future = Fut;
+
+    fn next_attempt(&mut self, attempt: u32) -> Option<Fut> {
+        Some((self.0)(attempt))
+    }
+}
+
+impl<Fut, T, E> Attempts for Once<Fut>
+where
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: Into<BoxError>,
+{
+    type Output = T;
+    type Error = E;
+    type Future = Fut;
+
+    fn next_attempt(&mut self, _attempt: u32) -> Option<Fut> {
+        self.0.take()
+    }
+}
+
+type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>> + Send>;
+
+/// Configures one task before spawning it; see [`Scope::task`] and [`Scope::task_once`].
+///
+/// ```
+/// use std::time::Duration;
+/// use go_go_scope::{Retry, Scope};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let scope = Scope::new().unwrap();
+/// let task = scope
+///     .task(|attempt| async move {
+///         if attempt < 3 { Err(format!("attempt {attempt} failed")) } else { Ok("third time lucky") }
+///     })
+///     .name("flaky-call")
+///     .timeout(Duration::from_secs(2))
+///     .retry(Retry::exponential(5, Duration::from_millis(100)))
+///     .spawn();
+/// assert_eq!(task.name(), "flaky-call");
+/// assert_eq!(task.result().await.unwrap(), "third time lucky");
+/// scope.close().await.unwrap();
+/// # }
+/// ```
+#[must_use = "a task builder does nothing until .spawn()"]
+pub struct TaskBuilder<S> {
+    shared: Arc<Shared>,
+    attempts: S,
+    name: Option<Cow<'static, str>>,
+    timeout: Option<Duration>,
+    retry: Option<Retry>,
+    cleanup: Option<Cleanup>,
+}
+
+impl<S> fmt::Debug for TaskBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskBuilder")
+            .field("name", &self.name)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("cleanup", &self.cleanup.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> TaskBuilder<S> {
+    /// The task's name, used by hooks, spans, metrics and errors (default `task-<n>`).
+    pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Bounds each attempt: when `after` elapses the attempt's future is dropped and the attempt
+    /// fails with [`Error::Timeout`] (which is retried like any error). The scope's own timeout
+    /// still bounds the whole task; whichever is earlier fires. Must be greater than zero.
+    pub fn timeout(mut self, after: Duration) -> Self {
+        self.timeout = Some(after);
+        self
+    }
+
+    /// Registers `cleanup` to run when the scope closes (with the scope's other disposers,
+    /// last-registered-first), not when the task ends.
+    pub fn on_cleanup<F, Fut>(mut self, cleanup: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: DisposeResult,
+    {
+        self.cleanup = Some(Box::new(move || {
+            Box::pin(async move { cleanup().await.into_dispose_result() })
+        }));
+        self
+    }
+}
+
+impl<F> TaskBuilder<Factory<F>> {
+    /// Retries failed attempts: a number of retries (`3`), or a [`Retry`] policy. Without this
+    /// call the scope's default retry applies, if it has one.
+    pub fn retry(mut self, retry: impl Into<Retry>) -> Self {
+        self.retry = Some(retry.into());
+        self
+    }
+
+    /// Retries only the errors for which `predicate` is true (applies to the task's retry
+    /// policy, or to the scope's default one).
+    pub fn retry_if(mut self, predicate: impl Fn(&Error) -> bool + Send + Sync + 'static) -> Self {
+        self.retry = Some(self.policy().retry_if(predicate));
+        self
+    }
+
+    /// Called before each retry with the error and the 1-based retry number.
+    pub fn on_retry(mut self, callback: impl Fn(&Error, u32) + Send + Sync + 'static) -> Self {
+        self.retry = Some(self.policy().on_retry(callback));
+        self
+    }
+
+    fn policy(&mut self) -> Retry {
+        self.retry
+            .take()
+            .or_else(|| self.shared.default_retry.clone())
+            .unwrap_or_else(|| Retry::new(0))
+    }
+}
+
+impl<S: Attempts> TaskBuilder<S> {
+    /// Spawns the task; it starts at once. Invalid options (a zero timeout) make the task fail
+    /// with [`Error::InvalidOption`] without running.
+    pub fn spawn(self) -> Task<S::Output> {
+        if self.timeout == Some(Duration::ZERO) {
+            return Task::rejected(
+                Error::invalid(
+                    "timeout",
+                    "must be greater than zero; leave it unset for none",
+                ),
+                0,
+                self.name,
+            );
+        }
+        if let Some(cleanup) = self.cleanup {
+            Scope::from_shared(Arc::clone(&self.shared)).defer(cleanup);
+        }
+        let retry = self.retry.or_else(|| self.shared.default_retry.clone());
+        let stats = Arc::new(RunStats::new(self.shared.profiler.is_some()));
+        let plan = Plan {
+            timeout: self.timeout,
+            retry,
+            name: self.name.clone(),
+            stats: Arc::clone(&stats),
+        };
+        let body = run_attempts(Arc::clone(&self.shared), self.attempts, plan);
+        spawn_body(
+            &self.shared,
+            body,
+            TaskSpec {
+                name: self.name,
+                permit_in_body: true,
+                stats: Some(stats),
+            },
+        )
+    }
+}
+
+impl Scope {
+    /// Starts building a task whose attempts come from `factory`, called with the 1-based
+    /// attempt number; each call's future is one attempt, so a retried task really starts
+    /// over.
+    ///
+    /// The future must return `Result<T, E>`; the task's value is `T` and `Err(e)` fails the
+    /// attempt. See [`TaskBuilder`] for the options.
+    pub fn task<F, Fut, T, E>(&self, factory: F) -> TaskBuilder<Factory<F>>
+    where
+        F: FnMut(u32) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.builder_for(Factory(factory))
+    }
+
+    /// Starts building a task from a future that already exists. It can have a name, a timeout
+    /// and a cleanup, but no retry (a future cannot be re-run; use [`Scope::task`] with a
+    /// factory for that).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use go_go_scope::{Error, Scope};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let scope = Scope::new().unwrap();
+    /// let slow = scope
+    ///     .task_once(async {
+    ///         tokio::time::sleep(Duration::from_secs(60)).await;
+    ///         Ok::<_, Error>(())
+    ///     })
+    ///     .name("slow")
+    ///     .timeout(Duration::from_millis(20))
+    ///     .spawn();
+    /// let (err, _) = slow.await;
+    /// assert_eq!(err.unwrap().to_string(), "task `slow` timed out after 20ms");
+    /// scope.close().await.unwrap();
+    /// # }
+    /// ```
+    pub fn task_once<Fut, T, E>(&self, future: Fut) -> TaskBuilder<Once<Fut>>
+    where
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Into<BoxError>,
+    {
+        self.builder_for(Once(Some(future)))
+    }
+
+    fn builder_for<S>(&self, attempts: S) -> TaskBuilder<S> {
+        TaskBuilder {
+            shared: Arc::clone(self.shared()),
+            attempts,
+            name: None,
+            timeout: None,
+            retry: None,
+            cleanup: None,
+        }
+    }
+}
+
+/// What a task's attempts did, for its completion record (durations, spans, profiler).
+#[derive(Default)]
+pub(crate) struct RunStats {
+    /// When the first attempt began (after its permit and breaker check).
+    started: OnceLock<Instant>,
+    retries: AtomicU32,
+    permit_wait_nanos: AtomicU64,
+    /// Per-stage timings, kept only when the scope profiles.
+    stages: Option<Mutex<Stages>>,
+}
+
+/// The stage timings the profiler reports.
+#[derive(Default)]
+pub(crate) struct Stages {
+    pub(crate) circuit_breaker: Duration,
+    pub(crate) attempts: Vec<Duration>,
+    pub(crate) retry_delays: Vec<Duration>,
+}
+
+impl RunStats {
+    fn new(profiling: bool) -> RunStats {
+        RunStats {
+            stages: profiling.then(Mutex::default),
+            ..RunStats::default()
+        }
+    }
+
+    fn stage(&self, f: impl FnOnce(&mut Stages)) {
+        if let Some(stages) = &self.stages {
+            f(&mut stages
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()));
+        }
+    }
+
+    pub(crate) fn take_stages(&self) -> Stages {
+        match &self.stages {
+            Some(stages) => std::mem::take(
+                &mut *stages
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            ),
+            None => Stages::default(),
+        }
+    }
+
+    pub(crate) fn started(&self) -> Option<Instant> {
+        self.started.get().copied()
+    }
+
+    pub(crate) fn retries(&self) -> u32 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn permit_wait(&self) -> Duration {
+        Duration::from_nanos(self.permit_wait_nanos.load(Ordering::Relaxed))
+    }
+}
+
+struct Plan {
+    timeout: Option<Duration>,
+    retry: Option<Retry>,
+    name: Option<Cow<'static, str>>,
+    stats: Arc<RunStats>,
+}
+
+impl Plan {
+    fn timeout_error(&self, after: Duration) -> Error {
+        Error::Timeout {
+            after,
+            scope_or_task: TimeoutOrigin::Task(self.name.clone().unwrap_or(Cow::Borrowed("task"))),
+        }
+    }
+}
+
+/// Waits for a concurrency permit if the scope has a limit, visible to deadlock detection.
+async fn acquire_permit(
+    shared: &Shared,
+    stats: &RunStats,
+) -> Result<Option<OwnedSemaphorePermit>, Error> {
+    let Some(semaphore) = &shared.limit else {
+        return Ok(None);
+    };
+    if let Ok(permit) = Arc::clone(semaphore).try_acquire_owned() {
+        return Ok(Some(permit));
+    }
+    let _waiting = begin_wait("concurrency permit");
+    let since = Instant::now();
+    let permit = Arc::clone(semaphore)
+        .acquire_owned()
+        .await
+        .map_err(|_| Error::Closed)?;
+    let waited = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    stats.permit_wait_nanos.fetch_add(waited, Ordering::Relaxed);
+    Ok(Some(permit))
+}
+
+/// The attempt loop of a built task.
+async fn run_attempts<S: Attempts>(
+    shared: Arc<Shared>,
+    mut attempts: S,
+    plan: Plan,
+) -> Result<S::Output, Error> {
+    let mut retries = 0_u32;
+    loop {
+        let permit = acquire_permit(&shared, &plan.stats).await?;
+        let admission = match &shared.breaker {
+            Some(breaker) => {
+                let asked = Instant::now();
+                let admission = breaker.admit();
+                plan.stats.stage(|s| s.circuit_breaker += asked.elapsed());
+                Some(admission?)
+            }
+            None => None,
+        };
+        let attempt_started = Instant::now();
+        let _ = plan.stats.started.set(attempt_started);
+        let Some(attempt) = attempts.next_attempt(retries + 1) else {
+            return Err(Error::invalid(
+                "retry",
+                "this task's future cannot be re-created; build it with Scope::task and a factory",
+            ));
+        };
+        // A panicking attempt is a failed attempt: the breaker counts it and it may be retried.
+        let attempt = AssertUnwindSafe(attempt).catch_unwind();
+        let settle = |outcome: std::thread::Result<Result<S::Output, S::Error>>| match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(Error::from_task_error(error)),
+            Err(payload) => Err(Error::from_panic(payload)),
+        };
+        let result = match plan.timeout {
+            Some(after) => match tokio::time::timeout(after, attempt).await {
+                Ok(outcome) => settle(outcome),
+                Err(_elapsed) => Err(plan.timeout_error(after)),
+            },
+            None => settle(attempt.await),
+        };
+        plan.stats
+            .stage(|s| s.attempts.push(attempt_started.elapsed()));
+        if let Some(admission) = admission {
+            admission.settle(result.is_ok());
+        }
+        drop(permit);
+        let error = match result {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        let Some(retry) = &plan.retry else {
+            return Err(error);
+        };
+        if !retry.should_retry(retries, &error) {
+            return Err(error);
+        }
+        retries += 1;
+        plan.stats.retries.store(retries, Ordering::Relaxed);
+        tracing::debug!(task = ?plan.name, retry = retries, %error, "retrying task");
+        retry.notify_retry(&error, retries);
+        let delay = retry.delay_before(retries, &error)?;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+            plan.stats.stage(|s| s.retry_delays.push(delay));
+        }
+    }
+}
