@@ -886,7 +886,8 @@ async fn ten_thousand_tasks_leave_nothing_alive() {
 // DL: waits on a concurrency permit are reported with the task's name and wait time.
 #[tokio::test(start_paused = true)]
 async fn deadlock_detection_reports_long_permit_waits() {
-    let reports: Arc<Mutex<Vec<Vec<(String, &'static str, Duration)>>>> = Arc::default();
+    type Report = Vec<(String, &'static str, Duration)>;
+    let reports: Arc<Mutex<Vec<Report>>> = Arc::default();
     let sink = reports.clone();
     let s = Scope::builder()
         .concurrency(1)

@@ -32,7 +32,8 @@ use crate::task_builder::RunStats;
 /// Awaiting it gives the Go-style tuple `(Option<Error>, Option<T>)`; [`result`](Task::result)
 /// gives a `Result` instead. The task started when it was spawned: awaiting only collects its
 /// outcome. Dropping the handle does not cancel the task — the scope owns it and ends it when
-/// the scope ends; [`cancel`](Task::cancel) ends just this one.
+/// the scope ends; [`cancel`](Task::cancel) ends just this one. So fire-and-forget is fine:
+/// spawn and drop the handle, the scope still awaits the task before it closes.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -47,7 +48,6 @@ use crate::task_builder::RunStats;
 /// scope.close().await.unwrap();
 /// # }
 /// ```
-#[must_use = "a task runs even if its handle is dropped; await it to get its outcome"]
 pub struct Task<T> {
     state: State<T>,
     index: u64,
