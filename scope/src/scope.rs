@@ -427,6 +427,10 @@ impl Scope {
         &self.shared
     }
 
+    pub(crate) fn cancel_error(&self) -> Error {
+        self.shared.cancel_error()
+    }
+
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Scope {
         shared.handles.fetch_add(1, Ordering::Relaxed);
         Scope { shared }

@@ -403,19 +403,21 @@ where
         Ok(index) => index,
         Err(error) => return Task::rejected(error, 0, name),
     };
-    let hook_name = match &shared.hooks {
-        Some(hooks) => {
-            let task_name = name
-                .clone()
-                .unwrap_or_else(|| Cow::Owned(format!("task-{index}")));
-            if let Err(error) = hooks.call_before_task(&task_name, index) {
-                shared.task_exited();
-                return Task::rejected(error, index, name);
-            }
-            Some(task_name)
-        }
-        None => None,
+    // The name is kept for the end of the task only when a hook or the profiler reports it.
+    let reported_name = if shared.hooks.is_some() || shared.profiler.is_some() {
+        Some(
+            name.clone()
+                .unwrap_or_else(|| Cow::Owned(format!("task-{index}"))),
+        )
+    } else {
+        None
     };
+    if let (Some(hooks), Some(task_name)) = (&shared.hooks, &reported_name)
+        && let Err(error) = hooks.call_before_task(task_name, index)
+    {
+        shared.task_exited();
+        return Task::rejected(error, index, name);
+    }
     if let Some(metrics) = &shared.metrics {
         metrics.task_spawned();
     }
@@ -443,7 +445,7 @@ where
         record: Record {
             shared: Arc::clone(shared),
             index,
-            name: hook_name,
+            name: reported_name,
             started: None,
             spawned: shared.profiler.as_ref().map(|_| Instant::now()),
             stats,

@@ -213,7 +213,14 @@ impl<S: Attempts> TaskBuilder<S> {
             name: self.name.clone(),
             stats: Arc::clone(&stats),
         };
-        let body = run_attempts(Arc::clone(&self.shared), self.attempts, plan);
+        // The first permit is taken now if one is free, like a plain spawn does, so tasks get
+        // permits in spawn order.
+        let first_permit = self
+            .shared
+            .limit
+            .as_ref()
+            .and_then(|semaphore| Arc::clone(semaphore).try_acquire_owned().ok());
+        let body = run_attempts(Arc::clone(&self.shared), self.attempts, plan, first_permit);
         spawn_body(
             &self.shared,
             body,
@@ -390,10 +397,14 @@ async fn run_attempts<S: Attempts>(
     shared: Arc<Shared>,
     mut attempts: S,
     plan: Plan,
+    mut first_permit: Option<OwnedSemaphorePermit>,
 ) -> Result<S::Output, Error> {
     let mut retries = 0_u32;
     loop {
-        let permit = acquire_permit(&shared, &plan.stats).await?;
+        let permit = match first_permit.take() {
+            Some(permit) => Some(permit),
+            None => acquire_permit(&shared, &plan.stats).await?,
+        };
         let admission = match &shared.breaker {
             Some(breaker) => {
                 let asked = Instant::now();
