@@ -6,9 +6,6 @@
 
 use std::future::Future;
 
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
-
 use crate::error::{BoxError, Error, Outcome};
 use crate::scope::Scope;
 use crate::task::Task;
@@ -49,54 +46,83 @@ impl Scope {
             return (self.cancellation_error(), None);
         }
         // Each racer is wrapped at once, so that dropping the race cancels it (see `Indexed`).
-        let mut running: FuturesUnordered<_> = futures
+        let mut racers: Vec<Racer<T>> = futures
             .into_iter()
             .enumerate()
-            .map(|(index, future)| Indexed {
-                index,
-                task: self.try_spawn(future),
+            .map(|(index, future)| {
+                Racer::Running(Indexed {
+                    index,
+                    task: self.try_spawn(future),
+                })
             })
             .collect();
-        let count = running.len();
-        if count == 0 {
+        if racers.is_empty() {
             return (
                 Some(Error::invalid("race", "needs at least one future to race")),
                 None,
             );
         }
-        let mut errors: Vec<Option<Error>> = (0..count).map(|_| None).collect();
-        let mut winner = None;
-        while let Some((index, (error, value))) = running.next().await {
-            match (error, value) {
-                (None, Some(value)) => {
-                    winner = Some(value);
-                    break;
-                }
-                (error, _) => {
-                    errors[index] =
-                        Some(error.unwrap_or_else(|| Error::cancelled("racer produced nothing")));
+        // Races are small: polling every racer on each wake beats a `FuturesUnordered`, which
+        // allocates per future.
+        let winner = std::future::poll_fn(|cx| {
+            let mut running = 0;
+            for racer in racers.iter_mut() {
+                let Racer::Running(indexed) = racer else {
+                    continue;
+                };
+                match std::pin::Pin::new(&mut indexed.task).poll(cx) {
+                    std::task::Poll::Pending => running += 1,
+                    std::task::Poll::Ready((None, Some(value))) => {
+                        *racer = Racer::Ended(None);
+                        return std::task::Poll::Ready(Some(value));
+                    }
+                    std::task::Poll::Ready((error, _)) => {
+                        *racer = Racer::Ended(Some(
+                            error.unwrap_or_else(|| Error::cancelled("racer produced nothing")),
+                        ));
+                    }
                 }
             }
-        }
+            if running == 0 {
+                std::task::Poll::Ready(None)
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
         // Losers: cancel, then wait until each has ended.
-        for racer in running.iter() {
-            racer.task.cancel();
+        for racer in &racers {
+            if let Racer::Running(indexed) = racer {
+                indexed.task.cancel();
+            }
         }
-        while running.next().await.is_some() {}
+        for racer in racers.iter_mut() {
+            if let Racer::Running(indexed) = racer {
+                let _ = (&mut indexed.task).await;
+            }
+        }
         match winner {
             Some(value) => (None, Some(value)),
             None if self.is_cancelled() => (self.cancellation_error(), None),
             None => (
                 Some(Error::AllFailed {
-                    errors: errors
+                    errors: racers
                         .into_iter()
-                        .map(|e| e.unwrap_or_else(|| Error::cancelled("racer produced nothing")))
+                        .map(|racer| match racer {
+                            Racer::Ended(Some(error)) => error,
+                            _ => Error::cancelled("racer produced nothing"),
+                        })
                         .collect(),
                 }),
                 None,
             ),
         }
     }
+}
+
+enum Racer<T> {
+    Running(Indexed<T>),
+    Ended(Option<Error>),
 }
 
 /// A racer with its position, so results can be reported in input order.

@@ -25,7 +25,7 @@ use crate::deadlock::WaitGuard;
 use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
 use crate::profiler::TaskProfile;
 use crate::scope::Shared;
-use crate::task_builder::RunStats;
+use crate::task_builder::TaskRun;
 
 /// The handle of a task spawned into a [`Scope`](crate::Scope).
 ///
@@ -266,7 +266,7 @@ struct Record {
     started: Option<Instant>,
     /// Set only when the scope profiles.
     spawned: Option<Instant>,
-    stats: Option<Arc<RunStats>>,
+    run: Option<Arc<TaskRun>>,
     ended: bool,
 }
 
@@ -299,8 +299,8 @@ impl Record {
     fn report(&mut self, error: Option<&Error>) {
         self.ended = true;
         // from when the body started, after any wait for a permit or the breaker.
-        let started = match &self.stats {
-            Some(stats) => stats.started(),
+        let started = match &self.run {
+            Some(run) => run.started(),
             None => self.started,
         };
         let duration = started.map_or(Duration::ZERO, |s| s.elapsed());
@@ -335,7 +335,7 @@ impl Record {
             total,
             ..TaskProfile::default()
         };
-        match &self.stats {
+        match &self.run {
             Some(stats) => {
                 let stages = stats.take_stages();
                 profile.circuit_breaker = stages.circuit_breaker;
@@ -375,7 +375,7 @@ pub(crate) struct TaskSpec {
     /// taking one for the task's whole life.
     pub(crate) permit_in_body: bool,
     /// Filled in by an attempt loop; read when the task ends.
-    pub(crate) stats: Option<Arc<RunStats>>,
+    pub(crate) run: Option<Arc<TaskRun>>,
 }
 
 impl TaskSpec {
@@ -383,7 +383,7 @@ impl TaskSpec {
         TaskSpec {
             name: None,
             permit_in_body: false,
-            stats: None,
+            run: None,
         }
     }
 }
@@ -397,7 +397,7 @@ where
     let TaskSpec {
         name,
         permit_in_body,
-        stats,
+        run,
     } = spec;
     let index = match shared.admit() {
         Ok(index) => index,
@@ -448,7 +448,7 @@ where
             name: reported_name,
             started: None,
             spawned: shared.profiler.as_ref().map(|_| Instant::now()),
-            stats,
+            run,
             ended: false,
         },
     };
