@@ -55,6 +55,7 @@ mod context;
 mod deadlock;
 mod error;
 mod hooks;
+mod lifecycle;
 pub mod metrics;
 mod parallel;
 mod profiler;
