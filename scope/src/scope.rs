@@ -735,6 +735,23 @@ impl Scope {
         self.shared.live_tasks()
     }
 
+    /// Child scopes registered with this scope that have not finished closing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let parent = go_go_scope::Scope::new().unwrap();
+    /// let child = parent.child().build().unwrap();
+    /// assert_eq!(parent.child_scopes(), 1);
+    /// child.close().await.unwrap();
+    /// assert_eq!(parent.child_scopes(), 0);
+    /// # parent.close().await.unwrap();
+    /// # }
+    /// ```
+    pub fn child_scopes(&self) -> usize {
+        lock(&self.shared.children).by_id.len()
+    }
+
     /// A builder for a child scope of this one.
     ///
     /// ```
