@@ -69,6 +69,10 @@ mod task_builder;
 #[doc(hidden)]
 pub mod __private;
 
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
 pub use deadlock::{WaitingTask, tracked_wait};
 pub use error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};

@@ -735,6 +735,12 @@ impl Scope {
         self.shared.live_tasks()
     }
 
+    /// Disposers registered and not yet run.
+    #[cfg(feature = "testing")]
+    pub(crate) fn pending_disposers(&self) -> usize {
+        self.shared.resources.pending_disposers()
+    }
+
     /// Child scopes registered with this scope that have not finished closing.
     ///
     /// ```
@@ -1113,6 +1119,15 @@ impl ScopeBuilder {
 
     /// Lifecycle callbacks; see [`Hooks`].
     pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+
+    /// Adds the crate's own task observer (used by the testing scope) beside the user's hooks.
+    #[cfg(feature = "testing")]
+    pub(crate) fn observe(mut self, observer: Arc<dyn crate::hooks::TaskObserver>) -> Self {
+        let mut hooks = self.hooks.take().unwrap_or_default();
+        hooks.observer = Some(observer);
         self.hooks = Some(hooks);
         self
     }

@@ -23,6 +23,7 @@ use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 use crate::context::{self, Ambient, TaskIdent};
 use crate::deadlock::WaitGuard;
 use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
+use crate::hooks::SpawnInfo;
 use crate::profiler::TaskProfile;
 use crate::scope::Shared;
 use crate::task_builder::TaskRun;
@@ -313,6 +314,9 @@ impl Record {
                 .clone()
                 .unwrap_or_else(|| Cow::Owned(format!("task-{}", self.index)));
             hooks.call_after_task(&name, duration, error);
+            if let Some(observer) = &hooks.observer {
+                observer.ended(self.index, duration, error);
+            }
         }
         if let Some(profiler) = &self.shared.profiler {
             profiler.record(self.profile(error.is_none(), started, duration));
@@ -412,11 +416,19 @@ where
     } else {
         None
     };
-    if let (Some(hooks), Some(task_name)) = (&shared.hooks, &reported_name)
-        && let Err(error) = hooks.call_before_task(task_name, index)
-    {
-        shared.task_exited();
-        return Task::rejected(error, index, name);
+    if let (Some(hooks), Some(task_name)) = (&shared.hooks, &reported_name) {
+        if let Err(error) = hooks.call_before_task(task_name, index) {
+            shared.task_exited();
+            return Task::rejected(error, index, name);
+        }
+        if let Some(observer) = &hooks.observer {
+            observer.spawned(&SpawnInfo {
+                index,
+                name: task_name,
+                timeout: run.as_ref().and_then(|r| r.timeout()),
+                max_retries: run.as_ref().and_then(|r| r.max_retries()),
+            });
+        }
     }
     if let Some(metrics) = &shared.metrics {
         metrics.task_spawned();

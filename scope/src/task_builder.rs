@@ -348,6 +348,14 @@ impl TaskRun {
         self.started.get().copied()
     }
 
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    pub(crate) fn max_retries(&self) -> Option<u32> {
+        self.retry.as_ref().map(Retry::max_retries)
+    }
+
     pub(crate) fn retries(&self) -> u32 {
         self.retries.load(Ordering::Relaxed)
     }
