@@ -7,14 +7,29 @@
 //! --lib --release lifecycle`).
 //!
 //! Every decision here is a store-then-load on two different counters, racing the mirror-image
-//! store-then-load of another thread (Dekker's pattern). Each side puts a `SeqCst` fence between
-//! its store and its load, which guarantees that at least one side sees the other's store —
-//! both under the C++ memory model and in loom, which checks fences but not `SeqCst` accesses.
+//! store-then-load of another thread (Dekker's pattern). All of them are `SeqCst`, which
+//! guarantees that at least one side sees the other's store; see [`sc_fence`] for how loom
+//! is made to check exactly that.
 
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+use loom::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+/// Orders a `SeqCst` write before a `SeqCst` read of another location.
+///
+/// In the C++/Rust memory model `SeqCst` accesses alone already forbid both sides of a
+/// store-buffering race from missing each other, so in normal builds this only stops the
+/// compiler from moving things. Loom does not model `SeqCst` accesses as sequentially
+/// consistent (only fences), so under `--cfg loom` it is a real fence: the models then check
+/// the protocol at full strength.
+#[inline(always)]
+pub(crate) fn sc_fence() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
 
 const OPEN: u8 = 0;
 const CLOSING: u8 = 1;
@@ -68,7 +83,7 @@ impl Lifecycle {
     /// followed by an admitted one.
     pub(crate) fn admit(&self) -> Admission {
         self.live.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        sc_fence();
         if self.state.load(Ordering::SeqCst) == OPEN {
             Admission::Admitted
         } else {
@@ -83,7 +98,7 @@ impl Lifecycle {
         if self.live.fetch_sub(1, Ordering::SeqCst) != 1 {
             return false;
         }
-        fence(Ordering::SeqCst);
+        sc_fence();
         self.idle_watchers.load(Ordering::SeqCst) > 0
     }
 
@@ -94,7 +109,7 @@ impl Lifecycle {
     /// Registers a waiter for `live == 0`; it must then re-check `live` before sleeping.
     pub(crate) fn watch_idle(&self) {
         self.idle_watchers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        sc_fence();
     }
 
     pub(crate) fn unwatch_idle(&self) {
@@ -107,21 +122,21 @@ impl Lifecycle {
             .state
             .compare_exchange(OPEN, CLOSING, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok();
-        fence(Ordering::SeqCst);
+        sc_fence();
         won
     }
 
     /// Moves to closed; true when someone waits for that.
     pub(crate) fn finish_close(&self) -> bool {
         self.state.store(CLOSED, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        sc_fence();
         self.close_watchers.load(Ordering::SeqCst) > 0
     }
 
     /// Registers a waiter for the close to finish; it must re-check `is_closed` before sleeping.
     pub(crate) fn watch_close(&self) {
         self.close_watchers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        sc_fence();
     }
 
     pub(crate) fn unwatch_close(&self) {
@@ -252,14 +267,14 @@ mod loom_models {
                 );
                 thread::spawn(move || {
                     token.store(true, Ordering::Release);
-                    fence(Ordering::SeqCst);
+                    sc_fence();
                     if cause.load(Ordering::Acquire) {
                         by_creator.store(true, Ordering::SeqCst);
                     }
                 })
             };
             cause_set.store(true, Ordering::Release);
-            fence(Ordering::SeqCst);
+            sc_fence();
             let cancelled_by_canceller = token_created.load(Ordering::Acquire);
             creator.join().unwrap();
             assert!(cancelled_by_canceller || cancelled_by_creator.load(Ordering::SeqCst));
