@@ -50,6 +50,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod broadcast;
+mod channel;
 mod context;
 mod deadlock;
 mod error;
@@ -57,17 +59,23 @@ mod hooks;
 pub mod metrics;
 mod resources;
 mod scope;
+mod select;
+mod stream;
 mod task;
 
 #[doc(hidden)]
 pub mod __private;
 
+pub use broadcast::{Broadcast, DEFAULT_BROADCAST_CAPACITY, Lagged, Subscriber};
+pub use channel::{Channel, SendError, TryRecvError, TrySendError};
 pub use deadlock::{WaitingTask, tracked_wait};
 pub use error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};
 pub use hooks::Hooks;
 pub use metrics::ScopeMetrics;
 pub use resources::DisposeResult;
 pub use scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
+pub use select::{Select, SelectFuture};
+pub use stream::ScopedStream;
 pub use task::Task;
 
 /// Re-exported so users can name the token type [`Scope::token`] returns.

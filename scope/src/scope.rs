@@ -417,6 +417,11 @@ impl std::fmt::Debug for Scope {
 }
 
 impl Scope {
+    /// The scope's state, for the crate's helpers that run work on the scope's behalf.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Scope {
         shared.handles.fetch_add(1, Ordering::Relaxed);
         Scope { shared }

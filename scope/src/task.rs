@@ -20,9 +20,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 
-use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
 use crate::context::{self, Ambient, TaskIdent};
 use crate::deadlock::WaitGuard;
+use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
 use crate::scope::Shared;
 
 /// The handle of a task spawned into a [`Scope`](crate::Scope).
