@@ -891,16 +891,22 @@ async fn deadlock_detection_reports_long_permit_waits() {
     let s = Scope::builder()
         .concurrency(1)
         .deadlock_detection(Duration::from_millis(100), move |waiting| {
-            sink.lock()
-                .unwrap()
-                .push(waiting.iter().map(|w| (w.task.clone(), w.resource, w.waited)).collect())
+            sink.lock().unwrap().push(
+                waiting
+                    .iter()
+                    .map(|w| (w.task.clone(), w.resource, w.waited))
+                    .collect(),
+            )
         })
         .build()
         .unwrap();
     let holder = s.spawn(sleep(Duration::from_millis(500)));
     let waiter = s.spawn(async {});
     sleep(Duration::from_millis(90)).await;
-    assert!(reports.lock().unwrap().is_empty(), "not reported before the threshold");
+    assert!(
+        reports.lock().unwrap().is_empty(),
+        "not reported before the threshold"
+    );
     sleep(Duration::from_millis(100)).await;
     {
         let reports = reports.lock().unwrap();
@@ -916,7 +922,12 @@ async fn deadlock_detection_reports_long_permit_waits() {
     waiter.await;
     s.close().await.unwrap();
     assert!(matches!(
-        Scope::builder().deadlock_detection(Duration::ZERO, |_| {}).build(),
-        Err(Error::InvalidOption { option: "deadlock_detection", .. })
+        Scope::builder()
+            .deadlock_detection(Duration::ZERO, |_| {})
+            .build(),
+        Err(Error::InvalidOption {
+            option: "deadlock_detection",
+            ..
+        })
     ));
 }
