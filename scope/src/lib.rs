@@ -50,18 +50,24 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod answer;
+mod background;
 mod broadcast;
 mod channel;
 mod context;
 mod deadlock;
+mod debounce;
 mod error;
 mod hooks;
 pub mod metrics;
+mod poll;
+mod pool;
 mod resources;
 mod scope;
 mod select;
 mod stream;
 mod task;
+mod throttle;
 
 #[doc(hidden)]
 pub mod __private;
@@ -69,14 +75,18 @@ pub mod __private;
 pub use broadcast::{Broadcast, DEFAULT_BROADCAST_CAPACITY, Lagged, Subscriber};
 pub use channel::{Channel, SendError, TryRecvError, TrySendError};
 pub use deadlock::{WaitingTask, tracked_wait};
+pub use debounce::{DebounceOptions, Debounced};
 pub use error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};
 pub use hooks::Hooks;
 pub use metrics::ScopeMetrics;
+pub use poll::{PollOptions, PollStatus, Poller, poll};
+pub use pool::{Pool, PoolGuard, PoolOptions, PoolStats};
 pub use resources::DisposeResult;
 pub use scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
 pub use select::{Select, SelectFuture};
 pub use stream::ScopedStream;
 pub use task::Task;
+pub use throttle::{ThrottleOptions, Throttled};
 
 /// Re-exported so users can name the token type [`Scope::token`] returns.
 pub use tokio_util::sync::CancellationToken;
