@@ -216,8 +216,10 @@ where
     fn watch_burst_end(&self) {
         let inner = Arc::clone(&self.inner);
         let background = Arc::clone(&inner.background);
+        // Built outside the future so that it answers even if the future never runs.
+        let answer_on_stop = AnswerPendingOnDrop(Arc::clone(&inner));
         background.spawn(async move {
-            let _answer_on_stop = AnswerPendingOnDrop(Arc::clone(&inner));
+            let _answer_on_stop = answer_on_stop;
             loop {
                 let ends_at = match lock(&inner.burst).as_ref() {
                     Some(burst) => burst.ends_at,

@@ -203,8 +203,10 @@ where
         let ends_at = window.ends_at.unwrap_or_else(Instant::now);
         let inner = Arc::clone(&self.inner);
         let background = Arc::clone(&inner.background);
+        // Built outside the future so that it answers even if the future never runs.
+        let answer_on_stop = AnswerPendingOnDrop(Arc::clone(&inner));
         background.spawn(async move {
-            let _answer_on_stop = AnswerPendingOnDrop(Arc::clone(&inner));
+            let _answer_on_stop = answer_on_stop;
             tokio::time::sleep_until(ends_at).await;
             let mut window = lock(&inner.window);
             if let Some((arg, answer)) = window.trailing.take() {
