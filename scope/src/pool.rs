@@ -225,11 +225,6 @@ impl<T: Send + 'static> Inner<T> {
     }
 
     async fn wait_for_room(&self) -> Result<OwnedSemaphorePermit, Error> {
-        match Arc::clone(&self.room).try_acquire_owned() {
-            Ok(permit) => return Ok(permit),
-            Err(TryAcquireError::Closed) => return Err(Error::PoolClosed),
-            Err(TryAcquireError::NoPermits) => {}
-        }
         let _counted = Counted::enter(&self.waiting);
         let _waiting = begin_wait("pool acquire");
         Arc::clone(&self.room)
@@ -238,39 +233,61 @@ impl<T: Send + 'static> Inner<T> {
             .map_err(|_| Error::PoolClosed)
     }
 
+    /// With room in hand: an idle resource, or the reservation of a slot to create one.
+    fn take_idle_or_reserve(self: &Arc<Self>) -> Result<Result<T, Creating<T>>, Error> {
+        let mut slots = lock(&self.slots);
+        if slots.closed {
+            return Err(Error::PoolClosed);
+        }
+        if let Some(idle) = slots.idle.pop() {
+            return Ok(Ok(idle));
+        }
+        slots.total += 1;
+        slots.creating += 1;
+        Ok(Err(Creating(Some(Arc::clone(self)))))
+    }
+
+    /// Creates a resource in a slot reserved by `take_idle_or_reserve`.
+    async fn create_reserved(self: &Arc<Self>, mut creating: Creating<T>) -> Result<T, Error> {
+        let created = (self.create)().await;
+        creating.finish(created.is_ok());
+        let resource = created?;
+        if lock(&self.slots).closed {
+            self.give_back(resource, false);
+            return Err(Error::PoolClosed);
+        }
+        Ok(resource)
+    }
+
     /// Takes an idle resource, or creates one; `permit` is the room for it.
     async fn lend(self: &Arc<Self>, permit: OwnedSemaphorePermit) -> Result<PoolGuard<T>, Error> {
-        let reused = {
-            let mut slots = lock(&self.slots);
-            if slots.closed {
-                return Err(Error::PoolClosed);
-            }
-            let reused = slots.idle.pop();
-            if reused.is_none() {
-                slots.total += 1;
-                slots.creating += 1;
-            }
-            reused
+        let resource = match self.take_idle_or_reserve()? {
+            Ok(idle) => idle,
+            Err(creating) => self.create_reserved(creating).await?,
         };
-        let resource = match reused {
-            Some(resource) => resource,
-            None => {
-                let mut creating = Creating(Some(Arc::clone(self)));
-                let created = (self.create)().await;
-                creating.finish(created.is_ok());
-                let resource = created?;
-                if lock(&self.slots).closed {
-                    self.give_back(resource, false);
-                    return Err(Error::PoolClosed);
-                }
-                resource
-            }
-        };
-        Ok(PoolGuard {
+        Ok(self.guard(resource, permit))
+    }
+
+    /// Bounds an acquire by `acquire_timeout`.
+    async fn within_timeout(
+        &self,
+        acquire: impl Future<Output = Result<PoolGuard<T>, Error>>,
+    ) -> Result<PoolGuard<T>, Error> {
+        match tokio::time::timeout(self.acquire_timeout, acquire).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                after: self.acquire_timeout,
+                scope_or_task: TimeoutOrigin::Operation("pool acquire"),
+            }),
+        }
+    }
+
+    fn guard(self: &Arc<Self>, resource: T, permit: OwnedSemaphorePermit) -> PoolGuard<T> {
+        PoolGuard {
             resource: Some(resource),
             pool: Arc::clone(self),
             _permit: permit,
-        })
+        }
     }
 }
 
@@ -454,16 +471,29 @@ impl<T: Send + 'static> Pool<T> {
     /// ```
     pub async fn acquire(&self) -> Result<PoolGuard<T>, Error> {
         let inner = &self.inner;
-        let acquire = async {
-            let permit = inner.wait_for_room().await?;
-            inner.lend(permit).await
+        let permit = match Arc::clone(&inner.room).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(Error::PoolClosed),
+            Err(TryAcquireError::NoPermits) => {
+                return inner
+                    .within_timeout(async {
+                        let permit = inner.wait_for_room().await?;
+                        inner.lend(permit).await
+                    })
+                    .await;
+            }
         };
-        match tokio::time::timeout(inner.acquire_timeout, acquire).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                after: inner.acquire_timeout,
-                scope_or_task: TimeoutOrigin::Operation("pool acquire"),
-            }),
+        // Room right now: an idle resource is lent without setting any timer.
+        match inner.take_idle_or_reserve()? {
+            Ok(idle) => Ok(inner.guard(idle, permit)),
+            Err(creating) => {
+                inner
+                    .within_timeout(async {
+                        let created = inner.create_reserved(creating).await?;
+                        Ok(inner.guard(created, permit))
+                    })
+                    .await
+            }
         }
     }
 
