@@ -35,6 +35,11 @@
 //! - Services: [`Scope::provide`], [`Scope::provide_with`], [`Scope::service`]; cleanups with
 //!   [`Scope::defer`].
 //! - [`Hooks`] and [`ScopeMetrics`] to observe what happens.
+//! - Communication: [`Channel`] ([`Scope::channel`], capacity 0 is a rendezvous, a closed
+//!   channel hands values back), [`Broadcast`], [`Select`] over several channels, and
+//!   [`ScopedStream`] ([`Scope::stream`]) that ends when the scope is cancelled.
+//! - Timing helpers that end with their scope: [`Scope::poll`], [`Scope::debounce`],
+//!   [`Scope::throttle`], and the resource [`Pool`] ([`Scope::pool`]).
 //!
 //! # What happens when a scope ends
 //! 1. The scope is cancelled: every task still running is dropped at its next await point and
@@ -94,4 +99,5 @@ pub use tokio_util::sync::CancellationToken;
 /// The names most programs need: `use go_go_scope::prelude::*;`.
 pub mod prelude {
     pub use crate::{Error, Hooks, Outcome, Scope, ScopeBuilder, Task};
+    pub use crate::{Channel, Select};
 }
