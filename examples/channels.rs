@@ -12,7 +12,6 @@ use std::time::Duration;
 use go_go_scope::{Error, Scope, Select};
 use tokio::time::{Instant, sleep};
 
-#[derive(Debug)]
 struct Job {
     producer: u32,
     number: u32,
@@ -32,9 +31,10 @@ async fn main() -> Result<(), Error> {
                     let queued_at = Instant::now();
                     // Waits while the buffer is full: this is the backpressure.
                     if let Err(back) = jobs.send(Job { producer, number }).await {
+                        let job = back.into_inner();
                         println!(
-                            "producer {producer}: channel closed, job {:?} came back",
-                            back.into_inner()
+                            "producer {producer}: channel closed, job {} came back",
+                            job.number
                         );
                         return;
                     }
@@ -56,7 +56,10 @@ async fn main() -> Result<(), Error> {
                     while let Some(job) = jobs.recv().await {
                         sleep(Duration::from_millis(20)).await; // the slow part
                         done += 1;
-                        let note = format!("consumer {consumer} finished {job:?}");
+                        let note = format!(
+                            "consumer {consumer} finished job {}.{}",
+                            job.producer, job.number
+                        );
                         if progress.send(note).await.is_err() {
                             break; // nobody listens any more
                         }

@@ -144,7 +144,7 @@ fn run_sequence(capacity: usize, ops: &[Op]) {
             }
             Op::DropRecv => {
                 if !recvs.is_empty() {
-                    recvs.remove(0);
+                    drop(recvs.remove(0));
                 }
             }
         }

@@ -98,6 +98,6 @@ pub use tokio_util::sync::CancellationToken;
 
 /// The names most programs need: `use go_go_scope::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Error, Hooks, Outcome, Scope, ScopeBuilder, Task};
     pub use crate::{Channel, Select};
+    pub use crate::{Error, Hooks, Outcome, Scope, ScopeBuilder, Task};
 }
