@@ -612,3 +612,20 @@ async fn a_trailing_run_error_comes_back() {
     assert_eq!(t.call(()).await.unwrap(), Err(String::from("t err")));
     s.close().await.unwrap();
 }
+
+// Bad input: `Duration::MAX` (a natural way to say "never") must not overflow anywhere.
+#[tokio::test(start_paused = true)]
+async fn huge_durations_do_not_panic() {
+    let s = Scope::new().unwrap();
+    let (d, _) = doubling_debounce(&s, Duration::MAX);
+    let (t, _) = doubling_throttle(&s, ThrottleOptions::new(Duration::MAX).trailing(true));
+    let (poller, _, _) = counting_poller(&s, PollOptions::every(Duration::MAX).immediate(false));
+    let pending = d.call(1);
+    assert_eq!(t.call(1).await.unwrap(), 2);
+    let trailing = t.call(2);
+    sleep(ms(10)).await;
+    assert!(poller.status().time_until_next.is_some());
+    s.close().await.unwrap();
+    assert!(pending.await.unwrap_err().is_cancelled());
+    assert!(trailing.await.unwrap_err().is_cancelled());
+}

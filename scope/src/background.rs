@@ -10,15 +10,25 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use futures::future::Either;
 use tokio::runtime::Handle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::context::{self, Ambient, TaskIdent};
 use crate::error::Error;
 use crate::scope::{Scope, Shared};
+
+/// `now + after`, or a point some 30 years away when that does not fit in an `Instant` (a
+/// user may well pass `Duration::MAX` to mean "never").
+pub(crate) fn deadline_after(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 60 * 60))
+}
 
 pub(crate) struct Background {
     token: CancellationToken,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::answer::{Answer, FinishOnDrop, RunFn, Waiting, run_and_answer, run_fn};
-use crate::background::Background;
+use crate::background::{Background, deadline_after};
 use crate::error::Error;
 use crate::scope::Scope;
 
@@ -173,7 +173,7 @@ where
 
     fn join_burst(&self, burst: &mut Option<Burst<A, R>>, arg: A) -> Waiting<R> {
         let inner = &self.inner;
-        let ends_at = Instant::now() + inner.options.wait;
+        let ends_at = deadline_after(inner.options.wait);
         match burst {
             Some(burst) => {
                 burst.ends_at = ends_at;

@@ -18,7 +18,7 @@ use futures::FutureExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::background::Background;
+use crate::background::{Background, deadline_after};
 use crate::error::{BoxError, Error};
 use crate::scope::Scope;
 
@@ -243,7 +243,7 @@ where
     let mut wait_first = !state.options.immediate;
     loop {
         if wait_first {
-            let at = Instant::now() + interval;
+            let at = deadline_after(interval);
             state.scheduled(at);
             tokio::time::sleep_until(at).await;
         }

@@ -419,7 +419,7 @@ impl<T: Send + 'static> Pool<T> {
                 acquire_timeout: options.acquire_timeout,
                 room: Arc::new(Semaphore::new(options.max)),
                 slots: Mutex::new(Slots {
-                    idle: Vec::with_capacity(options.min),
+                    idle: Vec::new(),
                     total: 0,
                     creating: 0,
                     closed: false,
@@ -525,7 +525,9 @@ impl<T: Send + 'static> Pool<T> {
         PoolStats {
             total: slots.total,
             available: slots.idle.len(),
-            in_use: slots.total - slots.idle.len() - slots.creating,
+            in_use: slots
+                .total
+                .saturating_sub(slots.idle.len() + slots.creating),
             waiting: self.inner.waiting.load(Ordering::Relaxed),
             creating: slots.creating,
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::answer::{Answer, FinishOnDrop, RunFn, Waiting, run_and_answer, run_fn};
-use crate::background::Background;
+use crate::background::{Background, deadline_after};
 use crate::error::Error;
 use crate::scope::Scope;
 
@@ -180,11 +180,11 @@ where
                 let waiting = answer.wait();
                 run_and_answer(&inner.background, &inner.f, arg, Arc::clone(&answer));
                 window.last = Some(answer);
-                window.ends_at = Some(now + inner.options.interval);
+                window.ends_at = Some(deadline_after(inner.options.interval));
                 waiting
             }
             (false, _) => {
-                window.ends_at = Some(now + inner.options.interval);
+                window.ends_at = Some(deadline_after(inner.options.interval));
                 self.join_trailing(window, arg)
             }
         }
@@ -211,7 +211,7 @@ where
             let mut window = lock(&inner.window);
             if let Some((arg, answer)) = window.trailing.take() {
                 window.last = Some(Arc::clone(&answer));
-                window.ends_at = Some(Instant::now() + inner.options.interval);
+                window.ends_at = Some(deadline_after(inner.options.interval));
                 drop(window);
                 run_and_answer(&inner.background, &inner.f, arg, answer);
             }
