@@ -719,10 +719,10 @@ async fn run_with_wait_lets_tasks_finish() {
     Scope::run(Scope::builder().wait(true), |s| async move {
         for _ in 0..3 {
             let d = d.clone();
-            s.spawn(async move {
+            drop(s.spawn(async move {
                 tokio::task::yield_now().await;
                 d.fetch_add(1, Ordering::SeqCst);
-            });
+            }));
         }
     })
     .await
@@ -755,10 +755,10 @@ async fn dropping_a_run_future_cancels_and_closes_in_the_background() {
     let d = disposed.clone();
     let run = Scope::run(Scope::builder(), |s| async move {
         s.defer(move || async move { d.notify_one() });
-        s.spawn(async move {
+        drop(s.spawn(async move {
             let _g = guard;
             std::future::pending::<()>().await
-        });
+        }));
         std::future::pending::<()>().await
     });
     let _ = tokio::time::timeout(Duration::from_millis(20), run).await;
@@ -857,14 +857,14 @@ async fn ten_thousand_tasks_leave_nothing_alive() {
     for i in 0..10_000_u32 {
         let r = ran.clone();
         if i % 2 == 0 {
-            s.spawn(async move {
+            drop(s.spawn(async move {
                 r.fetch_add(1, Ordering::Relaxed);
-            });
+            }));
         } else {
-            s.spawn(async move {
+            drop(s.spawn(async move {
                 r.fetch_add(1, Ordering::Relaxed);
                 std::future::pending::<()>().await
-            });
+            }));
         }
     }
     s.close().await.unwrap();

@@ -108,6 +108,16 @@ pub enum Error {
         /// Each racer's error, in the order the racers were given.
         errors: Vec<Error>,
     },
+    /// A channel or broadcast is closed: nothing more can go through it. Sends on a closed
+    /// channel hand their value back in their own error type; this variant is what a
+    /// [`Select`](crate::Select) whose every channel is closed, or a subscription to a closed
+    /// [`Broadcast`](crate::Broadcast), reports.
+    #[error("channel is closed: every value sent before the close can still be received")]
+    ChannelClosed,
+    /// A resource pool is closed (explicitly, or because its scope closed): it lends nothing
+    /// more, and callers that were waiting to acquire are woken with this error.
+    #[error("resource pool is closed: acquire from a pool whose scope is still open")]
+    PoolClosed,
     /// A scope was built outside a Tokio runtime.
     #[error("no Tokio runtime: build scopes inside a runtime (e.g. under #[tokio::main])")]
     NoRuntime,
@@ -149,6 +159,8 @@ pub enum TimeoutOrigin {
     Scope(Cow<'static, str>),
     /// The per-attempt `timeout` of the named task.
     Task(Cow<'static, str>),
+    /// The time limit of a single waiting operation: `"select"`, `"pool acquire"`.
+    Operation(&'static str),
 }
 
 impl fmt::Display for TimeoutOrigin {
@@ -156,6 +168,7 @@ impl fmt::Display for TimeoutOrigin {
         match self {
             TimeoutOrigin::Scope(name) => write!(f, "scope `{name}`"),
             TimeoutOrigin::Task(name) => write!(f, "task `{name}`"),
+            TimeoutOrigin::Operation(what) => f.write_str(what),
         }
     }
 }

@@ -35,6 +35,11 @@
 //! - Services: [`Scope::provide`], [`Scope::provide_with`], [`Scope::service`]; cleanups with
 //!   [`Scope::defer`].
 //! - [`Hooks`] and [`ScopeMetrics`] to observe what happens.
+//! - Communication: [`Channel`] ([`Scope::channel`], capacity 0 is a rendezvous, a closed
+//!   channel hands values back), [`Broadcast`], [`Select`] over several channels, and
+//!   [`ScopedStream`] ([`Scope::stream`]) that ends when the scope is cancelled.
+//! - Timing helpers that end with their scope: [`Scope::poll`], [`Scope::debounce`],
+//!   [`Scope::throttle`], and the resource [`Pool`] ([`Scope::pool`]).
 //!
 //! # What happens when a scope ends
 //! 1. The scope is cancelled: every task still running is dropped at its next await point and
@@ -50,21 +55,31 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod answer;
+mod background;
+mod broadcast;
+mod channel;
 mod circuit_breaker;
 mod context;
 mod deadlock;
+mod debounce;
 mod error;
 mod hooks;
 mod lifecycle;
 pub mod metrics;
 mod parallel;
+mod poll;
+mod pool;
 mod profiler;
 mod race;
 mod resources;
 mod retry;
 mod scope;
+mod select;
+mod stream;
 mod task;
 mod task_builder;
+mod throttle;
 
 #[doc(hidden)]
 pub mod __private;
@@ -73,24 +88,35 @@ pub mod __private;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+pub use broadcast::{Broadcast, DEFAULT_BROADCAST_CAPACITY, Lagged, Subscriber};
+pub use channel::{Channel, SendError, TryRecvError, TrySendError};
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
 pub use deadlock::{WaitingTask, tracked_wait};
+pub use debounce::{DebounceOptions, Debounced};
 pub use error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};
 pub use hooks::Hooks;
 pub use metrics::ScopeMetrics;
 pub use parallel::{Aggregate, ParallelOpts, parallel, parallel_aggregate};
+pub use poll::{PollOptions, PollStatus, Poller, poll};
+pub use pool::{Pool, PoolGuard, PoolOptions, PoolStats};
 pub use profiler::{KEPT_PROFILES, ProfileReport, ProfileStatistics, TaskProfile};
 pub use race::race;
 pub use resources::DisposeResult;
 pub use retry::Retry;
 pub use scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
+pub use select::{Select, SelectFuture};
+pub use stream::ScopedStream;
 pub use task::Task;
 pub use task_builder::{Attempts, Factory, Once, TaskBuilder};
+pub use throttle::{ThrottleOptions, Throttled};
 
 /// Re-exported so users can name the token type [`Scope::token`] returns.
 pub use tokio_util::sync::CancellationToken;
 
 /// The names most programs need: `use go_go_scope::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Error, Hooks, Outcome, Scope, ScopeBuilder, Task};
+    pub use crate::{
+        Channel, CircuitBreaker, Error, Hooks, Outcome, ParallelOpts, Retry, Scope, ScopeBuilder,
+        Select, Task,
+    };
 }

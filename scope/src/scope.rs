@@ -407,6 +407,7 @@ impl std::fmt::Debug for Scope {
 }
 
 impl Scope {
+    /// The scope's state, for the crate's helpers that run work on the scope's behalf.
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
