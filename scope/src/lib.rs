@@ -81,7 +81,14 @@ pub use task_builder::{Attempts, Factory, Once, TaskBuilder};
 /// Re-exported so users can name the token type [`Scope::token`] returns.
 pub use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use go_go_scope_macros::{go, scoped, try_go, try_go_raw};
+
 /// The names most programs need: `use go_go_scope::prelude::*;`.
 pub mod prelude {
     pub use crate::{Error, Hooks, Outcome, Scope, ScopeBuilder, Task};
+
+    #[cfg(feature = "macros")]
+    pub use crate::{go, scoped, try_go, try_go_raw};
 }
