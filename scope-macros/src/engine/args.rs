@@ -331,7 +331,10 @@ fn parse_list(
                 errors.at(
                     input.span(),
                     with_help(
-                        format!("expected the name of an {} of `{}`", context.noun, context.owner),
+                        format!(
+                            "expected the name of an {} of `{}`",
+                            context.noun, context.owner
+                        ),
                         format!("the {}s are: {}", context.noun, list(context.keys)),
                     ),
                 );
@@ -344,7 +347,10 @@ fn parse_list(
         if input.parse::<Token![,]>().is_err() {
             errors.at(
                 input.span(),
-                format!("expected `,` between the {}s of `{}`", context.noun, context.owner),
+                format!(
+                    "expected `,` between the {}s of `{}`",
+                    context.noun, context.owner
+                ),
             );
             skip_to_comma(input);
             let _ = input.parse::<Token![,]>();
@@ -443,7 +449,11 @@ where
             Err(_) => Err(syn::Error::new(
                 number.span(),
                 with_help(
-                    format!("`{}` is out of range for `{}`", number.base10_digits(), key.name),
+                    format!(
+                        "`{}` is out of range for `{}`",
+                        number.base10_digits(),
+                        key.name
+                    ),
                     format!("write `{example}`"),
                 ),
             )),
@@ -481,7 +491,11 @@ fn count_value(input: ParseStream, key: &Key, example: &str) -> syn::Result<Coun
             }),
             Err(_) => Err(syn::Error::new(
                 number.span(),
-                format!("`{}` is out of range for `{}`", number.base10_digits(), key.name),
+                format!(
+                    "`{}` is out of range for `{}`",
+                    number.base10_digits(),
+                    key.name
+                ),
             )),
         },
         Some(_) => Err(not_an_integer(&expr, key, example)),
@@ -515,7 +529,11 @@ fn retry_value(
             Ok(value) => Ok(RetryArg::Count(value)),
             Err(_) => Err(syn::Error::new(
                 number.span(),
-                format!("`{}` retries is out of range (at most {})", number.base10_digits(), u32::MAX),
+                format!(
+                    "`{}` retries is out of range (at most {})",
+                    number.base10_digits(),
+                    u32::MAX
+                ),
             )),
         },
         Some(_) => Err(not_an_integer(&expr, key, "retry = 3")),
@@ -657,7 +675,10 @@ fn attrs_value(input: ParseStream, key: &Key, errors: &mut Errors) -> syn::Resul
             break;
         }
         if content.parse::<Token![,]>().is_err() {
-            errors.at(content.span(), "expected `,` between the entries of `attrs(..)`");
+            errors.at(
+                content.span(),
+                "expected `,` between the entries of `attrs(..)`",
+            );
             skip_to_comma(&content);
             let _ = content.parse::<Token![,]>();
         }
@@ -670,14 +691,20 @@ fn attr_entry(input: ParseStream) -> syn::Result<AttrArg> {
     if !input.peek(LitStr) {
         return Err(syn::Error::new(
             input.span(),
-            with_help("span attribute keys in `attrs(..)` are string literals", HELP),
+            with_help(
+                "span attribute keys in `attrs(..)` are string literals",
+                HELP,
+            ),
         ));
     }
     let key: LitStr = input.parse()?;
     if !input.peek(Token![=]) {
         return Err(syn::Error::new(
             key.span(),
-            with_help(format!("the attribute {:?} needs a value", key.value()), HELP),
+            with_help(
+                format!("the attribute {:?} needs a value", key.value()),
+                HELP,
+            ),
         ));
     }
     input.parse::<Token![=]>()?;

@@ -106,7 +106,14 @@ pub fn list(names: &[&str]) -> String {
 mod tests {
     use super::*;
 
-    const KEYS: &[&str] = &["timeout", "name", "tracer", "concurrency", "metrics", "retry"];
+    const KEYS: &[&str] = &[
+        "timeout",
+        "name",
+        "tracer",
+        "concurrency",
+        "metrics",
+        "retry",
+    ];
 
     #[test]
     fn typos_find_their_key() {

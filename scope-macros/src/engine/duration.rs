@@ -11,7 +11,8 @@ use std::fmt;
 use std::time::Duration;
 
 /// The forms shown in diagnostics.
-pub const VALID_FORMS: &str = "\"500ms\", \"30s\", \"5m\", \"1h\", \"1m30s\", \"1_500ms\", \"1.5s\"";
+pub const VALID_FORMS: &str =
+    "\"500ms\", \"30s\", \"5m\", \"1h\", \"1m30s\", \"1_500ms\", \"1.5s\"";
 
 /// Why a duration literal was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +53,10 @@ impl fmt::Display for DurationError {
         match self {
             DurationError::Empty => f.write_str("the duration is empty"),
             DurationError::MissingUnit { number } => {
-                write!(f, "`{number}` has no unit (write `{number}s`, `{number}ms`, ...)")
+                write!(
+                    f,
+                    "`{number}` has no unit (write `{number}s`, `{number}ms`, ...)"
+                )
             }
             DurationError::UnknownUnit { unit } => write!(
                 f,
@@ -246,9 +250,7 @@ mod tests {
         );
         assert_eq!(
             parse("30sec"),
-            Err(DurationError::UnknownUnit {
-                unit: "sec".into()
-            })
+            Err(DurationError::UnknownUnit { unit: "sec".into() })
         );
         assert_eq!(
             parse("1m30"),
@@ -304,7 +306,9 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_input() {
-        for text in ["", "é", "1é", "1hé", "1.", ".", "_", "1 s", "ms1", "\u{0}", "1h\u{0}"] {
+        for text in [
+            "", "é", "1é", "1hé", "1.", ".", "_", "1 s", "ms1", "\u{0}", "1h\u{0}",
+        ] {
             assert!(parse(text).is_err(), "{text:?} should be rejected");
         }
     }

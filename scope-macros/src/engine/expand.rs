@@ -98,10 +98,16 @@ fn attr_checks(attrs: &[AttrArg]) -> TokenStream {
 fn split_inner_attributes(body: &Group) -> (TokenStream, TokenStream) {
     let trees: Vec<TokenTree> = body.stream().into_iter().collect();
     let mut index = 0;
-    while let (Some(TokenTree::Punct(pound)), Some(TokenTree::Punct(bang)), Some(TokenTree::Group(group))) =
-        (trees.get(index), trees.get(index + 1), trees.get(index + 2))
+    while let (
+        Some(TokenTree::Punct(pound)),
+        Some(TokenTree::Punct(bang)),
+        Some(TokenTree::Group(group)),
+    ) = (trees.get(index), trees.get(index + 1), trees.get(index + 2))
     {
-        if pound.as_char() != '#' || bang.as_char() != '!' || group.delimiter() != Delimiter::Bracket {
+        if pound.as_char() != '#'
+            || bang.as_char() != '!'
+            || group.delimiter() != Delimiter::Bracket
+        {
             break;
         }
         index += 3;
@@ -180,14 +186,14 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
     if let Some(policy) = args.retry.as_ref().and_then(|arg| retry(&krate, arg)) {
         builder.extend(quote!(.retry(#policy)));
     }
-    let parent = args.parent.as_ref().map(|parent| {
-        quote!(let #options = #private::with_parent(#options, &(#parent));)
-    });
+    let parent = args
+        .parent
+        .as_ref()
+        .map(|parent| quote!(let #options = #private::with_parent(#options, &(#parent));));
     let wait = args.wait.is_some();
 
     let return_type = item.return_type();
-    let nameable =
-        !return_type.is_some_and(|ty| mentions_impl_trait(ty.to_token_stream()));
+    let nameable = !return_type.is_some_and(|ty| mentions_impl_trait(ty.to_token_stream()));
 
     // Compile-time checks that never run: the return type edge (the async block's type is the
     // fn's, so `?` and type errors resolve against the user's types), the return-type
@@ -245,7 +251,9 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
             #statements
         }
     };
-    let ScopedFn { attrs, vis, sig, .. } = item;
+    let ScopedFn {
+        attrs, vis, sig, ..
+    } = item;
     let fn_body = quote! {
         #inner_attributes
         let #options = #builder;
@@ -360,8 +368,7 @@ pub fn awaits(tokens: TokenStream) -> bool {
             }
             TokenTree::Group(group) => {
                 // The body of `async { .. }` / `async move { .. }` awaits on its own.
-                if !(after_async && group.delimiter() == Delimiter::Brace)
-                    && awaits(group.stream())
+                if !(after_async && group.delimiter() == Delimiter::Brace) && awaits(group.stream())
                 {
                     return true;
                 }

@@ -37,13 +37,19 @@ pub fn scoped_args(args: &ScopedArgs, errors: &mut Errors) {
                 ),
             );
         } else if usize::try_from(*value).is_err() {
-            errors.at(*span, "`concurrency` is too large for this target's `usize`");
+            errors.at(
+                *span,
+                "`concurrency` is too large for this target's `usize`",
+            );
         }
     }
-    if let Some((BreakerArg::Config {
-        failure_threshold,
-        reset_timeout,
-    }, _)) = &args.circuit_breaker
+    if let Some((
+        BreakerArg::Config {
+            failure_threshold,
+            reset_timeout,
+        },
+        _,
+    )) = &args.circuit_breaker
     {
         if let Some((0, span)) = failure_threshold {
             errors.at(
@@ -170,13 +176,7 @@ pub fn go_args(args: &GoArgs, errors: &mut Errors) {
     attrs(&args.attrs, errors);
 }
 
-fn nonzero_duration(
-    duration: &DurationArg,
-    key: &str,
-    why: &str,
-    help: &str,
-    errors: &mut Errors,
-) {
+fn nonzero_duration(duration: &DurationArg, key: &str, why: &str, help: &str, errors: &mut Errors) {
     if let DurationArg::Literal { value, span } = duration
         && value.is_zero()
     {
@@ -209,7 +209,9 @@ fn retry_policy(policy: &RetryPolicy, errors: &mut Errors) {
             errors.at(
                 span,
                 with_help(
-                    format!("`{key}` shapes the delay between retries, but `retry(..)` has no `delay`"),
+                    format!(
+                        "`{key}` shapes the delay between retries, but `retry(..)` has no `delay`"
+                    ),
                     "add `delay = \"100ms\"` (the first delay), or remove it",
                 ),
             );
@@ -235,7 +237,10 @@ fn attrs(attrs: &[AttrArg], errors: &mut Errors) {
         if key.trim().is_empty() {
             errors.at(
                 attr.key.span(),
-                with_help("a span attribute key is empty", "give it a name such as \"user.id\""),
+                with_help(
+                    "a span attribute key is empty",
+                    "give it a name such as \"user.id\"",
+                ),
             );
         } else if seen.insert(key.clone(), attr.key.span()).is_some() {
             errors.at(
