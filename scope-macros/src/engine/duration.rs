@@ -2,7 +2,7 @@
 //! `"1_000ms"`, `"1.5s"`.
 //!
 //! Grammar: one or more `NUMBER UNIT` parts, units from largest to smallest with none repeated,
-//! optionally separated by spaces. `NUMBER` is decimal digits with `_` separators between
+//! optionally separated by spaces (also between a number and its unit). `NUMBER` is decimal digits with `_` separators between
 //! digits and an optional fraction (`1.5s`). Units: `h`, `m`, `s`, `ms`, `us`, `ns`.
 //!
 //! Pure and total: every input gives a value or a [`DurationError`], never a panic.
@@ -111,6 +111,8 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
             let found: String = after.chars().take_while(|c| !c.is_whitespace()).collect();
             return Err(DurationError::ExpectedNumber { found });
         }
+        // A space may stand between a number and its unit (`"30 s"`).
+        let after = after.trim_start();
         let unit_len = after
             .find(|c: char| !c.is_alphabetic())
             .unwrap_or(after.len());
