@@ -308,10 +308,19 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_input() {
-        for text in [
-            "", "é", "1é", "1hé", "1.", ".", "_", "1 s", "ms1", "\u{0}", "1h\u{0}",
-        ] {
+        for text in ["", "é", "1é", "1hé", "1.", ".", "_", "ms1", "\u{0}", "1h\u{0}"] {
             assert!(parse(text).is_err(), "{text:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn a_space_may_separate_a_number_from_its_unit() {
+        assert_eq!(ok("1 s"), Duration::from_secs(1));
+        assert_eq!(
+            parse("30 seconds"),
+            Err(DurationError::UnknownUnit {
+                unit: "seconds".into()
+            })
+        );
     }
 }
