@@ -308,7 +308,9 @@ mod tests {
 
     #[test]
     fn never_panics_on_odd_input() {
-        for text in ["", "é", "1é", "1hé", "1.", ".", "_", "ms1", "\u{0}", "1h\u{0}"] {
+        for text in [
+            "", "é", "1é", "1hé", "1.", ".", "_", "ms1", "\u{0}", "1h\u{0}",
+        ] {
             assert!(parse(text).is_err(), "{text:?} should be rejected");
         }
     }

@@ -93,3 +93,155 @@ pub fn parse_go_args(tokens: TokenStream) -> Result<args::GoArgs, syn::Error> {
     validate::go_args(&args, &mut errors);
     errors.finish(args)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use quote::quote;
+
+    use super::args::{CountArg, DurationArg, RetryArg};
+    use super::*;
+
+    fn messages(error: syn::Error) -> Vec<String> {
+        error.into_iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn scoped_arguments_become_typed_values() {
+        let args = parse_scoped_args(quote!(
+            timeout = "1m30s",
+            concurrency = 4,
+            metrics,
+            retry = 3,
+            skip(a, b),
+            wait
+        ))
+        .unwrap_or_else(|e| panic!("{:?}", messages(e)));
+        assert!(matches!(
+            args.timeout,
+            Some((DurationArg::Literal { value, .. }, _)) if value == Duration::from_secs(90)
+        ));
+        assert!(matches!(
+            args.concurrency,
+            Some(CountArg::Literal { value: 4, .. })
+        ));
+        assert!(args.metrics.is_some() && args.wait.is_some());
+        assert!(matches!(args.retry, Some(RetryArg::Count(3))));
+        assert_eq!(args.skip.len(), 2);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let errors = messages(
+            parse_scoped_args(quote!(
+                timout = "1s",
+                concurrency = 0,
+                timeout = "5",
+                metrics = true,
+                metrics
+            ))
+            .err()
+            .unwrap_or_else(|| panic!("should fail")),
+        );
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        assert!(errors[0].contains("did you mean `timeout`"));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("duplicate argument `metrics`"))
+        );
+        assert!(errors.iter().any(|e| e.contains("`5` has no unit")));
+        assert!(errors.iter().any(|e| e.contains("`concurrency = 0`")));
+    }
+
+    #[test]
+    fn go_options_come_first_and_the_future_last() {
+        let args = parse_go_args(quote!(
+            name = "a",
+            timeout = "2s",
+            retry,
+            fetch::<A, B>(x, y)
+        ))
+        .unwrap_or_else(|e| panic!("{:?}", messages(e)));
+        assert!(args.name.is_some());
+        assert!(matches!(args.retry, Some((RetryArg::ScopeDefault, _))));
+        assert_eq!(
+            args.future.to_string(),
+            quote!(fetch::<A, B>(x, y)).to_string()
+        );
+
+        // A call on its own is the future, even when named like an option.
+        let args = parse_go_args(quote!(attrs(1))).unwrap_or_else(|e| panic!("{:?}", messages(e)));
+        assert_eq!(args.future.to_string(), quote!(attrs(1)).to_string());
+        let args = parse_go_args(quote!(a == b,)).unwrap_or_else(|e| panic!("{:?}", messages(e)));
+        assert_eq!(args.future.to_string(), quote!(a == b).to_string());
+    }
+
+    #[test]
+    fn go_without_a_future_is_an_error() {
+        for input in [quote!(), quote!(name = "x"), quote!(name = "x",)] {
+            let errors = messages(
+                parse_go_args(input)
+                    .err()
+                    .unwrap_or_else(|| panic!("fails")),
+            );
+            assert!(errors[0].contains("needs a future"), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn the_await_detector_ignores_nested_async_blocks() {
+        assert!(expand::awaits(quote!(fetch().await)));
+        assert!(expand::awaits(quote!((fetch().await).parse())));
+        assert!(!expand::awaits(quote!(block_on(async { fetch().await }))));
+        assert!(!expand::awaits(quote!(block_on(async move { x.await }))));
+        assert!(!expand::awaits(quote!(text.parse::<u32>())));
+    }
+
+    #[test]
+    fn errors_keep_the_users_fn_and_add_compile_errors() {
+        let item = quote!(
+            fn load() -> u32 {
+                1
+            }
+        );
+        let out = scoped(quote!(timout = "1s"), item.clone()).to_string();
+        assert!(out.starts_with(&item.to_string()));
+        assert!(out.contains("compile_error"));
+        // Two problems, one with the arguments and one with the fn: both reported.
+        assert_eq!(out.matches("compile_error").count(), 2, "{out}");
+    }
+
+    /// Token soup must give errors, never a panic.
+    #[test]
+    fn odd_inputs_never_panic() {
+        let inputs = [
+            quote!(=),
+            quote!(,,,),
+            quote!(timeout =),
+            quote!(timeout = "1s" "2s"),
+            quote!(retry()),
+            quote!(retry(max = 99999999999999)),
+            quote!(circuit_breaker),
+            quote!(attrs("a" = , "b")),
+            quote!(skip(1, 2)),
+            quote!(crate = 5),
+            quote!(123 = 4),
+            quote!(concurrency = 99999999999999999999999),
+            quote!(timeout = "99999999999999999999999h"),
+        ];
+        for input in inputs {
+            let _ = parse_scoped_args(input.clone());
+            let _ = parse_go_args(input.clone());
+            let _ = scoped(
+                input.clone(),
+                quote!(
+                    async fn f() {}
+                ),
+            );
+            let _ = scoped(quote!(), input.clone());
+            let _ = try_go(input, true);
+        }
+    }
+}
