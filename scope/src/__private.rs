@@ -308,6 +308,12 @@ impl<R> Returns<R> {
     }
 }
 
+impl<R> Default for Returns<R> {
+    fn default() -> Returns<R> {
+        Returns::new()
+    }
+}
+
 /// Chosen when the return type carries [`Error`]: the body is raced against the scope.
 #[derive(Clone, Copy, Debug)]
 pub struct Carrying;

@@ -358,22 +358,19 @@ pub fn awaits(tokens: TokenStream) -> bool {
     let trees: Vec<TokenTree> = tokens.into_iter().collect();
     let mut after_async = false;
     for (index, tree) in trees.iter().enumerate() {
-        match tree {
+        let found = match tree {
             TokenTree::Ident(ident) if ident == "await" => {
-                if index > 0
+                index > 0
                     && matches!(&trees[index - 1], TokenTree::Punct(dot) if dot.as_char() == '.')
-                {
-                    return true;
-                }
             }
+            // The body of `async { .. }` / `async move { .. }` awaits on its own.
             TokenTree::Group(group) => {
-                // The body of `async { .. }` / `async move { .. }` awaits on its own.
-                if !(after_async && group.delimiter() == Delimiter::Brace) && awaits(group.stream())
-                {
-                    return true;
-                }
+                !(after_async && group.delimiter() == Delimiter::Brace) && awaits(group.stream())
             }
-            _ => {}
+            _ => false,
+        };
+        if found {
+            return true;
         }
         after_async = match tree {
             TokenTree::Ident(ident) if ident == "async" => true,
