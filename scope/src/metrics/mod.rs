@@ -2,7 +2,7 @@
 //! [`metrics(true)`](crate::ScopeBuilder::metrics).
 //!
 //! [`Scope::metrics`](crate::Scope::metrics) returns a [`ScopeMetrics`] snapshot: plain data,
-//! cheap to clone, with durations as [`Duration`](std::time::Duration).
+//! cheap to clone, with durations as [`Duration`].
 
 mod collector;
 
