@@ -345,15 +345,46 @@ impl<R> CompletingKind for &Returns<R> {}
 impl Carrying {
     /// Runs `body` in the scope `builder` describes; the scope's cancellation or deadline ends
     /// the body and becomes the return value.
-    pub async fn run<F>(self, builder: ScopeBuilder, wait: bool, body: F) -> F::Output
+    pub fn run<F>(
+        self,
+        builder: ScopeBuilder,
+        wait: bool,
+        body: F,
+    ) -> IntoReturn<impl Future<Output = Result<F::Output, Error>>>
     where
         F: Future,
         F::Output: CarriesError,
     {
-        match Scope::run(builder.wait(wait), |_| body).await {
-            Ok(value) => value,
-            Err(error) => F::Output::from_scope_error(error),
+        // A plain mapping future rather than an `async fn`: one state machine less to move
+        // around on every call.
+        IntoReturn {
+            run: Scope::run(builder.wait(wait), |_| body),
         }
+    }
+}
+
+pin_project! {
+    /// `Scope::run`'s result, its error turned into the fn's return type.
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct IntoReturn<F> {
+        #[pin]
+        run: F,
+    }
+}
+
+impl<F, R> Future for IntoReturn<F>
+where
+    F: Future<Output = Result<R, Error>>,
+    R: CarriesError,
+{
+    type Output = R;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+        self.project().run.poll(cx).map(|result| match result {
+            Ok(value) => value,
+            Err(error) => R::from_scope_error(error),
+        })
     }
 }
 
