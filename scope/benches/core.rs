@@ -6,49 +6,15 @@
 //!
 //! `scripts/bench-ratios.py` runs this binary several rounds and reports the ratios.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use go_go_scope::Scope;
-use tokio::runtime::Runtime;
+use support::{on_worker, runtime, timed_on_worker};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime for benchmarks")
-}
-
-/// Runs `body` `iters` times inside a task on a worker and returns the time taken.
-fn on_worker<F, Fut>(rt: &Runtime, iters: u64, body: F) -> Duration
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let start = Instant::now();
-            for _ in 0..iters {
-                body().await;
-            }
-            start.elapsed()
-        })
-        .await
-        .expect("benchmark loop")
-    })
-}
-
-/// Runs `fut` (which times its own loop) inside a task on a worker.
-fn timed_on_worker<Fut>(rt: &Runtime, fut: Fut) -> Duration
-where
-    Fut: Future<Output = Duration> + Send + 'static,
-{
-    rt.block_on(async move { tokio::spawn(fut).await.expect("benchmark loop") })
-}
 
 fn scope_create_close(c: &mut Criterion) {
     let rt = runtime();

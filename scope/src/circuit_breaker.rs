@@ -9,8 +9,17 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+// The breaker's synchronization comes from here, so loom can check it (`--cfg loom`).
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, Ordering};
+#[cfg(loom)]
+use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+#[cfg(not(loom))]
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -360,7 +369,52 @@ impl CircuitBreaker {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom_models {
+    use super::*;
+
+    /// Concurrent calls on a half-open breaker: exactly one is the trial, whatever the
+    /// interleaving; the trial's outcome decides the state.
+    #[test]
+    fn half_open_admits_exactly_one_of_two_concurrent_calls() {
+        loom::model(|| {
+            let breaker = CircuitBreaker::new(1, Duration::ZERO).unwrap();
+            breaker.admit().unwrap().settle(false);
+            let other = {
+                let breaker = breaker.clone();
+                loom::thread::spawn(move || breaker.admit().map(|a| a.settle(true)).is_ok())
+            };
+            let mine = breaker.admit().map(|a| a.settle(true)).is_ok();
+            let theirs = other.join().unwrap();
+            // One trial at a time: if both ran, the second was admitted after the first closed
+            // the breaker, which is fine; at least one ran and none ran while a trial was open.
+            assert!(mine || theirs);
+            assert_eq!(breaker.rejections(), u64::from(!(mine && theirs)));
+            assert_eq!(breaker.state(), CircuitState::Closed);
+        });
+    }
+
+    /// A trial dropped without an outcome frees the trial slot for the next call.
+    #[test]
+    fn a_cancelled_trial_frees_the_slot_under_contention() {
+        loom::model(|| {
+            let breaker = CircuitBreaker::new(1, Duration::ZERO).unwrap();
+            breaker.admit().unwrap().settle(false);
+            let other = {
+                let breaker = breaker.clone();
+                loom::thread::spawn(move || drop(breaker.admit()))
+            };
+            let _ = breaker.admit().map(drop);
+            other.join().unwrap();
+            assert!(
+                breaker.admit().is_ok(),
+                "the slot must be free once both trials gave up"
+            );
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -102,9 +102,27 @@ pub enum Error {
         /// The failures in the order they happened (last registered first).
         errors: Vec<Error>,
     },
+    /// Every future of a [`race`](crate::Scope::race) failed; their errors in input order.
+    #[error("{}", AllFailedList(errors))]
+    AllFailed {
+        /// Each racer's error, in the order the racers were given.
+        errors: Vec<Error>,
+    },
     /// A scope was built outside a Tokio runtime.
     #[error("no Tokio runtime: build scopes inside a runtime (e.g. under #[tokio::main])")]
     NoRuntime,
+}
+
+struct AllFailedList<'a>(&'a [Error]);
+
+impl fmt::Display for AllFailedList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "all {} racers failed", self.0.len())?;
+        for (i, e) in self.0.iter().enumerate() {
+            write!(f, "{}{e}", if i == 0 { ": " } else { "; " })?;
+        }
+        Ok(())
+    }
 }
 
 struct DisposalList<'a>(&'a [Error]);
@@ -211,7 +229,13 @@ impl Error {
         matches!(self, Error::Panicked { .. })
     }
 
-    pub(crate) fn cancelled(reason: impl Into<Cow<'static, str>>) -> Error {
+    /// An [`Error::Cancelled`] with `reason`, for code that stops work on its own.
+    ///
+    /// ```
+    /// let e = go_go_scope::Error::cancelled("user pressed stop");
+    /// assert_eq!(e.to_string(), "cancelled: user pressed stop");
+    /// ```
+    pub fn cancelled(reason: impl Into<Cow<'static, str>>) -> Error {
         Error::Cancelled {
             reason: reason.into(),
         }

@@ -18,6 +18,21 @@ type AfterTask = dyn Fn(&str, Duration, Option<&Error>) + Send + Sync;
 type OnCancel = dyn Fn(&Error) + Send + Sync;
 type OnDispose = dyn Fn(usize, Option<&Error>) + Send + Sync;
 
+/// What a task looked like when spawned, for the crate's own observers (the testing scope).
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+pub(crate) struct SpawnInfo<'a> {
+    pub(crate) index: u64,
+    pub(crate) name: &'a str,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_retries: Option<u32>,
+}
+
+/// Sees every task's spawn and end with its index (hooks only see names).
+pub(crate) trait TaskObserver: Send + Sync {
+    fn spawned(&self, info: &SpawnInfo<'_>);
+    fn ended(&self, index: u64, duration: Duration, error: Option<&Error>);
+}
+
 /// The set of lifecycle callbacks a scope calls; pass it to
 /// [`ScopeBuilder::hooks`](crate::ScopeBuilder::hooks).
 ///
@@ -43,6 +58,7 @@ pub struct Hooks {
     pub(crate) after_task: Option<Arc<AfterTask>>,
     pub(crate) on_cancel: Option<Arc<OnCancel>>,
     pub(crate) on_dispose: Option<Arc<OnDispose>>,
+    pub(crate) observer: Option<Arc<dyn TaskObserver>>,
 }
 
 impl fmt::Debug for Hooks {
@@ -52,7 +68,7 @@ impl fmt::Debug for Hooks {
             .field("after_task", &self.after_task.is_some())
             .field("on_cancel", &self.on_cancel.is_some())
             .field("on_dispose", &self.on_dispose.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,6 +118,7 @@ impl Hooks {
             && self.after_task.is_none()
             && self.on_cancel.is_none()
             && self.on_dispose.is_none()
+            && self.observer.is_none()
     }
 
     /// Runs `before_task`; a panic comes back as the error that fails the task.

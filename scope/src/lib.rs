@@ -55,8 +55,11 @@ mod context;
 mod deadlock;
 mod error;
 mod hooks;
+mod lifecycle;
 pub mod metrics;
+mod parallel;
 mod profiler;
+mod race;
 mod resources;
 mod retry;
 mod scope;
@@ -66,12 +69,18 @@ mod task_builder;
 #[doc(hidden)]
 pub mod __private;
 
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+
 pub use circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
 pub use deadlock::{WaitingTask, tracked_wait};
 pub use error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};
 pub use hooks::Hooks;
 pub use metrics::ScopeMetrics;
+pub use parallel::{Aggregate, ParallelOpts, parallel, parallel_aggregate};
 pub use profiler::{KEPT_PROFILES, ProfileReport, ProfileStatistics, TaskProfile};
+pub use race::race;
 pub use resources::DisposeResult;
 pub use retry::Retry;
 pub use scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};

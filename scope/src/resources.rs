@@ -119,6 +119,11 @@ impl Resources {
         Ok(())
     }
 
+    #[cfg(feature = "testing")]
+    pub(crate) fn pending_disposers(&self) -> usize {
+        lock(&self.disposers).stack.len()
+    }
+
     /// Ends registration if nothing is registered; true when it did (nothing to dispose).
     pub(crate) fn seal_if_empty(&self) -> bool {
         let mut disposers = lock(&self.disposers);

@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -28,15 +28,12 @@ use crate::context::{self, Ambient};
 use crate::deadlock::{Detector, WaitingTask};
 use crate::error::{BoxError, Error, TimeoutOrigin};
 use crate::hooks::Hooks;
+use crate::lifecycle::{Admission, Lifecycle};
 use crate::metrics::{MetricsCollector, ScopeMetrics};
 use crate::profiler::{ProfileReport, Profiler};
 use crate::resources::{DisposeResult, Resources};
 use crate::retry::Retry;
 use crate::task::{Fallible, Plain, Task, TaskSpec, spawn_body};
-
-const OPEN: u8 = 0;
-const CLOSING: u8 = 1;
-const CLOSED: u8 = 2;
 
 static NEXT_SCOPE_ID: AtomicU64 = AtomicU64::new(1);
 static UNCLOSED_DROPS: AtomicU64 = AtomicU64::new(0);
@@ -93,15 +90,8 @@ pub(crate) struct Shared {
     /// Created on first use: most short scopes never need one (see `Shared::token`).
     token: OnceLock<CancellationToken>,
     cause: OnceLock<Cause>,
-    state: AtomicU8,
-    /// User handles (`Scope` values) alive.
-    handles: AtomicUsize,
-    /// Tasks spawned and not yet ended (their future dropped).
-    live: AtomicUsize,
-    /// Callers waiting for `live` to reach zero; tasks only notify when there are some.
-    idle_watchers: AtomicUsize,
+    life: Lifecycle,
     idle: Notify,
-    close_watchers: AtomicUsize,
     closed: Notify,
     parent: Option<Arc<Shared>>,
     children: Mutex<Children>,
@@ -139,7 +129,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     pub(crate) fn is_open(&self) -> bool {
-        self.state.load(Ordering::SeqCst) == OPEN
+        self.life.is_open()
     }
 
     /// True once cancelled, or once closing started (a close cancels whatever is left).
@@ -183,12 +173,12 @@ impl Shared {
         }
     }
 
-    /// Admits one task: counts it as live, then checks the scope still takes work. The order
-    /// (count first, check second, both `SeqCst`) is what lets `close` never miss a task.
+    /// Admits one task, or says why not.
     pub(crate) fn admit(&self) -> Result<u64, Error> {
-        self.live.fetch_add(1, Ordering::SeqCst);
-        if self.state.load(Ordering::SeqCst) != OPEN {
-            self.task_exited();
+        if let Admission::Refused { wake_idle } = self.life.admit() {
+            if wake_idle {
+                self.idle.notify_waiters();
+            }
             return Err(Error::Closed);
         }
         if let Some(cause) = self.cause.get() {
@@ -200,27 +190,26 @@ impl Shared {
 
     /// A task's future has been dropped.
     pub(crate) fn task_exited(&self) {
-        if self.live.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.idle_watchers.load(Ordering::SeqCst) > 0
-        {
+        if self.life.exit() {
             self.idle.notify_waiters();
         }
     }
 
     pub(crate) fn live_tasks(&self) -> usize {
-        self.live.load(Ordering::SeqCst)
+        self.life.live()
     }
 
     async fn wait_idle(&self) {
-        self.idle_watchers.fetch_add(1, Ordering::SeqCst);
+        self.life.watch_idle();
         loop {
+            // Created before the check, so a wake-up between the check and the await is kept.
             let notified = self.idle.notified();
-            if self.live.load(Ordering::SeqCst) == 0 {
+            if self.life.live() == 0 {
                 break;
             }
             notified.await;
         }
-        self.idle_watchers.fetch_sub(1, Ordering::SeqCst);
+        self.life.unwatch_idle();
     }
 
     /// Cancels this scope and its subtree with `cause`, unless already cancelled. Reasons are
@@ -247,11 +236,7 @@ impl Shared {
     /// Cancels outstanding work, waits for it (children first), disposes resources LIFO.
     /// Idempotent: later callers wait for the first close to finish and get `Ok`.
     pub(crate) async fn close(self: &Arc<Self>) -> Result<(), Error> {
-        if self
-            .state
-            .compare_exchange(OPEN, CLOSING, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-        {
+        if !self.life.begin_close() {
             self.wait_closed().await;
             return Ok(());
         }
@@ -305,22 +290,21 @@ impl Shared {
         if let Some(parent) = &self.parent {
             lock(&parent.children).by_id.remove(&self.id);
         }
-        self.state.store(CLOSED, Ordering::SeqCst);
-        if self.close_watchers.load(Ordering::SeqCst) > 0 {
+        if self.life.finish_close() {
             self.closed.notify_waiters();
         }
     }
 
     async fn wait_closed(&self) {
-        self.close_watchers.fetch_add(1, Ordering::SeqCst);
+        self.life.watch_close();
         loop {
             let notified = self.closed.notified();
-            if self.state.load(Ordering::SeqCst) == CLOSED {
+            if self.life.is_closed() {
                 break;
             }
             notified.await;
         }
-        self.close_watchers.fetch_sub(1, Ordering::SeqCst);
+        self.life.unwatch_close();
     }
 
     /// Waits for every task to end on its own, then closes.
@@ -395,7 +379,7 @@ pub struct Scope {
 
 impl Clone for Scope {
     fn clone(&self) -> Scope {
-        self.shared.handles.fetch_add(1, Ordering::Relaxed);
+        self.shared.life.handle_cloned();
         Scope {
             shared: Arc::clone(&self.shared),
         }
@@ -404,7 +388,7 @@ impl Clone for Scope {
 
 impl Drop for Scope {
     fn drop(&mut self) {
-        if self.shared.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.shared.life.handle_dropped() {
             self.shared.dropped_unclosed();
         }
     }
@@ -427,8 +411,12 @@ impl Scope {
         &self.shared
     }
 
+    pub(crate) fn cancel_error(&self) -> Error {
+        self.shared.cancel_error()
+    }
+
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Scope {
-        shared.handles.fetch_add(1, Ordering::Relaxed);
+        shared.life.handle_cloned();
         Scope { shared }
     }
 
@@ -745,6 +733,29 @@ impl Scope {
     /// Tasks spawned into this scope that have not ended yet.
     pub fn active_tasks(&self) -> usize {
         self.shared.live_tasks()
+    }
+
+    /// Disposers registered and not yet run.
+    #[cfg(feature = "testing")]
+    pub(crate) fn pending_disposers(&self) -> usize {
+        self.shared.resources.pending_disposers()
+    }
+
+    /// Child scopes registered with this scope that have not finished closing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let parent = go_go_scope::Scope::new().unwrap();
+    /// let child = parent.child().build().unwrap();
+    /// assert_eq!(parent.child_scopes(), 1);
+    /// child.close().await.unwrap();
+    /// assert_eq!(parent.child_scopes(), 0);
+    /// # parent.close().await.unwrap();
+    /// # }
+    /// ```
+    pub fn child_scopes(&self) -> usize {
+        lock(&self.shared.children).by_id.len()
     }
 
     /// A builder for a child scope of this one.
@@ -1116,6 +1127,15 @@ impl ScopeBuilder {
         self
     }
 
+    /// Adds the crate's own task observer (used by the testing scope) beside the user's hooks.
+    #[cfg(feature = "testing")]
+    pub(crate) fn observe(mut self, observer: Arc<dyn crate::hooks::TaskObserver>) -> Self {
+        let mut hooks = self.hooks.take().unwrap_or_default();
+        hooks.observer = Some(observer);
+        self.hooks = Some(hooks);
+        self
+    }
+
     /// Collects [`ScopeMetrics`] for this scope. Off by default; when off, tasks do no metrics
     /// work at all.
     pub fn metrics(mut self, enabled: bool) -> Self {
@@ -1195,12 +1215,8 @@ impl ScopeBuilder {
             name: self.name.unwrap_or(Cow::Borrowed("scope")),
             token: OnceLock::new(),
             cause: OnceLock::new(),
-            state: AtomicU8::new(OPEN),
-            handles: AtomicUsize::new(1),
-            live: AtomicUsize::new(0),
-            idle_watchers: AtomicUsize::new(0),
+            life: Lifecycle::new(),
             idle: Notify::new(),
-            close_watchers: AtomicUsize::new(0),
             closed: Notify::new(),
             parent,
             children: Mutex::new(Children::default()),
@@ -1226,7 +1242,7 @@ impl ScopeBuilder {
         });
         if let Some(parent) = &shared.parent {
             let mut children = lock(&parent.children);
-            if parent.state.load(Ordering::SeqCst) != OPEN {
+            if !parent.is_open() {
                 return Err(Error::Closed);
             }
             children.by_id.insert(shared.id, Arc::clone(&shared));

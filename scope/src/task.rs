@@ -23,9 +23,10 @@ use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 use crate::context::{self, Ambient, TaskIdent};
 use crate::deadlock::WaitGuard;
 use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
+use crate::hooks::SpawnInfo;
 use crate::profiler::TaskProfile;
 use crate::scope::Shared;
-use crate::task_builder::RunStats;
+use crate::task_builder::TaskRun;
 
 /// The handle of a task spawned into a [`Scope`](crate::Scope).
 ///
@@ -266,7 +267,7 @@ struct Record {
     started: Option<Instant>,
     /// Set only when the scope profiles.
     spawned: Option<Instant>,
-    stats: Option<Arc<RunStats>>,
+    run: Option<Arc<TaskRun>>,
     ended: bool,
 }
 
@@ -299,8 +300,8 @@ impl Record {
     fn report(&mut self, error: Option<&Error>) {
         self.ended = true;
         // from when the body started, after any wait for a permit or the breaker.
-        let started = match &self.stats {
-            Some(stats) => stats.started(),
+        let started = match &self.run {
+            Some(run) => run.started(),
             None => self.started,
         };
         let duration = started.map_or(Duration::ZERO, |s| s.elapsed());
@@ -313,6 +314,9 @@ impl Record {
                 .clone()
                 .unwrap_or_else(|| Cow::Owned(format!("task-{}", self.index)));
             hooks.call_after_task(&name, duration, error);
+            if let Some(observer) = &hooks.observer {
+                observer.ended(self.index, duration, error);
+            }
         }
         if let Some(profiler) = &self.shared.profiler {
             profiler.record(self.profile(error.is_none(), started, duration));
@@ -335,7 +339,7 @@ impl Record {
             total,
             ..TaskProfile::default()
         };
-        match &self.stats {
+        match &self.run {
             Some(stats) => {
                 let stages = stats.take_stages();
                 profile.circuit_breaker = stages.circuit_breaker;
@@ -375,7 +379,7 @@ pub(crate) struct TaskSpec {
     /// taking one for the task's whole life.
     pub(crate) permit_in_body: bool,
     /// Filled in by an attempt loop; read when the task ends.
-    pub(crate) stats: Option<Arc<RunStats>>,
+    pub(crate) run: Option<Arc<TaskRun>>,
 }
 
 impl TaskSpec {
@@ -383,7 +387,7 @@ impl TaskSpec {
         TaskSpec {
             name: None,
             permit_in_body: false,
-            stats: None,
+            run: None,
         }
     }
 }
@@ -397,25 +401,35 @@ where
     let TaskSpec {
         name,
         permit_in_body,
-        stats,
+        run,
     } = spec;
     let index = match shared.admit() {
         Ok(index) => index,
         Err(error) => return Task::rejected(error, 0, name),
     };
-    let hook_name = match &shared.hooks {
-        Some(hooks) => {
-            let task_name = name
-                .clone()
-                .unwrap_or_else(|| Cow::Owned(format!("task-{index}")));
-            if let Err(error) = hooks.call_before_task(&task_name, index) {
-                shared.task_exited();
-                return Task::rejected(error, index, name);
-            }
-            Some(task_name)
-        }
-        None => None,
+    // The name is kept for the end of the task only when a hook or the profiler reports it.
+    let reported_name = if shared.hooks.is_some() || shared.profiler.is_some() {
+        Some(
+            name.clone()
+                .unwrap_or_else(|| Cow::Owned(format!("task-{index}"))),
+        )
+    } else {
+        None
     };
+    if let (Some(hooks), Some(task_name)) = (&shared.hooks, &reported_name) {
+        if let Err(error) = hooks.call_before_task(task_name, index) {
+            shared.task_exited();
+            return Task::rejected(error, index, name);
+        }
+        if let Some(observer) = &hooks.observer {
+            observer.spawned(&SpawnInfo {
+                index,
+                name: task_name,
+                timeout: run.as_ref().and_then(|r| r.timeout()),
+                max_retries: run.as_ref().and_then(|r| r.max_retries()),
+            });
+        }
+    }
     if let Some(metrics) = &shared.metrics {
         metrics.task_spawned();
     }
@@ -443,10 +457,10 @@ where
         record: Record {
             shared: Arc::clone(shared),
             index,
-            name: hook_name,
+            name: reported_name,
             started: None,
             spawned: shared.profiler.as_ref().map(|_| Instant::now()),
-            stats,
+            run,
             ended: false,
         },
     };

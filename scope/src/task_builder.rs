@@ -223,21 +223,33 @@ impl<S: Attempts> TaskBuilder<S> {
                 .then(|| self.shared.default_retry.clone())
                 .flatten()
         });
-        let stats = Arc::new(RunStats::new(self.shared.profiler.is_some()));
-        let plan = Plan {
+        let run = Arc::new(TaskRun {
             timeout: self.timeout,
             retry,
             name: self.name.clone(),
-            stats: Arc::clone(&stats),
-        };
-        let body = run_attempts(Arc::clone(&self.shared), self.attempts, plan);
+            stages: self.shared.profiler.is_some().then(Mutex::default),
+            ..TaskRun::default()
+        });
+        // The first permit is taken now if one is free, like a plain spawn does, so tasks get
+        // permits in spawn order.
+        let first_permit = self
+            .shared
+            .limit
+            .as_ref()
+            .and_then(|semaphore| Arc::clone(semaphore).try_acquire_owned().ok());
+        let body = run_attempts(
+            Arc::clone(&self.shared),
+            self.attempts,
+            Arc::clone(&run),
+            first_permit,
+        );
         spawn_body(
             &self.shared,
             body,
             TaskSpec {
                 name: self.name,
                 permit_in_body: true,
-                stats: Some(stats),
+                run: Some(run),
             },
         )
     }
@@ -305,9 +317,14 @@ impl Scope {
     }
 }
 
-/// What a task's attempts did, for its completion record (durations, spans, profiler).
+/// One task's run: its options, and what its attempts did (for its completion record:
+/// durations, spans, profiler). Shared by the attempt loop and the task's record in one
+/// allocation, which keeps the loop's state machine small.
 #[derive(Default)]
-pub(crate) struct RunStats {
+pub(crate) struct TaskRun {
+    timeout: Option<Duration>,
+    retry: Option<Retry>,
+    name: Option<Cow<'static, str>>,
     /// When the first attempt began (after its permit and breaker check).
     started: OnceLock<Instant>,
     retries: AtomicU32,
@@ -324,14 +341,7 @@ pub(crate) struct Stages {
     pub(crate) retry_delays: Vec<Duration>,
 }
 
-impl RunStats {
-    fn new(profiling: bool) -> RunStats {
-        RunStats {
-            stages: profiling.then(Mutex::default),
-            ..RunStats::default()
-        }
-    }
-
+impl TaskRun {
     fn stage(&self, f: impl FnOnce(&mut Stages)) {
         if let Some(stages) = &self.stages {
             f(&mut stages
@@ -355,6 +365,14 @@ impl RunStats {
         self.started.get().copied()
     }
 
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    pub(crate) fn max_retries(&self) -> Option<u32> {
+        self.retry.as_ref().map(Retry::max_retries)
+    }
+
     pub(crate) fn retries(&self) -> u32 {
         self.retries.load(Ordering::Relaxed)
     }
@@ -364,14 +382,7 @@ impl RunStats {
     }
 }
 
-struct Plan {
-    timeout: Option<Duration>,
-    retry: Option<Retry>,
-    name: Option<Cow<'static, str>>,
-    stats: Arc<RunStats>,
-}
-
-impl Plan {
+impl TaskRun {
     fn timeout_error(&self, after: Duration) -> Error {
         Error::Timeout {
             after,
@@ -383,7 +394,7 @@ impl Plan {
 /// Waits for a concurrency permit if the scope has a limit, visible to deadlock detection.
 async fn acquire_permit(
     shared: &Shared,
-    stats: &RunStats,
+    stats: &TaskRun,
 ) -> Result<Option<OwnedSemaphorePermit>, Error> {
     let Some(semaphore) = &shared.limit else {
         return Ok(None);
@@ -406,22 +417,34 @@ async fn acquire_permit(
 async fn run_attempts<S: Attempts>(
     shared: Arc<Shared>,
     mut attempts: S,
-    plan: Plan,
+    plan: Arc<TaskRun>,
+    mut first_permit: Option<OwnedSemaphorePermit>,
 ) -> Result<S::Output, Error> {
     let mut retries = 0_u32;
     loop {
-        let permit = acquire_permit(&shared, &plan.stats).await?;
+        // Rare, large waits (permit under contention, timeouts, retry delays) are boxed so the
+        // task's state machine stays small on the common path.
+        let permit = match first_permit.take() {
+            Some(permit) => Some(permit),
+            None if shared.limit.is_some() => Box::pin(acquire_permit(&shared, &plan)).await?,
+            None => None,
+        };
         let admission = match &shared.breaker {
             Some(breaker) => {
-                let asked = Instant::now();
+                let asked = shared.timed.then(Instant::now);
                 let admission = breaker.admit();
-                plan.stats.stage(|s| s.circuit_breaker += asked.elapsed());
+                if let Some(asked) = asked {
+                    plan.stage(|s| s.circuit_breaker += asked.elapsed());
+                }
                 Some(admission?)
             }
             None => None,
         };
-        let attempt_started = Instant::now();
-        let _ = plan.stats.started.set(attempt_started);
+        // Clocks are read only when something reports durations.
+        let attempt_started = shared.timed.then(Instant::now);
+        if let Some(started) = attempt_started {
+            let _ = plan.started.set(started);
+        }
         let Some(attempt) = attempts.next_attempt(retries + 1) else {
             return Err(Error::invalid(
                 "retry",
@@ -436,14 +459,15 @@ async fn run_attempts<S: Attempts>(
             Err(payload) => Err(Error::from_panic(payload)),
         };
         let result = match plan.timeout {
-            Some(after) => match tokio::time::timeout(after, attempt).await {
+            Some(after) => match Box::pin(tokio::time::timeout(after, attempt)).await {
                 Ok(outcome) => settle(outcome),
                 Err(_elapsed) => Err(plan.timeout_error(after)),
             },
             None => settle(attempt.await),
         };
-        plan.stats
-            .stage(|s| s.attempts.push(attempt_started.elapsed()));
+        if let Some(started) = attempt_started {
+            plan.stage(|s| s.attempts.push(started.elapsed()));
+        }
         if let Some(admission) = admission {
             admission.settle(result.is_ok());
         }
@@ -459,13 +483,14 @@ async fn run_attempts<S: Attempts>(
             return Err(error);
         }
         retries += 1;
-        plan.stats.retries.store(retries, Ordering::Relaxed);
+        plan.retries.store(retries, Ordering::Relaxed);
         tracing::debug!(task = ?plan.name, retry = retries, %error, "retrying task");
         retry.notify_retry(&error, retries);
         let delay = retry.delay_before(retries, &error)?;
+        drop(error);
         if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-            plan.stats.stage(|s| s.retry_delays.push(delay));
+            Box::pin(tokio::time::sleep(delay)).await;
+            plan.stage(|s| s.retry_delays.push(delay));
         }
     }
 }

@@ -1,0 +1,437 @@
+//! Helpers for testing code that uses scopes (feature `testing`).
+//!
+//! - [`TestScope`]: a real scope that records every task spawned into it (name, options,
+//!   outcome) for assertions.
+//! - [`assert_closed`] / [`close_and_assert`]: the structured-concurrency promise as an
+//!   assertion — closed, cancelled, no task alive, no child scope left, every disposer run.
+//! - [`flush_tasks`] and [`advance`]: drive the controlled clock. Tokio's paused clock is the
+//!   controlled timer: write tests as `#[tokio::test(start_paused = true)]`; time then stands
+//!   still, `tokio::time::advance` moves it, and a runtime with nothing to do jumps straight to
+//!   the next timer, so timeouts and retry delays cost no real time and are exact.
+//! - [`Spy`]: a recording stand-in for a callback.
+//!
+//! ```
+//! use std::time::Duration;
+//! use go_go_scope::testing::{TestScope, close_and_assert};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let scope = TestScope::new();
+//! scope.task(|_| async { Ok::<_, &str>(1) }).name("fetch").retry(3).spawn().await;
+//! let calls = scope.task_calls();
+//! assert_eq!(calls[0].name, "fetch");
+//! assert_eq!(calls[0].max_retries, Some(3));
+//! assert!(calls[0].succeeded());
+//! close_and_assert(&scope).await;
+//! # }
+//! ```
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::Error;
+use crate::hooks::{SpawnInfo, TaskObserver};
+use crate::scope::{Scope, ScopeBuilder};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One task a [`TestScope`] saw.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TaskCall {
+    /// The task's 1-based number in the scope.
+    pub index: u64,
+    /// Its name (`task-<n>` when it has none).
+    pub name: String,
+    /// Its per-attempt timeout, if it had one.
+    pub timeout: Option<Duration>,
+    /// Its retry count, if it had a retry policy.
+    pub max_retries: Option<u32>,
+    /// `None` while it runs; then `Ok(())` or the error's message.
+    pub outcome: Option<Result<(), String>>,
+    /// How long its body ran, once it ended.
+    pub duration: Option<Duration>,
+}
+
+impl TaskCall {
+    /// True when the task ended with a value.
+    pub fn succeeded(&self) -> bool {
+        matches!(self.outcome, Some(Ok(())))
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<TaskCall>>,
+}
+
+impl TaskObserver for Recorder {
+    fn spawned(&self, info: &SpawnInfo<'_>) {
+        lock(&self.calls).push(TaskCall {
+            index: info.index,
+            name: info.name.to_owned(),
+            timeout: info.timeout,
+            max_retries: info.max_retries,
+            outcome: None,
+            duration: None,
+        });
+    }
+
+    fn ended(&self, index: u64, duration: Duration, error: Option<&Error>) {
+        let mut calls = lock(&self.calls);
+        if let Some(call) = calls.iter_mut().rev().find(|c| c.index == index) {
+            call.outcome = Some(match error {
+                None => Ok(()),
+                Some(e) => Err(e.to_string()),
+            });
+            call.duration = Some(duration);
+        }
+    }
+}
+
+/// A real [`Scope`] (it derefs to one) that records every task spawned into it.
+///
+/// ```
+/// use go_go_scope::testing::TestScope;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let scope = TestScope::cancelled("initial abort");
+/// let (err, _) = scope.spawn(async { 1 }).await;
+/// assert_eq!(err.unwrap().to_string(), "cancelled: initial abort");
+/// scope.close().await.unwrap();
+/// # }
+/// ```
+pub struct TestScope {
+    scope: Scope,
+    recorder: Arc<Recorder>,
+}
+
+impl fmt::Debug for TestScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestScope")
+            .field("scope", &self.scope)
+            .field("task_calls", &lock(&self.recorder.calls).len())
+            .finish()
+    }
+}
+
+impl Default for TestScope {
+    fn default() -> TestScope {
+        TestScope::new()
+    }
+}
+
+impl TestScope {
+    /// A detached scope named `test-scope` that records its tasks.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (tests run inside one).
+    pub fn new() -> TestScope {
+        match TestScope::from_builder(Scope::builder().name("test-scope").detached()) {
+            Ok(scope) => scope,
+            Err(error) => panic!("TestScope::new: {error}"),
+        }
+    }
+
+    /// A recording scope from your own builder (its hooks are kept; recording is added).
+    pub fn from_builder(builder: ScopeBuilder) -> Result<TestScope, Error> {
+        let recorder = Arc::new(Recorder::default());
+        let observer: Arc<dyn TaskObserver> = recorder.clone();
+        let scope = builder.observe(observer).build()?;
+        Ok(TestScope { scope, recorder })
+    }
+
+    /// A recording scope that starts cancelled with `reason`.
+    pub fn cancelled(reason: &'static str) -> TestScope {
+        let scope = TestScope::new();
+        scope.cancel(reason);
+        scope
+    }
+
+    /// Provides `value` as a service and returns the scope, for one-line setups.
+    pub fn with_service<T: Send + Sync + 'static>(self, value: T) -> TestScope {
+        self.scope.provide(value);
+        self
+    }
+
+    /// Every task spawned so far, in spawn order.
+    pub fn task_calls(&self) -> Vec<TaskCall> {
+        lock(&self.recorder.calls).clone()
+    }
+
+    /// Forgets the recorded tasks.
+    pub fn clear_task_calls(&self) {
+        lock(&self.recorder.calls).clear();
+    }
+
+    /// The underlying scope, e.g. to pass as a parent.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+}
+
+impl Deref for TestScope {
+    type Target = Scope;
+
+    fn deref(&self) -> &Scope {
+        &self.scope
+    }
+}
+
+/// Asserts that `scope` kept the structured-concurrency promise: it is closed, cancelled, has
+/// no live task and no child scope left, and every disposer ran.
+///
+/// # Panics
+/// With a message naming the broken promise.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let scope = go_go_scope::Scope::new().unwrap();
+/// scope.close().await.unwrap();
+/// go_go_scope::testing::assert_closed(&scope);
+/// # }
+/// ```
+#[track_caller]
+pub fn assert_closed(scope: &Scope) {
+    assert!(scope.is_closed(), "scope `{}` is not closed", scope.name());
+    assert!(
+        scope.is_cancelled(),
+        "scope `{}` is closed but its token was not cancelled",
+        scope.name()
+    );
+    assert_eq!(
+        scope.active_tasks(),
+        0,
+        "scope `{}` still has live tasks",
+        scope.name()
+    );
+    assert_eq!(
+        scope.child_scopes(),
+        0,
+        "scope `{}` still has child scopes registered",
+        scope.name()
+    );
+    assert_eq!(
+        scope.pending_disposers(),
+        0,
+        "scope `{}` has disposers that never ran",
+        scope.name()
+    );
+    let token = scope.token();
+    assert!(
+        token.is_cancelled(),
+        "scope `{}`'s cancellation token was not cancelled",
+        scope.name()
+    );
+}
+
+/// Closes `scope` (a failing disposer fails the test) and asserts [`assert_closed`].
+pub async fn close_and_assert(scope: &Scope) {
+    if let Err(error) = scope.close().await {
+        panic!("closing scope `{}` failed: {error}", scope.name());
+    }
+    assert_closed(scope);
+}
+
+/// Lets every task that is ready to run make progress before returning (on the
+/// current-thread runtime `#[tokio::test]` uses): yields to the scheduler until a round of
+/// yields found nothing new to run, at most 64 times.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let scope = go_go_scope::Scope::new().unwrap();
+/// let flag = Arc::new(AtomicBool::new(false));
+/// let f = flag.clone();
+/// scope.spawn(async move { f.store(true, Ordering::SeqCst) });
+/// go_go_scope::testing::flush_tasks().await;
+/// assert!(flag.load(Ordering::SeqCst));
+/// scope.close().await.unwrap();
+/// # }
+/// ```
+pub async fn flush_tasks() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let mut quiet_rounds = 0;
+    for _ in 0..64 {
+        let before = metrics.global_queue_depth();
+        tokio::task::yield_now().await;
+        if before == 0 && metrics.global_queue_depth() == 0 {
+            quiet_rounds += 1;
+            if quiet_rounds == 2 {
+                break;
+            }
+        } else {
+            quiet_rounds = 0;
+        }
+    }
+}
+
+/// Moves the paused clock forward by `by` and lets the tasks that became ready run.
+/// Requires the paused clock (`#[tokio::test(start_paused = true)]`).
+///
+/// ```
+/// use std::time::Duration;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let scope = go_go_scope::Scope::new().unwrap();
+/// let fired = Arc::new(AtomicBool::new(false));
+/// let f = fired.clone();
+/// scope.spawn(async move {
+///     tokio::time::sleep(Duration::from_millis(100)).await;
+///     f.store(true, Ordering::SeqCst);
+/// });
+/// go_go_scope::testing::advance(Duration::from_millis(99)).await;
+/// assert!(!fired.load(Ordering::SeqCst));
+/// go_go_scope::testing::advance(Duration::from_millis(1)).await;
+/// assert!(fired.load(Ordering::SeqCst));
+/// scope.close().await.unwrap();
+/// # }
+/// ```
+pub async fn advance(by: Duration) {
+    flush_tasks().await;
+    tokio::time::advance(by).await;
+    flush_tasks().await;
+}
+
+/// One recorded call of a [`Spy`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpyCall<A, R> {
+    /// The arguments it was called with.
+    pub args: A,
+    /// What it returned.
+    pub result: R,
+}
+
+type SpyImplementation<A, R> = Arc<dyn Fn(&A) -> R + Send + Sync>;
+
+struct SpyState<A, R> {
+    calls: Vec<SpyCall<A, R>>,
+    return_value: Option<R>,
+    implementation: Option<SpyImplementation<A, R>>,
+}
+
+/// A recording stand-in for a callback: call it, then assert on how it was called.
+///
+/// It answers with its implementation if one is set, else its return value, else
+/// `R::default()`. Clones share the same record.
+///
+/// ```
+/// use go_go_scope::testing::Spy;
+///
+/// let spy: Spy<(u32, &str), u32> = Spy::new();
+/// spy.mock_implementation(|(n, _)| n * 2);
+/// assert_eq!(spy.call((5, "a")), 10);
+/// assert!(spy.was_called_with(&(5, "a")));
+/// assert_eq!(spy.call_count(), 1);
+/// spy.mock_reset();
+/// assert!(!spy.was_called());
+/// ```
+pub struct Spy<A, R> {
+    state: Arc<Mutex<SpyState<A, R>>>,
+}
+
+impl<A, R> Clone for Spy<A, R> {
+    fn clone(&self) -> Self {
+        Spy {
+            state: Arc::clone(&self.state),
+        }
+    }
+}
+
+impl<A, R> fmt::Debug for Spy<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spy")
+            .field("calls", &lock(&self.state).calls.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Clone, R: Clone + Default> Default for Spy<A, R> {
+    fn default() -> Self {
+        Spy::new()
+    }
+}
+
+impl<A: Clone, R: Clone + Default> Spy<A, R> {
+    /// A spy with no calls, no return value and no implementation.
+    pub fn new() -> Spy<A, R> {
+        Spy {
+            state: Arc::new(Mutex::new(SpyState {
+                calls: Vec::new(),
+                return_value: None,
+                implementation: None,
+            })),
+        }
+    }
+
+    /// Calls the spy: records the call and returns its answer.
+    pub fn call(&self, args: A) -> R {
+        let implementation = lock(&self.state).implementation.clone();
+        let result = match implementation {
+            Some(f) => f(&args),
+            None => lock(&self.state).return_value.clone().unwrap_or_default(),
+        };
+        lock(&self.state).calls.push(SpyCall {
+            args,
+            result: result.clone(),
+        });
+        result
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<SpyCall<A, R>> {
+        lock(&self.state).calls.clone()
+    }
+
+    /// How many times it was called.
+    pub fn call_count(&self) -> usize {
+        lock(&self.state).calls.len()
+    }
+
+    /// True once it was called.
+    pub fn was_called(&self) -> bool {
+        self.call_count() > 0
+    }
+
+    /// True if some call had exactly these arguments.
+    pub fn was_called_with(&self, args: &A) -> bool
+    where
+        A: PartialEq,
+    {
+        lock(&self.state).calls.iter().any(|c| &c.args == args)
+    }
+
+    /// Answer every call with `value` (an implementation takes precedence).
+    pub fn mock_return_value(&self, value: R) -> &Self {
+        lock(&self.state).return_value = Some(value);
+        self
+    }
+
+    /// Answer every call with `f(args)`.
+    pub fn mock_implementation(&self, f: impl Fn(&A) -> R + Send + Sync + 'static) -> &Self {
+        lock(&self.state).implementation = Some(Arc::new(f));
+        self
+    }
+
+    /// Forgets the calls, the return value and the implementation.
+    pub fn mock_reset(&self) -> &Self {
+        let mut state = lock(&self.state);
+        state.calls.clear();
+        state.return_value = None;
+        state.implementation = None;
+        drop(state);
+        self
+    }
+}
