@@ -32,8 +32,14 @@ async fn fetch_user(id: u64) -> Result<User, std::io::Error> {
 async fn fetch_orders(user_id: u64) -> Result<Vec<Order>, std::io::Error> {
     sleep(Duration::from_millis(60)).await;
     Ok(vec![
-        Order { id: user_id * 100 + 1, total_cents: 1999 },
-        Order { id: user_id * 100 + 2, total_cents: 4500 },
+        Order {
+            id: user_id * 100 + 1,
+            total_cents: 1999,
+        },
+        Order {
+            id: user_id * 100 + 2,
+            total_cents: 4500,
+        },
     ])
 }
 
@@ -115,7 +121,9 @@ async fn main() -> Result<(), Error> {
 
     println!("\nthe same request with a deadline that is too short:");
     let slow = Scope::run(
-        Scope::builder().name("too-slow").timeout(Duration::from_millis(20)),
+        Scope::builder()
+            .name("too-slow")
+            .timeout(Duration::from_millis(20)),
         |_| handle_request(8),
     )
     .await;

@@ -719,10 +719,10 @@ async fn run_with_wait_lets_tasks_finish() {
     Scope::run(Scope::builder().wait(true), |s| async move {
         for _ in 0..3 {
             let d = d.clone();
-            s.spawn(async move {
+            drop(s.spawn(async move {
                 tokio::task::yield_now().await;
                 d.fetch_add(1, Ordering::SeqCst);
-            });
+            }));
         }
     })
     .await
@@ -755,10 +755,10 @@ async fn dropping_a_run_future_cancels_and_closes_in_the_background() {
     let d = disposed.clone();
     let run = Scope::run(Scope::builder(), |s| async move {
         s.defer(move || async move { d.notify_one() });
-        s.spawn(async move {
+        drop(s.spawn(async move {
             let _g = guard;
             std::future::pending::<()>().await
-        });
+        }));
         std::future::pending::<()>().await
     });
     let _ = tokio::time::timeout(Duration::from_millis(20), run).await;
@@ -857,14 +857,14 @@ async fn ten_thousand_tasks_leave_nothing_alive() {
     for i in 0..10_000_u32 {
         let r = ran.clone();
         if i % 2 == 0 {
-            s.spawn(async move {
+            drop(s.spawn(async move {
                 r.fetch_add(1, Ordering::Relaxed);
-            });
+            }));
         } else {
-            s.spawn(async move {
+            drop(s.spawn(async move {
                 r.fetch_add(1, Ordering::Relaxed);
                 std::future::pending::<()>().await
-            });
+            }));
         }
     }
     s.close().await.unwrap();
@@ -886,21 +886,28 @@ async fn ten_thousand_tasks_leave_nothing_alive() {
 // DL: waits on a concurrency permit are reported with the task's name and wait time.
 #[tokio::test(start_paused = true)]
 async fn deadlock_detection_reports_long_permit_waits() {
-    let reports: Arc<Mutex<Vec<Vec<(String, &'static str, Duration)>>>> = Arc::default();
+    type Report = Vec<(String, &'static str, Duration)>;
+    let reports: Arc<Mutex<Vec<Report>>> = Arc::default();
     let sink = reports.clone();
     let s = Scope::builder()
         .concurrency(1)
         .deadlock_detection(Duration::from_millis(100), move |waiting| {
-            sink.lock()
-                .unwrap()
-                .push(waiting.iter().map(|w| (w.task.clone(), w.resource, w.waited)).collect())
+            sink.lock().unwrap().push(
+                waiting
+                    .iter()
+                    .map(|w| (w.task.clone(), w.resource, w.waited))
+                    .collect(),
+            )
         })
         .build()
         .unwrap();
     let holder = s.spawn(sleep(Duration::from_millis(500)));
     let waiter = s.spawn(async {});
     sleep(Duration::from_millis(90)).await;
-    assert!(reports.lock().unwrap().is_empty(), "not reported before the threshold");
+    assert!(
+        reports.lock().unwrap().is_empty(),
+        "not reported before the threshold"
+    );
     sleep(Duration::from_millis(100)).await;
     {
         let reports = reports.lock().unwrap();
@@ -916,7 +923,12 @@ async fn deadlock_detection_reports_long_permit_waits() {
     waiter.await;
     s.close().await.unwrap();
     assert!(matches!(
-        Scope::builder().deadlock_detection(Duration::ZERO, |_| {}).build(),
-        Err(Error::InvalidOption { option: "deadlock_detection", .. })
+        Scope::builder()
+            .deadlock_detection(Duration::ZERO, |_| {})
+            .build(),
+        Err(Error::InvalidOption {
+            option: "deadlock_detection",
+            ..
+        })
     ));
 }

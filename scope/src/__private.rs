@@ -4,4 +4,5 @@
 pub use crate::error::Error;
 pub use crate::scope::{Scope, ScopeBuilder};
 pub use crate::task::Task;
+pub use crate::trace::{AttrValue, ScopeTracer};
 pub use std::time::Duration;

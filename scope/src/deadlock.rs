@@ -137,7 +137,7 @@ impl Detector {
             }
         }
         if fresh {
-            overdue.sort_by(|a, b| b.waited.cmp(&a.waited));
+            overdue.sort_by_key(|w| std::cmp::Reverse(w.waited));
             tracing::warn!(
                 waiting = overdue.len(),
                 longest = ?overdue[0].waited,

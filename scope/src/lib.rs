@@ -55,9 +55,13 @@ mod deadlock;
 mod error;
 mod hooks;
 pub mod metrics;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 mod resources;
 mod scope;
 mod task;
+pub mod trace;
 
 #[doc(hidden)]
 pub mod __private;
@@ -69,6 +73,7 @@ pub use metrics::ScopeMetrics;
 pub use resources::DisposeResult;
 pub use scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
 pub use task::Task;
+pub use trace::{AttrValue, ScopeTracer, record_task_attr};
 
 /// Re-exported so users can name the token type [`Scope::token`] returns.
 pub use tokio_util::sync::CancellationToken;

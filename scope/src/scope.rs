@@ -113,6 +113,8 @@ pub(crate) struct Shared {
     /// Whether tasks measure their durations (someone reads them).
     pub(crate) timed: bool,
     pub(crate) detector: Option<Arc<Detector>>,
+    /// The scope's span (see `crate::trace`).
+    pub(crate) trace: crate::trace::ScopeTrace,
     created: Option<Instant>,
     lifetime: OnceLock<Duration>,
     /// The timeout timer and the deadlock watchdog; both end when the token fires.
@@ -262,6 +264,9 @@ impl Shared {
             // Boxed so that closing an empty scope (the common case) stays a small future.
             Box::pin(self.close_busy()).await
         };
+        let cancelled_by = self.cause.get().map(Cause::to_error);
+        self.trace
+            .close(cancelled_by.as_ref(), result.as_ref().err());
         self.finish_close();
         result
     }
@@ -294,7 +299,11 @@ impl Shared {
     fn finish_close(&self) {
         self.resources.clear_services();
         if let Some(created) = self.created {
-            let _ = self.lifetime.set(created.elapsed());
+            let lifetime = created.elapsed();
+            let _ = self.lifetime.set(lifetime);
+            if let Some(metrics) = &self.metrics {
+                metrics.scope_closed(lifetime);
+            }
         }
         if let Some(parent) = &self.parent {
             lock(&parent.children).by_id.remove(&self.id);
@@ -489,7 +498,9 @@ impl Scope {
             scope: Arc::clone(&shared),
             task: None,
         };
-        let body = context::enter(ambient, body(scope.clone()));
+        let body = shared
+            .trace
+            .instrument(context::enter(ambient, body(scope.clone())));
         let outcome = tokio::select! {
             biased;
             value = body => Ok(value),
@@ -907,8 +918,20 @@ impl Scope {
     /// A snapshot of the scope's metrics, or `None` unless it was built with
     /// [`metrics(true)`](ScopeBuilder::metrics).
     pub fn metrics(&self) -> Option<ScopeMetrics> {
-        let collector = self.shared.metrics.as_ref()?;
-        Some(collector.snapshot(&self.shared.name, self.shared.lifetime.get().copied()))
+        self.shared.metrics_snapshot()
+    }
+
+    /// The scope's state, for the crate's observers (metrics reporter).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+}
+
+impl Shared {
+    pub(crate) fn metrics_snapshot(&self) -> Option<ScopeMetrics> {
+        let collector = self.metrics.as_ref()?;
+        Some(collector.snapshot(&self.name, self.lifetime.get().copied()))
     }
 }
 
@@ -1004,6 +1027,8 @@ pub struct ScopeBuilder {
     metrics: bool,
     wait: bool,
     deadlock: Option<(Duration, Arc<DeadlockCallback>)>,
+    /// Tracer and span attributes (set in `crate::trace`).
+    pub(crate) trace: crate::trace::TraceOptions,
 }
 
 type DeadlockCallback = dyn Fn(&[WaitingTask]) + Send + Sync;
@@ -1118,6 +1143,7 @@ impl ScopeBuilder {
             ));
         }
         let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let explicit_parent = matches!(self.parent, ParentChoice::Explicit(_));
         let parent = match self.parent {
             ParentChoice::Ambient => context::ambient_scope(),
             ParentChoice::Explicit(scope) => Some(Arc::clone(&scope.shared)),
@@ -1127,11 +1153,25 @@ impl ScopeBuilder {
             .concurrency
             .or_else(|| parent.as_ref().and_then(|p| p.concurrency));
         let hooks = self.hooks.filter(|h| !h.is_empty());
-        let metrics = self.metrics.then(MetricsCollector::new);
+        let custom_name = self.name.is_some();
+        let name = self.name.unwrap_or(Cow::Borrowed("scope"));
+        let metrics = self.metrics.then(|| MetricsCollector::new(&name));
         let timed = metrics.is_some() || hooks.as_ref().is_some_and(|h| h.after_task.is_some());
+        let trace = crate::trace::ScopeTrace::start(
+            self.trace,
+            crate::trace::ScopeSpanInfo {
+                name: &name,
+                custom_name,
+                timeout: self.timeout,
+                concurrency_option: self.concurrency,
+                concurrency,
+                parent: parent.as_ref().map(|p| &p.trace),
+                explicit_parent,
+            },
+        );
         let shared = Arc::new(Shared {
             id: NEXT_SCOPE_ID.fetch_add(1, Ordering::Relaxed),
-            name: self.name.unwrap_or(Cow::Borrowed("scope")),
+            name,
             token: OnceLock::new(),
             cause: OnceLock::new(),
             state: AtomicU8::new(OPEN),
@@ -1155,6 +1195,7 @@ impl ScopeBuilder {
             detector: self
                 .deadlock
                 .map(|(threshold, callback)| Arc::new(Detector::new(threshold, callback))),
+            trace,
             created: timed.then(Instant::now),
             lifetime: OnceLock::new(),
             background: Mutex::new(Vec::new()),

@@ -20,10 +20,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 
-use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
 use crate::context::{self, Ambient, TaskIdent};
 use crate::deadlock::WaitGuard;
+use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
 use crate::scope::Shared;
+use crate::trace::{TaskSpanInfo, TaskTrace};
 
 /// The handle of a task spawned into a [`Scope`](crate::Scope).
 ///
@@ -247,7 +248,8 @@ where
         if this.record.started.is_none() && this.record.shared.timed {
             this.record.started = Some(Instant::now());
         }
-        match catch_unwind(AssertUnwindSafe(|| this.body.poll(cx))) {
+        let (body, trace) = (this.body, &mut this.record.trace);
+        match catch_unwind(AssertUnwindSafe(|| trace.in_span(|| body.poll(cx)))) {
             Ok(Poll::Ready(result)) => this.record.end(result),
             Err(payload) => this.record.end(Err(Error::from_panic(payload))),
             Ok(Poll::Pending) => this.record.watch_cancel(this.cancel, cx),
@@ -263,6 +265,8 @@ struct Record {
     name: Option<Cow<'static, str>>,
     started: Option<Instant>,
     ended: bool,
+    /// The task's span (see `crate::trace`).
+    trace: TaskTrace,
 }
 
 impl Record {
@@ -307,6 +311,7 @@ impl Record {
         if let Some(error) = error {
             tracing::trace!(scope = %self.shared.name, task = self.index, %error, "task failed");
         }
+        self.trace.finish(&self.shared.trace, error);
     }
 }
 
@@ -320,11 +325,26 @@ impl Drop for Record {
     }
 }
 
-/// Spawns `body` into the scope behind `shared`: the single entry point for every task.
+/// Spawns `body` into the scope behind `shared`, with no span details beyond its name.
 pub(crate) fn spawn_body<B, T>(
     shared: &Arc<Shared>,
     body: B,
     name: Option<Cow<'static, str>>,
+) -> Task<T>
+where
+    B: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    spawn_body_with(shared, body, name, TaskSpanInfo::default())
+}
+
+/// Spawns `body` into the scope behind `shared`: the single entry point for every task.
+/// `span_info` carries what the task's span reports (retry, timeout, breaker, attributes).
+pub(crate) fn spawn_body_with<B, T>(
+    shared: &Arc<Shared>,
+    body: B,
+    name: Option<Cow<'static, str>>,
+    span_info: TaskSpanInfo,
 ) -> Task<T>
 where
     B: Future<Output = Result<T, Error>> + Send + 'static,
@@ -366,6 +386,7 @@ where
         },
     };
     tracing::trace!(scope = %shared.name, task = index, "task spawned");
+    let trace = TaskTrace::start(&shared.trace, index, name.as_deref(), span_info);
     let future = TaskFuture {
         body,
         cancel: None,
@@ -376,6 +397,7 @@ where
             name: hook_name,
             started: None,
             ended: false,
+            trace,
         },
     };
     let ambient = Ambient {
