@@ -602,3 +602,102 @@ async fn without_any_subscriber_or_tracer_nothing_is_recorded() {
     scope.close().await.unwrap();
     assert!(traces.spans().is_empty());
 }
+
+/// What the fake endpoint received: request line, content type, body.
+type Received = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+/// A minimal OTLP/HTTP endpoint on a plain thread: answers every request with 200 and keeps
+/// what it received.
+fn fake_otlp_endpoint() -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let (mut length, mut content_type) = (0, String::new());
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        let (name, value) = header.split_once(':').unwrap();
+                        match name.to_ascii_lowercase().as_str() {
+                            "content-length" => length = value.trim().parse().unwrap(),
+                            "content-type" => content_type = value.trim().to_owned(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    seen.lock().unwrap().push((
+                        request_line.trim_end().to_owned(),
+                        content_type,
+                        body,
+                    ));
+                    writer
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (url, requests)
+}
+
+#[test]
+fn the_pipeline_installs_globally_and_shutdown_flushes_to_the_endpoint() {
+    use go_go_scope::otel::{OtelError, OtelPipeline};
+    let (url, requests) = fake_otlp_endpoint();
+    let otel = OtelPipeline::new("pipeline-test")
+        .endpoint(format!("{url}/v1/traces"))
+        .install()
+        .unwrap();
+    // A multi-thread runtime: the global subscriber sees the tasks on every worker.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        Scope::run(
+            Scope::builder()
+                .name("installed-scope")
+                .tracer(ScopeTracer::global()),
+            |s| async move { s.spawn(async { tokio::task::yield_now().await }).await },
+        )
+        .await
+        .unwrap();
+    });
+    drop(runtime);
+    assert!(requests.lock().unwrap().is_empty(), "batched until flushed");
+    otel.shutdown().unwrap();
+
+    let requests = requests.lock().unwrap();
+    let (line, content_type, body) = requests.first().expect("one export");
+    assert_eq!(line, "POST /v1/traces HTTP/1.1");
+    assert_eq!(content_type, "application/x-protobuf");
+    let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"pipeline-test"), "service.name");
+    assert!(contains(b"installed-scope"));
+    assert!(contains(b"scope.task"));
+    assert!(contains(b"task.duration_ms"));
+
+    let again = OtelPipeline::new("second")
+        .endpoint(format!("{url}/v1/traces"))
+        .install();
+    assert!(matches!(again, Err(OtelError::SubscriberAlreadySet)));
+}

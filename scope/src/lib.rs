@@ -35,6 +35,10 @@
 //! - Services: [`Scope::provide`], [`Scope::provide_with`], [`Scope::service`]; cleanups with
 //!   [`Scope::defer`].
 //! - [`Hooks`] and [`ScopeMetrics`] to observe what happens.
+//! - Spans for every scope and task through `tracing` ([`trace`]), exported to OpenTelemetry
+//!   with the feature `otel` (`otel::OtelPipeline`); metrics in Prometheus, JSON and OTLP/JSON
+//!   form, a process-wide registry and a Pushgateway client with the feature `metrics`
+//!   ([`metrics`]).
 //!
 //! # What happens when a scope ends
 //! 1. The scope is cancelled: every task still running is dropped at its next await point and

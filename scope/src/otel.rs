@@ -174,6 +174,26 @@ impl OtelPipeline {
     /// assert!(otel.shutdown().is_err()); // the span could not be delivered
     /// ```
     pub fn build(self) -> Result<Otel, OtelError> {
+        let otel = self.pipeline()?;
+        opentelemetry::global::set_tracer_provider(otel.provider.clone());
+        Ok(otel)
+    }
+
+    /// [`build`](Self::build)s the pipeline and installs a global `tracing` subscriber made of
+    /// the OpenTelemetry layer alone. Fails, changing nothing global, if a global subscriber is
+    /// already set.
+    pub fn install(self) -> Result<Otel, OtelError> {
+        let otel = self.pipeline()?;
+        tracing_subscriber::registry()
+            .with(otel.layer())
+            .try_init()
+            .map_err(|_| OtelError::SubscriberAlreadySet)?;
+        opentelemetry::global::set_tracer_provider(otel.provider.clone());
+        Ok(otel)
+    }
+
+    /// The exporter and the provider, nothing global.
+    fn pipeline(self) -> Result<Otel, OtelError> {
         let endpoint = self.resolved_endpoint();
         let exporter_error = |message: String| OtelError::Exporter {
             endpoint: endpoint.clone(),
@@ -212,24 +232,12 @@ impl OtelPipeline {
             )
             .with_batch_exporter(exporter)
             .build();
-        opentelemetry::global::set_tracer_provider(provider.clone());
         Ok(Otel {
             provider,
             service_name: self.service_name,
             level: self.level,
             shut_down: AtomicBool::new(false),
         })
-    }
-
-    /// [`build`](Self::build)s the pipeline and installs a global `tracing` subscriber made of
-    /// the OpenTelemetry layer alone. Fails if a global subscriber is already set.
-    pub fn install(self) -> Result<Otel, OtelError> {
-        let otel = self.build()?;
-        tracing_subscriber::registry()
-            .with(otel.layer())
-            .try_init()
-            .map_err(|_| OtelError::SubscriberAlreadySet)?;
-        Ok(otel)
     }
 }
 

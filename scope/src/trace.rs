@@ -1,5 +1,5 @@
 //! Spans for scopes and tasks, emitted through [`tracing`], so any subscriber sees them; with the
-//! cargo feature `otel` they also reach OpenTelemetry (see [`crate::otel`]).
+//! cargo feature `otel` they also reach OpenTelemetry (see the `otel` module).
 //!
 //! # What is emitted
 //! - One span per scope, named `scope`, from [`build`](crate::ScopeBuilder::build) to the end of
@@ -36,6 +36,30 @@
 //! ask for tracing, and an OpenTelemetry pipeline filtered at `INFO` exports exactly the scopes
 //! you asked it to. The target is `go_go_scope`. Without a subscriber, a disabled span costs one
 //! cached check per scope and per task.
+//!
+//! ```
+//! use go_go_scope::{Scope, ScopeTracer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // Any `tracing` subscriber sees the spans; with feature `otel`, `go_go_scope::otel` sends
+//! // them to an OTLP endpoint.
+//! Scope::run(
+//!     Scope::builder()
+//!         .name("checkout")                 // the span's `otel.name`
+//!         .tracer(ScopeTracer::global())    // INFO spans for this scope and its children
+//!         .attr("cart.items", 3),
+//!     |s| async move {
+//!         s.spawn(async {
+//!             go_go_scope::record_task_attr("payment.provider", "acme");
+//!         })
+//!         .await;
+//!     },
+//! )
+//! .await
+//! .unwrap();
+//! # }
+//! ```
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -213,6 +237,12 @@ impl fmt::Debug for ScopeTracer {
 
 impl ScopeTracer {
     /// The global OpenTelemetry tracer provider's tracer (what `#[scoped(tracer)]` uses).
+    ///
+    /// ```
+    /// let scope = go_go_scope::Scope::builder()
+    ///     .tracer(go_go_scope::ScopeTracer::global());
+    /// # drop(scope);
+    /// ```
     pub fn global() -> ScopeTracer {
         ScopeTracer::default()
     }
@@ -681,21 +711,31 @@ impl TaskTrace {
             return TaskTrace(None);
         };
         let traced = scope.traced();
-        let open = lock(&live.open);
-        let Some(open) = open.as_ref() else {
-            return TaskTrace(None);
-        };
-        let parent = || open.span.id().or_else(|| Span::current().id());
+        // The scope's span cannot end while this runs: the task is already counted as live,
+        // and a closing scope ends its span only once no task is.
+        let parent_id;
+        #[cfg(feature = "otel")]
+        let direct_parent;
+        {
+            let open = lock(&live.open);
+            let Some(open) = open.as_ref() else {
+                return TaskTrace(None);
+            };
+            parent_id = open.span.id();
+            #[cfg(feature = "otel")]
+            {
+                direct_parent = open.direct.clone();
+            }
+        }
+        let parent = || parent_id.clone().or_else(|| Span::current().id());
         let span = if traced {
             task_span!(Level::INFO, parent(), index, info, live.task_concurrency)
         } else {
             task_span!(Level::DEBUG, parent(), index, info, live.task_concurrency)
         };
         #[cfg(feature = "otel")]
-        let direct = open
-            .direct
-            .as_ref()
-            .map(|d| d.start_task(index, name, &info, live.task_concurrency));
+        let direct = direct_parent.map(|d| d.start_task(index, name, &info, live.task_concurrency));
+
         #[cfg(feature = "otel")]
         if span.is_disabled() && direct.is_none() {
             return TaskTrace(None);
@@ -859,7 +899,7 @@ mod otel_direct {
     use std::sync::Arc;
 
     use opentelemetry::global::BoxedTracer;
-    use opentelemetry::trace::{SpanBuilder, Status, TraceContextExt, Tracer};
+    use opentelemetry::trace::{Span as _, SpanBuilder, Status, TraceContextExt, Tracer};
     use opentelemetry::{Context, KeyValue, Value};
     use tracing::Span;
 
@@ -884,6 +924,7 @@ mod otel_direct {
             .map(|(k, v)| KeyValue::new(k.clone(), value(v)))
     }
 
+    #[derive(Clone)]
     pub(super) struct DirectSpan {
         tracer: Arc<BoxedTracer>,
         pub(super) cx: Context,
@@ -932,6 +973,10 @@ mod otel_direct {
         attributes.extend(key_values(attrs));
         let builder = SpanBuilder::from_name(info.name.to_owned()).with_attributes(attributes);
         let otel_span = tracer.build_with_context(builder, &parent_cx);
+        if !otel_span.span_context().is_valid() {
+            // A no-op tracer (no provider installed): nothing would be recorded.
+            return (Mode::Tracing, None);
+        }
         let cx = parent_cx.with_span(otel_span);
         (Mode::Direct, Some(DirectSpan { tracer, cx }))
     }

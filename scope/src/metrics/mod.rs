@@ -2,16 +2,16 @@
 //! [`metrics(true)`](crate::ScopeBuilder::metrics).
 //!
 //! [`Scope::metrics`](crate::Scope::metrics) returns a [`ScopeMetrics`] snapshot: plain data,
-//! cheap to clone, with durations as [`Duration`](std::time::Duration).
+//! cheap to clone, with durations as [`Duration`].
 //!
 //! With the cargo feature `metrics`, this module also exports them:
-//! - [`export_metrics`] / [`export_metrics_with`]: one snapshot as Prometheus text, JSON or
+//! - `export_metrics` / `export_metrics_with`: one snapshot as Prometheus text, JSON or
 //!   OpenTelemetry (OTLP/JSON) metrics;
-//! - [`registry()`]: the process-wide registry that aggregates every metrics-enabled scope by
-//!   name, for an application's `/metrics` endpoint ([`encode`]) or a `prometheus-client`
-//!   registry of its own ([`MetricsRegistry::collector`]);
-//! - [`push_to_gateway`]: pushes the registry to a Prometheus Pushgateway;
-//! - [`MetricsReporter`]: exports one scope's metrics periodically.
+//! - `registry()`: the process-wide registry that aggregates every metrics-enabled scope by
+//!   name, for an application's `/metrics` endpoint (`encode()`) or a `prometheus-client`
+//!   registry of its own (`MetricsRegistry::collector`);
+//! - `push_to_gateway`: pushes the registry to a Prometheus Pushgateway;
+//! - `MetricsReporter`: exports one scope's metrics periodically.
 
 mod collector;
 #[cfg(feature = "metrics")]

@@ -71,8 +71,6 @@ impl fmt::Debug for MetricsRegistry {
 struct Names {
     by_name: BTreeMap<String, NameEntry>,
     next_id: u64,
-    /// Which name each live registration belongs to.
-    owner: HashMap<u64, String>,
 }
 
 #[derive(Default)]
@@ -131,13 +129,18 @@ impl MetricsRegistry {
         let mut names = self.lock();
         names.next_id += 1;
         let id = names.next_id;
-        names.owner.insert(id, counters.name.clone());
-        names
-            .by_name
-            .entry(counters.name.clone())
-            .or_default()
-            .live
-            .insert(id, Arc::downgrade(counters));
+        let weak = Arc::downgrade(counters);
+        // Look up before inserting: most scopes reuse a name, and a lookup allocates nothing.
+        match names.by_name.get_mut(&counters.name) {
+            Some(entry) => {
+                entry.live.insert(id, weak);
+            }
+            None => {
+                let mut entry = NameEntry::default();
+                entry.live.insert(id, weak);
+                names.by_name.insert(counters.name.clone(), entry);
+            }
+        }
         id
     }
 
@@ -145,11 +148,9 @@ impl MetricsRegistry {
     /// a concurrent scrape sees the scope either live or retired, never both.
     pub(crate) fn retire(&self, id: u64, counters: &Counters) {
         let mut names = self.lock();
-        let Some(name) = names.owner.remove(&id) else {
-            return;
-        };
-        if let Some(entry) = names.by_name.get_mut(&name) {
-            entry.live.remove(&id);
+        if let Some(entry) = names.by_name.get_mut(&counters.name)
+            && entry.live.remove(&id).is_some()
+        {
             counters.add_to(&mut entry.retired);
             if let Some(lifetime) = counters.lifetime.get() {
                 entry.last_lifetime = Some(*lifetime);
