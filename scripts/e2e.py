@@ -270,7 +270,9 @@ def main():
         except OSError as error:
             sys.exit(f"{url} is not answering ({error}): start scripts/services.sh first")
     began = time.monotonic()
-    subprocess.run(["cargo", "build", "-q", "-p", "go-go-scope-examples", "--examples"],
+    # The examples as `cargo test --workspace --all-features` builds them (same features, so
+    # nothing is rebuilt after the test run).
+    subprocess.run(["cargo", "test", "-q", "--workspace", "--all-features", "--no-run"],
                    cwd=ROOT, check=True)
     # The metrics example runs for the whole suite: Prometheus scrapes it meanwhile.
     server = subprocess.Popen([example("prometheus_metrics"), "--orders", str(ORDERS),
