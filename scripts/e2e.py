@@ -25,7 +25,7 @@ METRICS_ADDR = os.environ.get("GOSCOPE_METRICS_EXAMPLE", "127.0.0.1:9095")
 SPANS_FILE = os.path.join(WORK, "spans.jsonl")
 OTLP_METRICS_FILE = os.path.join(WORK, "otlp-metrics.jsonl")
 
-# The seed's span attributes (plus scope.errors and task.wait_ms).
+# The span attributes of the original library (plus scope.errors and task.wait_ms).
 SCOPE_ATTRIBUTES = ["scope.timeout", "scope.has_parent_signal", "scope.has_parent_scope",
                     "scope.concurrency", "scope.duration_ms", "scope.errors"]
 TASK_ATTRIBUTES = ["task.index", "task.has_retry", "task.has_timeout", "task.has_circuit_breaker",
@@ -256,8 +256,11 @@ def check_dashboard_panels_and_queries(state):
                     if metric.endswith(suffix) and metric[: -len(suffix)] in exported:
                         family = metric[: -len(suffix)]
                 expect(family in exported, f"panel {panel['title']!r} queries unknown {metric}")
-    result = query('sum(rate(goscope_tasks_spawned_total{job="goscope-example"}[1m]))')
-    expect(result, "the dashboard's rate queries see data")
+    # A rate needs two scrapes of the series: wait for the second one.
+    deadline = time.monotonic() + 20
+    while not query('sum(rate(goscope_tasks_spawned_total{job="goscope-example"}[1m]))'):
+        expect(time.monotonic() < deadline, "the dashboard's rate queries see data")
+        time.sleep(0.25)
 
 
 # ---------------------------------------------------------------------------------------------

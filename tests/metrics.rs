@@ -35,7 +35,7 @@ fn sample_line<'a>(text: &'a str, name: &str) -> &'a str {
 }
 
 #[tokio::test]
-async fn prometheus_export_has_every_seed_metric_with_help_and_type() {
+async fn prometheus_export_has_every_original_metric_with_help_and_type() {
     let (scope, m) = scope_with_one_success_and_one_failure("exp-all").await;
     let text = export_metrics(&m, ExportFormat::Prometheus, "goscope");
     for (name, kind) in [

@@ -1,5 +1,6 @@
-//! Scope and task spans: names, parentage, the seed's attributes, error status, levels, and
-//! both ways into OpenTelemetry (a `tracing-opentelemetry` layer, or a tracer used directly).
+//! Scope and task spans: names, parentage, the original library's attributes, error status,
+//! levels, and both ways into OpenTelemetry (a `tracing-opentelemetry` layer, or a tracer used
+//! directly).
 //!
 //! Each test installs its subscriber for its own thread only, and runs on a current-thread
 //! runtime, so every task it spawns reports to that subscriber.
@@ -112,7 +113,7 @@ fn is_error(span: &SpanData) -> bool {
 }
 
 #[tokio::test]
-async fn scope_span_is_the_parent_of_its_task_spans_and_carries_the_seed_attributes() {
+async fn scope_span_is_the_parent_of_its_task_spans_and_carries_the_original_attributes() {
     let traces = Traces::layer_at(Level::INFO);
     let scope = Scope::builder()
         .name("fetch-user-data")

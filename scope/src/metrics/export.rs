@@ -669,7 +669,7 @@ mod tests {
     }
 
     #[test]
-    fn prometheus_document_has_the_seed_names_help_and_types_in_order() {
+    fn prometheus_document_has_the_original_names_help_and_types_in_order() {
         let text = export_metrics(&sample(), ExportFormat::Prometheus, "goscope");
         let expected_heads = [
             "# HELP goscope_tasks_spawned_total Total tasks created",
