@@ -699,17 +699,31 @@ struct TaskSpan {
     direct: Option<opentelemetry::Context>,
 }
 
+// The untraced path of every function here is one branch, inlined into the task's own code;
+// the rest is out of line.
 impl TaskTrace {
     /// Opens the span of task `index` of the scope behind `scope`.
+    #[inline]
     pub(crate) fn start(
         scope: &ScopeTrace,
         index: u64,
         name: Option<&str>,
         info: TaskSpanInfo,
     ) -> TaskTrace {
-        let Some(live) = &scope.live else {
-            return TaskTrace(None);
-        };
+        match &scope.live {
+            None => TaskTrace(None),
+            Some(live) => TaskTrace::start_recorded(scope, live, index, name, info),
+        }
+    }
+
+    #[inline(never)]
+    fn start_recorded(
+        scope: &ScopeTrace,
+        live: &LiveScope,
+        index: u64,
+        name: Option<&str>,
+        info: TaskSpanInfo,
+    ) -> TaskTrace {
         let traced = scope.traced();
         // The scope's span cannot end while this runs: the task is already counted as live,
         // and a closing scope ends its span only once no task is.
@@ -766,10 +780,26 @@ impl TaskTrace {
     }
 
     /// Polls the task's body inside its span; the first call marks the body's start.
+    #[inline]
     pub(crate) fn in_span<R>(&mut self, poll_body: impl FnOnce() -> R) -> R {
-        let Some(task) = &mut self.0 else {
-            return poll_body();
-        };
+        match &mut self.0 {
+            None => poll_body(),
+            Some(task) => task.poll_in_span(poll_body),
+        }
+    }
+
+    /// Ends the task's span with its outcome, and counts a failure in its scope's span.
+    #[inline]
+    pub(crate) fn finish(&mut self, scope: &ScopeTrace, error: Option<&Error>) {
+        if let Some(task) = self.0.take() {
+            task.finish(scope, error);
+        }
+    }
+}
+
+impl TaskSpan {
+    fn poll_in_span<R>(&mut self, poll_body: impl FnOnce() -> R) -> R {
+        let task = self;
         if task.started.is_none() {
             let now = Instant::now();
             task.started = Some(now);
@@ -789,9 +819,9 @@ impl TaskTrace {
         result
     }
 
-    /// Ends the task's span with its outcome, and counts a failure in its scope's span.
-    pub(crate) fn finish(&mut self, scope: &ScopeTrace, error: Option<&Error>) {
-        let Some(task) = self.0.take() else { return };
+    #[inline(never)]
+    fn finish(self: Box<Self>, scope: &ScopeTrace, error: Option<&Error>) {
+        let task = self;
         let now = Instant::now();
         if task.started.is_none() {
             task.record_wait(now);
@@ -822,9 +852,6 @@ impl TaskTrace {
             otel_direct::end_task(cx, duration_ms, attempts, error);
         }
     }
-}
-
-impl TaskSpan {
     fn record_wait(&self, now: Instant) {
         let wait_ms = round_millis(now - self.spawned);
         self.span.record("task.wait_ms", saturating_i64(wait_ms));
