@@ -6,6 +6,7 @@ receiver) and the workspace's examples; scripts/test.sh runs it after the cargo 
 Standard library only. Ends with a line `N passed, M failed`.
 """
 
+import gzip
 import json
 import os
 import signal
@@ -204,7 +205,12 @@ def check_otel_metrics_export_is_valid_otlp_json():
     expect(int(histogram["count"]) == EXPECTED_BATCH["completed"], f"histogram {histogram}")
 
 
-def check_receiver_rejects_undecodable_input():
+def check_receiver_decodes_gzip_and_rejects_undecodable_input():
+    with open(os.path.join(WORK, "batch-otel.json"), "rb") as f:
+        document = f.read()
+    status, _, body = http(OTLP + "/v1/metrics", data=gzip.compress(document),
+                           headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    expect(status == 200, f"gzip body got {status} {body[:200]!r}")
     status, _, _ = http(OTLP + "/v1/traces", data=b"\xff\x00not protobuf",
                         headers={"Content-Type": "application/x-protobuf"})
     expect(status == 400, f"garbage got {status}")
@@ -298,7 +304,8 @@ def main():
             ("Prometheus scrapes the expected values", check_prometheus_scrapes_the_expected_values),
             ("pushed groups are queryable", check_pushed_groups_are_queryable),
             ("OTel metrics export is valid OTLP/JSON", check_otel_metrics_export_is_valid_otlp_json),
-            ("receiver rejects undecodable input", check_receiver_rejects_undecodable_input),
+            ("receiver decodes gzip and rejects undecodable input",
+             check_receiver_decodes_gzip_and_rejects_undecodable_input),
             ("alert rules pass promtool", check_alert_rules_pass_promtool),
             ("Prometheus loaded the alert rules", check_prometheus_loaded_the_alert_rules),
             ("dashboard panels and queries", lambda: check_dashboard_panels_and_queries(state)),

@@ -245,6 +245,24 @@ impl OtelPipeline {
 /// so buffered spans are exported. Dropping it shuts it down too (ignoring errors).
 ///
 /// *Feature `otel`.*
+///
+/// ```
+/// use go_go_scope::{Scope, ScopeTracer};
+///
+/// let otel = go_go_scope::otel::OtelPipeline::new("svc")
+///     .endpoint("http://127.0.0.1:9/v1/traces") // nothing listens there
+///     .build()
+///     .unwrap();
+/// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// runtime.block_on(async {
+///     // No `tracing` layer here: the scope's tracer records the spans directly.
+///     let scope = Scope::builder().tracer(otel.tracer("my-app")).build().unwrap();
+///     scope.spawn(async {}).await;
+///     scope.close().await.unwrap();
+/// });
+/// // Delivery fails (nothing listens), and shutdown says so instead of losing spans silently.
+/// assert!(otel.shutdown().is_err());
+/// ```
 pub struct Otel {
     provider: SdkTracerProvider,
     service_name: Cow<'static, str>,

@@ -184,6 +184,21 @@ impl MetricsRegistry {
     }
 
     /// The aggregated snapshot of the scopes named `name`, if any was ever registered.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = go_go_scope::metrics::registry();
+    /// assert!(registry.snapshot_of("doc-never-built").is_none());
+    /// let scope = go_go_scope::Scope::builder().name("doc-snapshot-of").metrics(true).build().unwrap();
+    /// let running = scope.spawn(std::future::pending::<()>());
+    /// let m = registry.snapshot_of("doc-snapshot-of").unwrap();
+    /// assert_eq!((m.tasks_spawned, m.tasks_completed), (1, 0));
+    /// assert!(m.scope_duration.is_some()); // while open: how long it has been running
+    /// running.cancel();
+    /// scope.close().await.unwrap();
+    /// # }
+    /// ```
     pub fn snapshot_of(&self, name: &str) -> Option<ScopeMetrics> {
         let names = self.lock();
         names.by_name.get(name).map(|entry| entry.snapshot(name))

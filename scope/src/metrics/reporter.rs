@@ -246,6 +246,23 @@ impl MetricsReporter {
     }
 
     /// Stops reporting; no export starts after this returns. [`start`](Self::start) resumes.
+    ///
+    /// ```
+    /// use go_go_scope::metrics::{MetricsReporter, ReporterOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let scope = go_go_scope::Scope::builder().metrics(true).build().unwrap();
+    /// let reporter = MetricsReporter::new(&scope, ReporterOptions::new(|_text: String| async {}));
+    /// assert!(reporter.is_running());
+    /// reporter.stop();
+    /// assert!(!reporter.is_running());
+    /// reporter.start();
+    /// assert!(reporter.is_running());
+    /// scope.close().await.unwrap();
+    /// assert!(!reporter.is_running()); // stopped with its scope
+    /// # }
+    /// ```
     pub fn stop(&self) {
         if let Some(stop) = self.inner.lock().take() {
             stop.cancel();
