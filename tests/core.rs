@@ -873,12 +873,13 @@ async fn ten_thousand_tasks_leave_nothing_alive() {
     assert_eq!(m.tasks_spawned, 10_000);
     assert_eq!(m.tasks_completed + m.tasks_failed, 10_000);
     // tokio counts a task as alive until its cell is released, just after the future is
-    // dropped; give the workers a moment to finish that bookkeeping.
-    for _ in 0..1000 {
+    // dropped; give the workers a moment to finish that bookkeeping (yielding alone was not
+    // always enough on a loaded machine: sleep a little between checks, for at most 5 s).
+    for _ in 0..5000 {
         if metrics.num_alive_tasks() == baseline {
             break;
         }
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(metrics.num_alive_tasks(), baseline);
 }

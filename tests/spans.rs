@@ -702,3 +702,56 @@ fn the_pipeline_installs_globally_and_shutdown_flushes_to_the_endpoint() {
         .install();
     assert!(matches!(again, Err(OtelError::SubscriberAlreadySet)));
 }
+
+#[test]
+fn tasks_spawned_from_worker_threads_report_to_the_scope_s_subscriber() {
+    // The subscriber is this thread's default only; the runtime's workers have another one.
+    let traces = Traces::layer_at(Level::INFO);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let scope = runtime.block_on(async {
+        Scope::builder()
+            .name("cross-thread")
+            .tracer(ScopeTracer::global())
+            .build()
+            .unwrap()
+    });
+    let handle = scope.clone();
+    let outer = scope.spawn(async move {
+        // On a worker: spawn a sibling and a child scope from here.
+        let sibling = Scope::current().spawn(async { 2 });
+        let child = handle.child().name("cross-thread-child").build().unwrap();
+        child.spawn(async {}).await;
+        child.close().await.unwrap();
+        sibling.await.1
+    });
+    assert_eq!(runtime.block_on(outer).1, Some(Some(2)));
+    runtime.block_on(scope.close()).unwrap();
+    drop(runtime);
+
+    let spans = traces.spans();
+    for s in &spans {
+        eprintln!(
+            "DBG {} {:?} parent {:?}",
+            s.name,
+            s.span_context.span_id(),
+            s.parent_span_id
+        );
+    }
+    let root = one(&spans, "cross-thread");
+    let under_root = spans
+        .iter()
+        .filter(|s| s.name == "scope.task" && s.parent_span_id == root.span_context.span_id())
+        .count();
+    assert_eq!(under_root, 2, "{:?}", names(&spans));
+    let child = one(&spans, "cross-thread-child");
+    assert_eq!(child.parent_span_id, root.span_context.span_id());
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "scope.task" && s.parent_span_id == child.span_context.span_id())
+    );
+}

@@ -73,7 +73,7 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
-use tracing::{Level, Span, field};
+use tracing::{Dispatch, Level, Span, field};
 
 use crate::error::Error;
 use crate::scope::ScopeBuilder;
@@ -407,6 +407,20 @@ struct LiveScope {
     mode: Mode,
 }
 
+impl Drop for LiveScope {
+    fn drop(&mut self) {
+        // A scope that never closed (its runtime went away): end its span where it belongs.
+        let open = self
+            .open
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(open) = open {
+            end_span(open.span, |_| {});
+        }
+    }
+}
+
 struct OpenScope {
     span: Span,
     #[cfg(feature = "otel")]
@@ -500,18 +514,25 @@ impl ScopeTrace {
             .or_else(|| info.parent.and_then(|p| p.tracer.clone()));
         let traced = tracer.is_some();
         let has_parent = info.parent.is_some();
-        let parent_id = || -> Option<tracing::Id> {
-            if info.explicit_parent
-                && let Some(id) = info.parent.and_then(ScopeTrace::span_id)
-            {
-                return Some(id);
+        // An explicit parent's span, with the subscriber that recorded it.
+        let parent = info
+            .parent
+            .filter(|_| info.explicit_parent)
+            .and_then(ScopeTrace::span_handle);
+        let new_span = || {
+            let parent_id = || match &parent {
+                Some((id, _)) => Some(id.clone()),
+                None => Span::current().id(),
+            };
+            if traced {
+                scope_span!(Level::INFO, parent_id(), has_parent)
+            } else {
+                scope_span!(Level::DEBUG, parent_id(), has_parent)
             }
-            Span::current().id()
         };
-        let span = if traced {
-            scope_span!(Level::INFO, parent_id(), has_parent)
-        } else {
-            scope_span!(Level::DEBUG, parent_id(), has_parent)
+        let span = match &parent {
+            Some((_, dispatch)) => tracing::dispatcher::with_default(dispatch, new_span),
+            None => new_span(),
         };
         if !span.is_disabled() {
             // Before `choose`: an OpenTelemetry layer fixes the name once the span has started.
@@ -553,9 +574,11 @@ impl ScopeTrace {
         }
     }
 
-    fn span_id(&self) -> Option<tracing::Id> {
+    /// The scope span's id and the subscriber that recorded it, while the span is open.
+    fn span_handle(&self) -> Option<(tracing::Id, Dispatch)> {
         let live = self.live.as_ref()?;
-        lock(&live.open).as_ref()?.span.id()
+        let open = lock(&live.open);
+        dispatch_of(&open.as_ref()?.span)
     }
 
     fn traced(&self) -> bool {
@@ -573,22 +596,19 @@ impl ScopeTrace {
         let errors = live.errors.load(Ordering::Relaxed);
         let failure = close_error.or(cancelled_by.filter(|e| !is_normal_close(e)));
         let traced = self.traced();
-        // Entering once more moves the span's end to now (tracing-opentelemetry ends a span at
-        // its last exit).
-        open.span.in_scope(|| {
-            open.span.record("scope.duration_ms", duration_ms);
-            open.span.record("scope.errors", saturating_i64(errors));
-            if let Some(error) = failure {
-                open.span.record("otel.status_code", "ERROR");
-                open.span
-                    .record("otel.status_description", error.to_string().as_str());
-                exception_event!(traced, &open.span, error);
-            }
-        });
         #[cfg(feature = "otel")]
         if let Some(direct) = &open.direct {
             direct.end_scope(duration_ms, errors, failure);
         }
+        end_span(open.span, |span| {
+            span.record("scope.duration_ms", duration_ms);
+            span.record("scope.errors", saturating_i64(errors));
+            if let Some(error) = failure {
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_description", error.to_string().as_str());
+                exception_event!(traced, span, error);
+            }
+        });
     }
 
     /// A future that runs inside the scope's span (for `Scope::run` bodies).
@@ -598,6 +618,7 @@ impl ScopeTrace {
             let open = open.as_ref()?;
             Some(Entry {
                 span: open.span.clone(),
+                dispatch: open.span.with_subscriber(|(_, dispatch)| dispatch.clone()),
                 #[cfg(feature = "otel")]
                 cx: open.direct.as_ref().map(|d| d.cx.clone()),
             })
@@ -606,6 +627,30 @@ impl ScopeTrace {
             inner: future,
             entry,
         }
+    }
+}
+
+/// A span's id and the subscriber that recorded it. Child spans are created in that same
+/// subscriber, whatever subscriber is current where the child is made (a task spawned from a
+/// thread with another default subscriber), since span ids mean nothing to another subscriber.
+fn dispatch_of(span: &Span) -> Option<(tracing::Id, Dispatch)> {
+    span.with_subscriber(|(id, dispatch)| (id.clone(), dispatch.clone()))
+}
+
+/// Runs `last_words` on `span`, then drops it, all with the subscriber that recorded the span
+/// as the current one: events go to it, and when a span closes the registry releases its parent
+/// through the current subscriber (on a worker thread with another default subscriber, the
+/// parent would otherwise never close). `last_words` runs inside the span: entering it once
+/// more moves its end to now (tracing-opentelemetry ends a span at its last exit).
+fn end_span(span: Span, last_words: impl FnOnce(&Span)) {
+    let dispatch = span.with_subscriber(|(_, dispatch)| dispatch.clone());
+    let end = move || {
+        span.in_scope(|| last_words(&span));
+        drop(span);
+    };
+    match dispatch {
+        Some(dispatch) => tracing::dispatcher::with_default(&dispatch, end),
+        None => end(),
     }
 }
 
@@ -648,6 +693,8 @@ pin_project! {
 
 struct Entry {
     span: Span,
+    /// The subscriber that recorded `span`.
+    dispatch: Option<Dispatch>,
     #[cfg(feature = "otel")]
     cx: Option<opentelemetry::Context>,
 }
@@ -660,10 +707,17 @@ impl<F: Future> Future for InScope<F> {
         match this.entry {
             None => this.inner.poll(cx),
             Some(entry) => {
-                let _entered = entry.span.enter();
-                #[cfg(feature = "otel")]
-                let _attached = entry.cx.clone().map(opentelemetry::Context::attach);
-                this.inner.poll(cx)
+                let inner = this.inner;
+                let poll = || {
+                    let _entered = entry.span.enter();
+                    #[cfg(feature = "otel")]
+                    let _attached = entry.cx.clone().map(opentelemetry::Context::attach);
+                    inner.poll(cx)
+                };
+                match &entry.dispatch {
+                    Some(dispatch) => tracing::dispatcher::with_default(dispatch, poll),
+                    None => poll(),
+                }
             }
         }
     }
@@ -690,6 +744,8 @@ pub(crate) struct TaskTrace(Option<Box<TaskSpan>>);
 
 struct TaskSpan {
     span: Span,
+    /// The subscriber that recorded `span`.
+    dispatch: Option<Dispatch>,
     traced: bool,
     mode: Mode,
     spawned: Instant,
@@ -727,7 +783,7 @@ impl TaskTrace {
         let traced = scope.traced();
         // The scope's span cannot end while this runs: the task is already counted as live,
         // and a closing scope ends its span only once no task is.
-        let parent_id;
+        let parent;
         #[cfg(feature = "otel")]
         let direct_parent;
         {
@@ -735,17 +791,32 @@ impl TaskTrace {
             let Some(open) = open.as_ref() else {
                 return TaskTrace(None);
             };
-            parent_id = open.span.id();
+            parent = dispatch_of(&open.span);
             #[cfg(feature = "otel")]
             {
                 direct_parent = open.direct.clone();
             }
         }
-        let parent = || parent_id.clone().or_else(|| Span::current().id());
-        let span = if traced {
-            task_span!(Level::INFO, parent(), index, info, live.task_concurrency)
-        } else {
-            task_span!(Level::DEBUG, parent(), index, info, live.task_concurrency)
+        let new_span = || {
+            let parent_id = || match &parent {
+                Some((id, _)) => Some(id.clone()),
+                None => Span::current().id(),
+            };
+            if traced {
+                task_span!(Level::INFO, parent_id(), index, info, live.task_concurrency)
+            } else {
+                task_span!(
+                    Level::DEBUG,
+                    parent_id(),
+                    index,
+                    info,
+                    live.task_concurrency
+                )
+            }
+        };
+        let span = match &parent {
+            Some((_, dispatch)) => tracing::dispatcher::with_default(dispatch, new_span),
+            None => new_span(),
         };
         #[cfg(feature = "otel")]
         let direct = direct_parent.map(|d| d.start_task(index, name, &info, live.task_concurrency));
@@ -768,6 +839,7 @@ impl TaskTrace {
             apply_attrs(&span, live.mode, &info.attrs);
         }
         TaskTrace(Some(Box::new(TaskSpan {
+            dispatch: span.with_subscriber(|(_, dispatch)| dispatch.clone()),
             span,
             traced,
             mode: live.mode,
@@ -792,7 +864,7 @@ impl TaskTrace {
     #[inline]
     pub(crate) fn finish(&mut self, scope: &ScopeTrace, error: Option<&Error>) {
         if let Some(task) = self.0.take() {
-            task.finish(scope, error);
+            (*task).finish(scope, error);
         }
     }
 }
@@ -806,11 +878,16 @@ impl TaskSpan {
             task.record_wait(now);
         }
         let outer = PENDING_ATTRS.with(|p| p.replace(Some(Vec::new())));
-        let result = {
+        let poll = || {
             let _entered = task.span.enter();
             #[cfg(feature = "otel")]
             let _attached = task.direct.clone().map(opentelemetry::Context::attach);
             poll_body()
+        };
+        // The task's own spans and events go where its span goes, on whatever worker it runs.
+        let result = match &task.dispatch {
+            Some(dispatch) => tracing::dispatcher::with_default(dispatch, poll),
+            None => poll(),
         };
         let recorded = PENDING_ATTRS.with(|p| p.replace(outer));
         if let Some(attrs) = recorded.filter(|a| !a.is_empty()) {
@@ -820,7 +897,7 @@ impl TaskSpan {
     }
 
     #[inline(never)]
-    fn finish(self: Box<Self>, scope: &ScopeTrace, error: Option<&Error>) {
+    fn finish(self, scope: &ScopeTrace, error: Option<&Error>) {
         let task = self;
         let now = Instant::now();
         if task.started.is_none() {
@@ -836,21 +913,21 @@ impl TaskSpan {
         {
             live.errors.fetch_add(1, Ordering::Relaxed);
         }
-        let span = &task.span;
-        span.in_scope(|| {
+        #[cfg(feature = "otel")]
+        if let Some(cx) = &task.direct {
+            otel_direct::end_task(cx, duration_ms, attempts, error);
+        }
+        let traced = task.traced;
+        end_span(task.span, |span| {
             span.record("task.duration_ms", saturating_i64(duration_ms));
             span.record("task.retry_attempts", i64::from(attempts));
             if let Some(error) = error {
                 span.record("task.error_reason", error_reason(error));
                 span.record("otel.status_code", "ERROR");
                 span.record("otel.status_description", error.to_string().as_str());
-                exception_event!(task.traced, span, error);
+                exception_event!(traced, span, error);
             }
         });
-        #[cfg(feature = "otel")]
-        if let Some(cx) = &task.direct {
-            otel_direct::end_task(cx, duration_ms, attempts, error);
-        }
     }
     fn record_wait(&self, now: Instant) {
         let wait_ms = round_millis(now - self.spawned);
