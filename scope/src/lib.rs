@@ -40,6 +40,10 @@
 //!   [`ScopedStream`] ([`Scope::stream`]) that ends when the scope is cancelled.
 //! - Timing helpers that end with their scope: [`Scope::poll`], [`Scope::debounce`],
 //!   [`Scope::throttle`], and the resource [`Pool`] ([`Scope::pool`]).
+//! - Spans for every scope and task through `tracing` ([`trace`]), exported to OpenTelemetry
+//!   with the feature `otel` (`otel::OtelPipeline`); metrics in Prometheus, JSON and OTLP/JSON
+//!   form, a process-wide registry and a Pushgateway client with the feature `metrics`
+//!   ([`metrics`]).
 //!
 //! # What happens when a scope ends
 //! 1. The scope is cancelled: every task still running is dropped at its next await point and
@@ -67,6 +71,9 @@ mod error;
 mod hooks;
 mod lifecycle;
 pub mod metrics;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 mod parallel;
 mod poll;
 mod pool;
@@ -80,6 +87,7 @@ mod stream;
 mod task;
 mod task_builder;
 mod throttle;
+pub mod trace;
 
 #[doc(hidden)]
 pub mod __private;
@@ -109,6 +117,7 @@ pub use stream::ScopedStream;
 pub use task::Task;
 pub use task_builder::{Attempts, Factory, Once, TaskBuilder};
 pub use throttle::{ThrottleOptions, Throttled};
+pub use trace::{AttrValue, ScopeTracer, record_task_attr};
 
 /// Re-exported so users can name the token type [`Scope::token`] returns.
 pub use tokio_util::sync::CancellationToken;
