@@ -47,7 +47,7 @@ static ORDER_CALLS: AtomicU32 = AtomicU32::new(0);
 /// Fails every other call: the first attempt of each request fails, the retry succeeds.
 async fn fetch_orders(_user_id: u64) -> Result<Vec<Order>, std::io::Error> {
     sleep(Duration::from_millis(30)).await;
-    if ORDER_CALLS.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+    if ORDER_CALLS.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
         return Err(std::io::Error::other("orders service: connection reset"));
     }
     Ok(vec![
