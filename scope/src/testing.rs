@@ -435,3 +435,290 @@ impl<A: Clone, R: Clone + Default> Spy<A, R> {
         self
     }
 }
+
+/// One finished go-go-scope span, as [`SpanCollector`] recorded it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CollectedSpan {
+    /// The span's name: the scope's or task's name (`otel.name`), else `scope` / `scope.task`.
+    pub name: String,
+    /// `"scope"` or `"scope.task"`.
+    pub kind: &'static str,
+    /// The collector's number for this span, unique within the collector.
+    pub id: u64,
+    /// The collector's number of the parent span, when the parent is a go-go-scope span too.
+    pub parent_id: Option<u64>,
+    /// Every recorded field and attribute, as text (`task.retry_attempts` → `"1"`, the
+    /// `attrs(..)` of a scope or task as their own keys).
+    pub fields: std::collections::BTreeMap<String, String>,
+}
+
+impl CollectedSpan {
+    /// A field or attribute's value as text.
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.fields.get(key).map(String::as_str)
+    }
+
+    /// True when the span's status is Error (a failed task, a timed-out scope, ...).
+    pub fn is_error(&self) -> bool {
+        self.field("otel.status_code") == Some("ERROR")
+    }
+}
+
+/// Collects the spans go-go-scope emits, in memory, for assertions in tests: scope and task
+/// spans with their names, parentage, fields and attributes.
+///
+/// It is a `tracing` layer that keeps only go-go-scope's spans (target `go_go_scope`, every
+/// level). [`install`](SpanCollector::install) makes it the current thread's subscriber, which
+/// suits `#[tokio::test]`'s current-thread runtime.
+///
+/// ```
+/// use go_go_scope::testing::SpanCollector;
+/// use go_go_scope::Scope;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let spans = SpanCollector::new();
+/// let _guard = spans.install();
+/// let scope = Scope::builder().name("checkout").attr("tenant", "acme").build().unwrap();
+/// scope.task_once(async { Err::<(), _>("card declined") }).name("charge").spawn().await;
+/// scope.close().await.unwrap();
+///
+/// let charge = spans.find("charge").unwrap();
+/// let checkout = spans.find("checkout").unwrap();
+/// assert_eq!(charge.parent_id, Some(checkout.id));
+/// assert!(charge.is_error());
+/// assert_eq!(charge.field("task.error_reason"), Some("exception"));
+/// assert_eq!(checkout.field("tenant"), Some("acme"));
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct SpanCollector {
+    finished: Arc<Mutex<Vec<CollectedSpan>>>,
+    next_id: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl fmt::Debug for SpanCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpanCollector")
+            .field("finished", &lock(&self.finished).len())
+            .finish()
+    }
+}
+
+impl SpanCollector {
+    /// An empty collector.
+    pub fn new() -> SpanCollector {
+        SpanCollector::default()
+    }
+
+    /// Makes a subscriber with this collector the current thread's default until the guard is
+    /// dropped.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        use tracing_subscriber::layer::SubscriberExt;
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(self.layer()))
+    }
+
+    /// The collector as a layer, to add to a subscriber of your own.
+    pub fn layer<S>(&self) -> impl tracing_subscriber::Layer<S> + use<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        collector::CollectingLayer {
+            collector: self.clone(),
+        }
+    }
+
+    /// Every span finished so far, in the order they closed.
+    pub fn spans(&self) -> Vec<CollectedSpan> {
+        lock(&self.finished).clone()
+    }
+
+    /// The first finished span with this name.
+    pub fn find(&self, name: &str) -> Option<CollectedSpan> {
+        lock(&self.finished)
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+    }
+
+    /// The finished spans whose parent is `parent`.
+    pub fn children_of(&self, parent: &CollectedSpan) -> Vec<CollectedSpan> {
+        lock(&self.finished)
+            .iter()
+            .filter(|s| s.parent_id == Some(parent.id))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the spans collected so far.
+    pub fn clear(&self) {
+        lock(&self.finished).clear();
+    }
+}
+
+mod collector {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::Ordering;
+
+    use tracing::Subscriber;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing_subscriber::layer::Context;
+    use tracing_subscriber::registry::LookupSpan;
+
+    use super::{CollectedSpan, SpanCollector, lock};
+
+    pub(super) struct CollectingLayer {
+        pub(super) collector: SpanCollector,
+    }
+
+    /// What the layer keeps in a span's extensions until it closes.
+    struct Open {
+        id: u64,
+        fields: BTreeMap<String, String>,
+    }
+
+    struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.put(field, format!("{value:?}"));
+        }
+
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.put(field, value.to_owned());
+        }
+    }
+
+    impl Fields<'_> {
+        fn put(&mut self, field: &Field, value: String) {
+            if field.name() == "attrs" {
+                for (key, value) in parse_attrs(&value) {
+                    self.0.insert(key, value);
+                }
+            } else {
+                self.0.insert(field.name().to_owned(), value);
+            }
+        }
+    }
+
+    /// Parses the `attrs` field: `key=value` pairs separated by spaces, strings quoted with
+    /// Rust's escapes.
+    pub(super) fn parse_attrs(text: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut rest = text.trim_start();
+        while let Some(eq) = rest.find('=') {
+            let key = rest[..eq].trim().to_owned();
+            rest = &rest[eq + 1..];
+            let value;
+            if let Some(quoted) = rest.strip_prefix('"') {
+                let mut text = String::new();
+                let mut chars = quoted.char_indices();
+                let mut end = quoted.len();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '"' => {
+                            end = i + 1;
+                            break;
+                        }
+                        '\\' => match chars.next() {
+                            Some((_, 'n')) => text.push('\n'),
+                            Some((_, 't')) => text.push('\t'),
+                            Some((_, 'r')) => text.push('\r'),
+                            Some((_, '0')) => text.push('\0'),
+                            Some((_, other)) => text.push(other),
+                            None => {}
+                        },
+                        c => text.push(c),
+                    }
+                }
+                value = text;
+                rest = &quoted[end.min(quoted.len())..];
+            } else {
+                let end = rest.find(' ').unwrap_or(rest.len());
+                value = rest[..end].to_owned();
+                rest = &rest[end..];
+            }
+            out.push((key, value));
+            rest = rest.trim_start();
+        }
+        out
+    }
+
+    impl<S> tracing_subscriber::Layer<S> for CollectingLayer
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+            if attrs.metadata().target() != "go_go_scope" {
+                return;
+            }
+            let mut fields = BTreeMap::new();
+            attrs.record(&mut Fields(&mut fields));
+            let open = Open {
+                id: self.collector.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+                fields,
+            };
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(open);
+            }
+        }
+
+        fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+            if let Some(span) = ctx.span(id)
+                && let Some(open) = span.extensions_mut().get_mut::<Open>()
+            {
+                values.record(&mut Fields(&mut open.fields));
+            }
+        }
+
+        fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+            let Some(span) = ctx.span(&id) else { return };
+            let Some(open) = span.extensions_mut().remove::<Open>() else {
+                return;
+            };
+            let parent_id = span
+                .scope()
+                .skip(1)
+                .find_map(|parent| parent.extensions().get::<Open>().map(|p| p.id));
+            let kind = if span.name() == "scope" {
+                "scope"
+            } else {
+                "scope.task"
+            };
+            let name = open
+                .fields
+                .get("otel.name")
+                .cloned()
+                .unwrap_or_else(|| span.name().to_owned());
+            lock(&self.collector.finished).push(CollectedSpan {
+                name,
+                kind,
+                id: open.id,
+                parent_id,
+                fields: open.fields,
+            });
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::parse_attrs;
+
+        #[test]
+        fn attrs_text_parses_back() {
+            let parsed = parse_attrs(r#"tenant="acme corp" shard=3 ok=true note="say \"hi\"\n""#);
+            assert_eq!(
+                parsed,
+                [
+                    ("tenant".to_owned(), "acme corp".to_owned()),
+                    ("shard".to_owned(), "3".to_owned()),
+                    ("ok".to_owned(), "true".to_owned()),
+                    ("note".to_owned(), "say \"hi\"\n".to_owned()),
+                ]
+            );
+            assert!(parse_attrs("").is_empty());
+        }
+    }
+}

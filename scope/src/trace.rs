@@ -678,9 +678,15 @@ fn apply_attrs(span: &Span, mode: Mode, attrs: &Attrs) {
             }
         }
         _ => {
+            // One field for any number of attributes: `key=value` pairs separated by spaces,
+            // strings quoted and escaped (`{:?}`), so the text reads well in logs and parses
+            // back unambiguously (the testing span collector does).
             let text = attrs
                 .iter()
-                .map(|(k, v)| format!("{k}={v}"))
+                .map(|(k, v)| match v {
+                    AttrValue::Str(s) => format!("{k}={s:?}"),
+                    other => format!("{k}={other}"),
+                })
                 .collect::<Vec<_>>()
                 .join(" ");
             span.record("attrs", text.as_str());
