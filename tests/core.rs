@@ -946,3 +946,64 @@ async fn deadlock_detection_reports_long_permit_waits() {
         })
     ));
 }
+
+// A close whose caller stops waiting (its future dropped mid-disposal) still finishes: the
+// parent's close, and any later close, complete.
+#[tokio::test(start_paused = true)]
+async fn a_close_interrupted_mid_disposal_still_finishes() {
+    let parent = Scope::new().unwrap();
+    let disposed = Arc::new(AtomicUsize::new(0));
+    let d = disposed.clone();
+    let inner = Scope::run(parent.child(), move |s| async move {
+        s.defer(move || async move {
+            sleep(Duration::from_millis(100)).await;
+            d.fetch_add(1, Ordering::SeqCst);
+        });
+    });
+    // Dropped while the inner scope's disposer runs.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), inner)
+            .await
+            .is_err()
+    );
+    tokio::time::timeout(Duration::from_secs(2), parent.close())
+        .await
+        .expect("the parent's close does not hang on an interrupted child close")
+        .unwrap();
+    assert_eq!(
+        disposed.load(Ordering::SeqCst),
+        1,
+        "the disposer ran to its end"
+    );
+
+    // The same when the caller of close() itself stops waiting.
+    let s = Scope::new().unwrap();
+    s.defer(|| async { sleep(Duration::from_millis(100)).await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(10), s.close())
+            .await
+            .is_err()
+    );
+    tokio::time::timeout(Duration::from_secs(2), s.close())
+        .await
+        .expect("a later close waits for the first one to finish, which it does")
+        .unwrap();
+    assert!(s.is_closed());
+}
+
+// A task that closes its own scope: the close cancels the task (dropping its close call) and
+// still completes on its own.
+#[tokio::test]
+async fn a_task_closing_its_own_scope_does_not_deadlock() {
+    let s = Scope::new().unwrap();
+    let closed = Arc::new(tokio::sync::Notify::new());
+    let c = closed.clone();
+    s.defer(move || async move { c.notify_one() });
+    let _task = s.spawn(async {
+        let _ = Scope::current().close().await;
+    });
+    tokio::time::timeout(Duration::from_secs(5), closed.notified())
+        .await
+        .expect("the scope closed");
+    s.close().await.unwrap();
+}

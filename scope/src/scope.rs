@@ -245,6 +245,14 @@ impl Shared {
         self.close_begun().await
     }
 
+    /// [`Shared::close`] behind a named, boxed type: closing a scope closes its children, and
+    /// the recursion needs a type the compiler can see is `Send`.
+    fn close_boxed(
+        self: Arc<Self>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>> {
+        Box::pin(async move { self.close().await })
+    }
+
     /// Cancels with `cause` at once and closes in the background: for drops, which cannot
     /// await. Returns false when a close had already begun.
     fn close_in_background(self: &Arc<Self>, cause: Cause) -> bool {
@@ -268,14 +276,39 @@ impl Shared {
             && self.detector.is_none()
             && lock(&self.children).by_id.is_empty()
             && self.resources.seal_if_empty();
-        let result = if quiet {
+        if quiet {
             // Nothing to cancel, wait for or dispose: wake whoever holds the token, if anyone.
             self.fire_token();
-            Ok(())
+            self.end_close(Ok(()))
         } else {
-            // Boxed so that closing an empty scope (the common case) stays a small future.
-            Box::pin(self.close_busy()).await
-        };
+            // Waiting for tasks and children and running disposers takes awaits, and whoever
+            // awaits this close may stop waiting (its future dropped, or it is a task of this
+            // very scope being cancelled). The close must finish anyway, or the scope would stay
+            // "closing" forever: it runs on a task of its own, and the caller awaits its end.
+            // The cancellation happens here, before anything else runs, so that it sees (and
+            // reports) the tasks it cancels.
+            self.cancel_tree(
+                &Cause::Cancelled(Cow::Borrowed("scope closed")),
+                Report::IfBusy,
+            );
+            self.fire_token();
+            let shared = Arc::clone(self);
+            let closing = self.runtime.spawn(async move {
+                let result = shared.close_busy().await;
+                shared.end_close(result)
+            });
+            match closing.await {
+                Ok(result) => result,
+                Err(error) if error.is_panic() => Err(Error::from_panic(error.into_panic())),
+                Err(_) => Err(Error::cancelled(
+                    "the runtime shut down while the scope was closing",
+                )),
+            }
+        }
+    }
+
+    /// Ends the scope's span, marks it closed and wakes the waiters.
+    fn end_close(&self, result: Result<(), Error>) -> Result<(), Error> {
         let cancelled_by = self.cause.get().map(Cause::to_error);
         self.trace
             .close(cancelled_by.as_ref(), result.as_ref().err());
@@ -284,11 +317,6 @@ impl Shared {
     }
 
     async fn close_busy(self: &Arc<Self>) -> Result<(), Error> {
-        self.cancel_tree(
-            &Cause::Cancelled(Cow::Borrowed("scope closed")),
-            Report::IfBusy,
-        );
-        self.fire_token();
         let children: Vec<Arc<Shared>> = lock(&self.children)
             .by_id
             .drain()
@@ -296,7 +324,7 @@ impl Shared {
             .collect();
         for child in children {
             // A child's disposal failures are reported by the child itself.
-            let _ = child.close().await;
+            let _ = child.close_boxed().await;
         }
         self.wait_idle().await;
         let background = std::mem::take(&mut *lock(&self.background));

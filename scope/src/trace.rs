@@ -665,6 +665,15 @@ fn is_normal_close(error: &Error) -> bool {
     matches!(error, Error::Cancelled { reason } if reason == "scope closed")
 }
 
+/// True when a string attribute value must be quoted to parse back from `key=value` text.
+fn needs_quotes(value: &str) -> bool {
+    value.is_empty()
+        || value.starts_with('"')
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || c == '=' || c.is_control())
+}
+
 fn apply_attrs(span: &Span, mode: Mode, attrs: &Attrs) {
     if attrs.is_empty() || span.is_disabled() {
         return;
@@ -679,12 +688,12 @@ fn apply_attrs(span: &Span, mode: Mode, attrs: &Attrs) {
         }
         _ => {
             // One field for any number of attributes: `key=value` pairs separated by spaces,
-            // strings quoted and escaped (`{:?}`), so the text reads well in logs and parses
-            // back unambiguously (the testing span collector does).
+            // strings quoted and escaped (`{:?}`) when they would otherwise be ambiguous, so the
+            // text reads well in logs and parses back exactly (the testing span collector does).
             let text = attrs
                 .iter()
                 .map(|(k, v)| match v {
-                    AttrValue::Str(s) => format!("{k}={s:?}"),
+                    AttrValue::Str(s) if needs_quotes(s) => format!("{k}={s:?}"),
                     other => format!("{k}={other}"),
                 })
                 .collect::<Vec<_>>()
