@@ -11,6 +11,10 @@ mod guide {
     mod quick_start {}
     #[doc = include_str!("../docs/concepts.md")]
     mod concepts {}
+    #[doc = include_str!("../docs/resilience.md")]
+    mod resilience {}
+    #[doc = include_str!("../docs/concurrency.md")]
+    mod concurrency {}
 }
 
 pub mod shop;
