@@ -4,12 +4,15 @@
 //! fails and a slow audit call is still running when the handler returns — and is cancelled,
 //! because nothing may outlive the scope that started it.
 //!
+//! Then the same kind of work with the DSL: a `#[scoped]` fn spawning with `go!`, a nested
+//! scoped fn whose deadline passes, and `try_go!` turning fallible expressions into tuples.
+//!
 //! Run it with `cargo run -p go-go-scope-examples --example tour`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use go_go_scope::{Error, Hooks, Scope};
+use go_go_scope::{Error, Hooks, Scope, go, scoped, try_go};
 use tokio::time::sleep;
 
 #[derive(Debug)]
@@ -113,6 +116,58 @@ async fn handle_request(user_id: u64) -> Result<String, Error> {
     Ok(page)
 }
 
+/// The DSL: this fn's body runs in its own scope named `checkout`, with a deadline and at most
+/// two tasks running at once.
+#[scoped(timeout = "1s", concurrency = 2, metrics)]
+async fn checkout(user_id: u64, coupon: &str) -> Result<String, Error> {
+    // Spawned now, into this fn's scope. `fetch_user` returns a Result, so its error would land
+    // in the task's tuple; `write_audit_log` returns (), so its value is the task's value.
+    let user = go!(fetch_user(user_id));
+    let orders = go!(name = "orders", timeout = "500ms", fetch_orders(user_id));
+    let _audit = go!(write_audit_log(user_id)); // cancelled when checkout returns
+
+    // try_go!: a fallible expression as a Go-style tuple, its error as a message.
+    let (err, discount) = try_go!(coupon.trim_start_matches("SAVE").parse::<u64>());
+    if let Some(why) = err {
+        println!("  coupon {coupon:?} ignored: {why}");
+    }
+    let discount = discount.unwrap_or(0).min(100);
+
+    let (err, user) = user.await;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    let orders = orders.result().await?;
+    let total: u64 = orders.iter().map(|o| o.total_cents).sum::<u64>() * (100 - discount) / 100;
+    // A nested scoped fn: its deadline passes, and only its own work is cancelled.
+    match slow_recommendations(user_id).await {
+        Ok(picks) => println!("  recommendations: {picks:?}"),
+        Err(e) => println!("  recommendations skipped: {e}"),
+    }
+    let scope = Scope::current();
+    println!(
+        "  in scope `{}`: {} task(s) still running as the body ends",
+        scope.name(),
+        scope.active_tasks()
+    );
+    Ok(format!(
+        "{} pays ${}.{:02}",
+        user.map_or("nobody", |u| u.name),
+        total / 100,
+        total % 100
+    ))
+}
+
+/// Its scope is a child of the caller's, with a deadline of its own.
+#[scoped(timeout = "50ms")]
+async fn slow_recommendations(user_id: u64) -> Result<Vec<String>, Error> {
+    let ranked = go!(async move {
+        sleep(Duration::from_secs(5)).await;
+        vec![format!("bestseller for {user_id}")]
+    });
+    ranked.result().await
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     println!("handling a request for user 7:");
@@ -131,5 +186,10 @@ async fn main() -> Result<(), Error> {
         Err(e) => println!("result: {e}"),
         Ok(page) => println!("result: {page}"),
     }
+
+    println!("\nthe DSL: a #[scoped] checkout with go! and try_go!:");
+    println!("result: {}", checkout(7, "SAVE10").await?);
+    println!("\nthe same with a coupon that does not parse:");
+    println!("result: {}", checkout(7, "SAVEten").await?);
     Ok(())
 }

@@ -1,7 +1,610 @@
 //! Support for the code the macros generate. Not a public API: anything here may change in any
 //! release. Generated code reaches the runtime only through this module.
+//!
+//! Three mechanisms live here, each chosen at the macro's expansion site by method resolution
+//! ("autoref specialization"), because a proc macro sees tokens, not types:
+//! - `go!`: a future whose output is `Result<T, E>` (with `E: Into<BoxError>`) is spawned so its
+//!   error lands in the task's tuple; any other future's output is the task's value.
+//! - `#[scoped]`: a return type that can carry [`Error`] (`Result<T, E: From<Error>>` or the
+//!   tuple) lets the scope's cancellation end the body early with that error; any other return
+//!   type runs the body to completion while the scope's tasks are cancelled.
+//! - `try_go_raw!`: a caught panic becomes the caller's error type when it converts from
+//!   [`Error`] or from `String`, and keeps unwinding otherwise.
 
+use std::any::Any;
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::context::{self, Ambient};
+use crate::error::{BoxError, panic_message};
+use crate::scope::{CloseOnDrop, Shared};
+use crate::task::{Fallible, Plain, TaskSpec, spawn_body};
+
+pub use crate::circuit_breaker::CircuitBreaker;
 pub use crate::error::Error;
+pub use crate::retry::Retry;
 pub use crate::scope::{Scope, ScopeBuilder};
 pub use crate::task::Task;
+pub use std::sync::OnceLock;
 pub use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------
+// go!: which scope, and how the future's output becomes the task's tuple.
+
+/// The ambient scope for a `go!` with options.
+///
+/// # Panics
+/// Outside any scope, naming the two ways out.
+#[track_caller]
+pub fn ambient_scope() -> Scope {
+    match Scope::try_current() {
+        Some(scope) => scope,
+        None => no_scope(),
+    }
+}
+
+#[track_caller]
+#[cold]
+fn no_scope() -> ! {
+    panic!(
+        "go!() found no scope to spawn into: call it inside a #[scoped] fn, a Scope::run body or \
+         a task of a scope, or name the scope explicitly with go!(scope = s, ..)"
+    )
+}
+
+/// Runs `spawn` with the ambient scope's state, without taking a handle to it (the common `go!`
+/// path pays no reference counting).
+#[track_caller]
+fn with_ambient_scope<R>(spawn: impl FnOnce(&Arc<Shared>) -> R) -> R {
+    match context::with_ambient(|ambient| spawn(&ambient.scope)) {
+        Some(value) => value,
+        None => no_scope(),
+    }
+}
+
+/// Chosen for futures whose output is `Result<T, E>` with `E: Into<BoxError>`.
+#[derive(Clone, Copy, Debug)]
+pub struct FallibleTag;
+
+/// Chosen for every other future.
+#[derive(Clone, Copy, Debug)]
+pub struct PlainTag;
+
+/// The preferred `go!` kind: found on the future itself, so it wins when its bounds hold.
+pub trait FallibleKind {
+    /// The tag that spawns this future as a fallible task.
+    fn __go_kind(&self) -> FallibleTag {
+        FallibleTag
+    }
+}
+
+impl<F, T, E> FallibleKind for F
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+}
+
+/// The fallback `go!` kind: found only through one more reference.
+pub trait PlainKind {
+    /// The tag that spawns this future as a plain task.
+    fn __go_kind(&self) -> PlainTag {
+        PlainTag
+    }
+}
+
+impl<F> PlainKind for &F {}
+
+impl FallibleTag {
+    /// Spawns into the ambient scope.
+    #[track_caller]
+    pub fn spawn_ambient<F, T, E>(self, future: F) -> Task<T>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        with_ambient_scope(|shared| {
+            if shared.breaker.is_some() {
+                return Scope::from_shared(Arc::clone(shared))
+                    .task_once(future)
+                    .spawn();
+            }
+            spawn_body(shared, Fallible::new(future), TaskSpec::plain())
+        })
+    }
+
+    /// Spawns into `scope`.
+    pub fn spawn_into<F, T, E>(self, scope: &Scope, future: F) -> Task<T>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        scope.try_spawn(future)
+    }
+
+    /// The future as one attempt of a task builder.
+    pub fn wrap<F, T, E>(self, future: F) -> F
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        future
+    }
+}
+
+impl PlainTag {
+    /// Spawns into the ambient scope.
+    #[track_caller]
+    pub fn spawn_ambient<F>(self, future: F) -> Task<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        with_ambient_scope(|shared| {
+            if shared.breaker.is_some() {
+                return Scope::from_shared(Arc::clone(shared))
+                    .task_once(Infallibly { future })
+                    .spawn();
+            }
+            spawn_body(shared, Plain::new(future), TaskSpec::plain())
+        })
+    }
+
+    /// Spawns into `scope`.
+    pub fn spawn_into<F>(self, scope: &Scope, future: F) -> Task<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        scope.spawn(future)
+    }
+
+    /// The future as one attempt of a task builder: an attempt that can only fail by panicking.
+    pub fn wrap<F: Future>(self, future: F) -> Infallibly<F> {
+        Infallibly { future }
+    }
+}
+
+pin_project! {
+    /// A future whose output is wrapped in `Ok`, for APIs that take fallible attempts.
+    #[derive(Debug)]
+    pub struct Infallibly<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Infallibly<F> {
+    type Output = Result<F::Output, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().future.poll(cx).map(Ok)
+    }
+}
+
+/// What `scope = ..` (in `go!`) and `parent = ..` (in `#[scoped]`) accept.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a scope",
+    label = "expected a `go_go_scope::Scope` or a reference to one",
+    note = "`go!(scope = ..)` and `#[scoped(parent = ..)]` take a `Scope` value or `&Scope`"
+)]
+pub trait AsScope {
+    /// The scope.
+    fn as_scope(&self) -> &Scope;
+}
+
+impl AsScope for Scope {
+    fn as_scope(&self) -> &Scope {
+        self
+    }
+}
+
+impl<S: AsScope + ?Sized> AsScope for &S {
+    fn as_scope(&self) -> &Scope {
+        (**self).as_scope()
+    }
+}
+
+/// The scope behind `scope`.
+pub fn scope_ref<S: AsScope + ?Sized>(scope: &S) -> &Scope {
+    scope.as_scope()
+}
+
+// ---------------------------------------------------------------------------------------------
+// #[scoped]: options and the two ways of running the body.
+
+/// The breaker of one `#[scoped(circuit_breaker(..))]` fn, created on its first call and shared
+/// by every later call (a breaker that forgot its failures between calls would never open).
+pub fn persistent_breaker(
+    cell: &'static OnceLock<CircuitBreaker>,
+    failure_threshold: u32,
+    reset_timeout: Duration,
+) -> CircuitBreaker {
+    cell.get_or_init(|| {
+        CircuitBreaker::builder()
+            .failure_threshold(failure_threshold.max(1))
+            .reset_timeout(reset_timeout)
+            .build()
+            .expect("a failure threshold of at least 1 is always valid")
+    })
+    .clone()
+}
+
+/// Makes `parent` the builder's parent.
+pub fn with_parent<S: AsScope + ?Sized>(builder: ScopeBuilder, parent: &S) -> ScopeBuilder {
+    builder.parent(parent.as_scope())
+}
+
+/// Return types through which the scope's own error (timeout, cancellation, open breaker, a scope
+/// that could not be opened) reaches the caller.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot carry a `go_go_scope::Error`",
+    label = "a #[scoped] fn reports its scope's timeout or cancellation through its return type",
+    note = "return `Result<T, E>` with `E: From<go_go_scope::Error>`, or the tuple \
+            `(Option<go_go_scope::Error>, Option<T>)`"
+)]
+pub trait CarriesError: Sized {
+    /// The value returned when the scope ends the body early (or cannot be opened).
+    fn from_scope_error(error: Error) -> Self;
+}
+
+impl<T, E: From<Error>> CarriesError for Result<T, E> {
+    fn from_scope_error(error: Error) -> Self {
+        Err(E::from(error))
+    }
+}
+
+impl<T> CarriesError for (Option<Error>, Option<T>) {
+    fn from_scope_error(error: Error) -> Self {
+        (Some(error), None)
+    }
+}
+
+/// Required by `#[scoped(timeout = ..)]`.
+#[diagnostic::on_unimplemented(
+    message = "`#[scoped(timeout = ..)]` needs a return type that can carry `go_go_scope::Error`, \
+               and `{Self}` cannot",
+    label = "when the deadline passes, the timeout error has nowhere to go in this return type",
+    note = "return `Result<T, E>` with `E: From<go_go_scope::Error>`, or the tuple \
+            `(Option<go_go_scope::Error>, Option<T>)`"
+)]
+pub trait TimeoutCarrier {}
+impl<T, E: From<Error>> TimeoutCarrier for Result<T, E> {}
+impl<T> TimeoutCarrier for (Option<Error>, Option<T>) {}
+
+/// Required by `#[scoped(circuit_breaker ..)]`.
+#[diagnostic::on_unimplemented(
+    message = "`#[scoped(circuit_breaker ..)]` needs a return type that can carry \
+               `go_go_scope::Error`, and `{Self}` cannot",
+    label = "an open breaker's error has nowhere to go in this return type",
+    note = "return `Result<T, E>` with `E: From<go_go_scope::Error>`, or the tuple \
+            `(Option<go_go_scope::Error>, Option<T>)`"
+)]
+pub trait BreakerCarrier {}
+impl<T, E: From<Error>> BreakerCarrier for Result<T, E> {}
+impl<T> BreakerCarrier for (Option<Error>, Option<T>) {}
+
+/// Compile-time check for `timeout`.
+pub fn require_timeout_carrier<R: TimeoutCarrier>() {}
+
+/// Compile-time check for `circuit_breaker`.
+pub fn require_breaker_carrier<R: BreakerCarrier>() {}
+
+/// Names a return type for kind selection.
+pub struct Returns<R>(PhantomData<fn() -> R>);
+
+impl<R> Returns<R> {
+    /// The marker.
+    pub const fn new() -> Returns<R> {
+        Returns(PhantomData)
+    }
+}
+
+impl<R> Default for Returns<R> {
+    fn default() -> Returns<R> {
+        Returns::new()
+    }
+}
+
+/// Chosen when the return type carries [`Error`]: the body is raced against the scope.
+#[derive(Clone, Copy, Debug)]
+pub struct Carrying;
+
+/// Chosen for other return types: the body runs to completion.
+#[derive(Clone, Copy, Debug)]
+pub struct Completing;
+
+/// The preferred `#[scoped]` kind.
+pub trait CarryingKind {
+    /// The tag.
+    fn __scoped_kind(&self) -> Carrying {
+        Carrying
+    }
+}
+
+impl<R: CarriesError> CarryingKind for Returns<R> {}
+
+/// The fallback `#[scoped]` kind.
+pub trait CompletingKind {
+    /// The tag.
+    fn __scoped_kind(&self) -> Completing {
+        Completing
+    }
+}
+
+impl<R> CompletingKind for &Returns<R> {}
+
+impl Carrying {
+    /// Runs `body` in the scope `builder` describes; the scope's cancellation or deadline ends
+    /// the body and becomes the return value.
+    pub fn run<F>(
+        self,
+        builder: ScopeBuilder,
+        wait: bool,
+        body: F,
+    ) -> IntoReturn<impl Future<Output = Result<F::Output, Error>>>
+    where
+        F: Future,
+        F::Output: CarriesError,
+    {
+        // A plain mapping future rather than an `async fn`: one state machine less to move
+        // around on every call.
+        IntoReturn {
+            run: Scope::run(builder.wait(wait), |_| body),
+        }
+    }
+}
+
+pin_project! {
+    /// `Scope::run`'s result, its error turned into the fn's return type.
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct IntoReturn<F> {
+        #[pin]
+        run: F,
+    }
+}
+
+impl<F, R> Future for IntoReturn<F>
+where
+    F: Future<Output = Result<R, Error>>,
+    R: CarriesError,
+{
+    type Output = R;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<R> {
+        self.project().run.poll(cx).map(|result| match result {
+            Ok(value) => value,
+            Err(error) => R::from_scope_error(error),
+        })
+    }
+}
+
+impl Completing {
+    /// Runs `body` to completion in the scope `builder` describes, then closes the scope.
+    ///
+    /// # Panics
+    /// When the scope cannot be opened (no Tokio runtime, or a parent that already closed):
+    /// the return type has no way to say so.
+    pub async fn run<F: Future>(self, builder: ScopeBuilder, wait: bool, body: F) -> F::Output {
+        let scope = match builder.build() {
+            Ok(scope) => scope,
+            Err(error) => panic!(
+                "a #[scoped] fn could not open its scope: {error}; return a Result<T, E> with \
+                 E: From<go_go_scope::Error> to receive this as a value"
+            ),
+        };
+        let guard = CloseOnDrop::new(Arc::clone(scope.shared()));
+        let ambient = Ambient {
+            scope: Arc::clone(scope.shared()),
+            task: None,
+        };
+        let value = context::enter(ambient, body).await;
+        // Disposal failures were reported by the scope itself; the body's value is the answer.
+        let _closed = if wait {
+            scope.join().await
+        } else {
+            scope.close().await
+        };
+        guard.disarm();
+        value
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// try_go! / try_go_raw!
+
+/// A caught panic's payload.
+pub type Payload = Box<dyn Any + Send>;
+
+/// Evaluates `f`, catching a panic.
+pub fn catch<V>(f: impl FnOnce() -> V) -> Result<V, Payload> {
+    catch_unwind(AssertUnwindSafe(f))
+}
+
+/// Awaits `future`, catching a panic in any of its polls.
+pub fn catch_async<F: Future>(future: F) -> CatchUnwind<F> {
+    CatchUnwind { future }
+}
+
+pin_project! {
+    /// See [`catch_async`].
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct CatchUnwind<F> {
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Payload>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = self.project().future;
+        match catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}
+
+/// What `try_go!` and `try_go_raw!` take apart.
+#[diagnostic::on_unimplemented(
+    message = "`try_go!` and `try_go_raw!` take a `Result` or an `Option`, not `{Self}`",
+    label = "this expression is neither a `Result` nor an `Option`",
+    note = "for a future, end the expression with `.await`: `try_go!(fetch().await)`"
+)]
+pub trait TryGoValue {
+    /// The success value.
+    type Value;
+    /// The error kept by `try_go_raw!`.
+    type Error;
+    /// Splits into success and error.
+    fn split(self) -> Result<Self::Value, Self::Error>;
+}
+
+impl<T, E> TryGoValue for Result<T, E> {
+    type Value = T;
+    type Error = E;
+    fn split(self) -> Result<T, E> {
+        self
+    }
+}
+
+/// The error of an `Option` that was `None`.
+pub const NONE_MESSAGE: &str = "value was None";
+
+impl<T> TryGoValue for Option<T> {
+    type Value = T;
+    type Error = String;
+    fn split(self) -> Result<T, String> {
+        self.ok_or_else(|| NONE_MESSAGE.to_owned())
+    }
+}
+
+/// `try_go!`: the error as its message.
+pub fn try_go_message<V>(caught: Result<V, Payload>) -> (Option<String>, Option<V::Value>)
+where
+    V: TryGoValue,
+    V::Error: std::fmt::Display,
+{
+    match caught {
+        Ok(value) => match value.split() {
+            Ok(value) => (None, Some(value)),
+            Err(error) => (Some(error.to_string()), None),
+        },
+        Err(payload) => (Some(panic_message(payload)), None),
+    }
+}
+
+/// Names the error type of a `try_go_raw!` for kind selection.
+pub struct RawTarget<E>(PhantomData<fn() -> E>);
+
+impl<E> RawTarget<E> {
+    /// The marker for `caught`'s error type.
+    pub fn of<V: TryGoValue<Error = E>>(_caught: &Result<V, Payload>) -> RawTarget<E> {
+        RawTarget(PhantomData)
+    }
+}
+
+/// A panic becomes `E::from(Error::Panicked { .. })`.
+#[derive(Clone, Copy, Debug)]
+pub struct PanicAsError;
+
+/// A panic becomes `E::from(message)`.
+#[derive(Clone, Copy, Debug)]
+pub struct PanicAsMessage;
+
+/// The error type has no way to hold a panic: the panic keeps unwinding.
+#[derive(Clone, Copy, Debug)]
+pub struct PanicResumes;
+
+/// First choice for `try_go_raw!`: the error type converts from [`Error`].
+pub trait RawAsErrorKind {
+    /// The tag.
+    fn __raw_kind(&self) -> PanicAsError {
+        PanicAsError
+    }
+}
+
+impl<E: From<Error>> RawAsErrorKind for &&RawTarget<E> {}
+
+/// Second choice: the error type converts from `String`.
+pub trait RawAsMessageKind {
+    /// The tag.
+    fn __raw_kind(&self) -> PanicAsMessage {
+        PanicAsMessage
+    }
+}
+
+impl<E: From<String>> RawAsMessageKind for &RawTarget<E> {}
+
+/// Last choice: nothing can hold the panic.
+pub trait RawResumesKind {
+    /// The tag.
+    fn __raw_kind(&self) -> PanicResumes {
+        PanicResumes
+    }
+}
+
+impl<E> RawResumesKind for RawTarget<E> {}
+
+type RawTuple<V> = (
+    Option<<V as TryGoValue>::Error>,
+    Option<<V as TryGoValue>::Value>,
+);
+
+fn split_raw<V: TryGoValue>(value: V) -> RawTuple<V> {
+    match value.split() {
+        Ok(value) => (None, Some(value)),
+        Err(error) => (Some(error), None),
+    }
+}
+
+impl PanicAsError {
+    /// Splits `caught`, turning a panic into [`Error::Panicked`].
+    pub fn split<V>(self, caught: Result<V, Payload>) -> RawTuple<V>
+    where
+        V: TryGoValue,
+        V::Error: From<Error>,
+    {
+        match caught {
+            Ok(value) => split_raw(value),
+            Err(payload) => (Some(Error::from_panic(payload).into()), None),
+        }
+    }
+}
+
+impl PanicAsMessage {
+    /// Splits `caught`, turning a panic into its message.
+    pub fn split<V>(self, caught: Result<V, Payload>) -> RawTuple<V>
+    where
+        V: TryGoValue,
+        V::Error: From<String>,
+    {
+        match caught {
+            Ok(value) => split_raw(value),
+            Err(payload) => (Some(panic_message(payload).into()), None),
+        }
+    }
+}
+
+impl PanicResumes {
+    /// Splits `caught`; a panic continues to unwind.
+    pub fn split<V: TryGoValue>(self, caught: Result<V, Payload>) -> RawTuple<V> {
+        match caught {
+            Ok(value) => split_raw(value),
+            Err(payload) => std::panic::resume_unwind(payload),
+        }
+    }
+}

@@ -113,10 +113,17 @@ pub use throttle::{ThrottleOptions, Throttled};
 /// Re-exported so users can name the token type [`Scope::token`] returns.
 pub use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub use go_go_scope_macros::{go, scoped, try_go, try_go_raw};
+
 /// The names most programs need: `use go_go_scope::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         Channel, CircuitBreaker, Error, Hooks, Outcome, ParallelOpts, Retry, Scope, ScopeBuilder,
         Select, Task,
     };
+
+    #[cfg(feature = "macros")]
+    pub use crate::{go, scoped, try_go, try_go_raw};
 }

@@ -954,10 +954,14 @@ impl Scope {
 }
 
 /// Cancels and closes the scope in the background if `Scope::run` is dropped mid-way.
-struct CloseOnDrop(Option<Arc<Shared>>);
+pub(crate) struct CloseOnDrop(Option<Arc<Shared>>);
 
 impl CloseOnDrop {
-    fn disarm(mut self) {
+    pub(crate) fn new(shared: Arc<Shared>) -> CloseOnDrop {
+        CloseOnDrop(Some(shared))
+    }
+
+    pub(crate) fn disarm(mut self) {
         self.0 = None;
     }
 }

@@ -42,6 +42,12 @@ pub trait Attempts: sealed::Sealed + Send + 'static {
 
     /// Produces attempt number `attempt` (1-based), or `None` if no more can be made.
     fn next_attempt(&mut self, attempt: u32) -> Option<Self::Future>;
+
+    /// Whether a failed attempt can be made again. A scope's default retry applies only to
+    /// tasks whose attempts can be repeated.
+    fn repeatable(&self) -> bool {
+        true
+    }
 }
 
 /// Attempts made by calling a closure, once per attempt; see [`Scope::task`].
@@ -81,6 +87,10 @@ where
 
     fn next_attempt(&mut self, _attempt: u32) -> Option<Fut> {
         self.0.take()
+    }
+
+    fn repeatable(&self) -> bool {
+        false
     }
 }
 
@@ -205,7 +215,14 @@ impl<S: Attempts> TaskBuilder<S> {
         if let Some(cleanup) = self.cleanup {
             Scope::from_shared(Arc::clone(&self.shared)).defer(cleanup);
         }
-        let retry = self.retry.or_else(|| self.shared.default_retry.clone());
+        // A single future cannot be re-run: retrying it under the scope's default policy would
+        // replace its real error with a complaint about the missing factory.
+        let retry = self.retry.or_else(|| {
+            self.attempts
+                .repeatable()
+                .then(|| self.shared.default_retry.clone())
+                .flatten()
+        });
         let run = Arc::new(TaskRun {
             timeout: self.timeout,
             retry,

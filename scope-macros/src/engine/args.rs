@@ -1,0 +1,896 @@
+//! Parsing the arguments of `#[scoped(..)]` and the options of `go!(..)` into typed values, each
+//! kept with the span of the token it came from.
+//!
+//! This stage checks shape (known key, given once, value of the right kind, duration literals
+//! well formed); rules about values (zero, conflicts, names of the fn's arguments) are checked
+//! by `validate`. Every problem is recorded and parsing goes on with the next argument, so one
+//! compile reports them all.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, Lit, LitStr, Token};
+
+use super::diag::{Errors, list, suggest, with_help};
+use super::duration::{self, VALID_FORMS};
+
+/// Every argument `#[scoped(..)]` accepts, in the order the docs present them.
+pub const SCOPED_KEYS: &[&str] = &[
+    "timeout",
+    "name",
+    "tracer",
+    "concurrency",
+    "metrics",
+    "circuit_breaker",
+    "retry",
+    "parent",
+    "attrs",
+    "skip",
+    "skip_all",
+    "wait",
+    "crate",
+];
+
+/// Every option `go!(..)` accepts before its future.
+pub const GO_KEYS: &[&str] = &["name", "timeout", "retry", "attrs", "scope", "crate"];
+
+/// The settings of `circuit_breaker(..)`.
+pub const BREAKER_KEYS: &[&str] = &["failure_threshold", "reset_timeout"];
+
+/// The settings of `retry(..)`.
+pub const RETRY_KEYS: &[&str] = &["max", "delay", "backoff", "jitter", "max_delay"];
+
+/// A duration: a literal parsed now, or an expression of type `Duration` evaluated at run time.
+#[derive(Clone)]
+pub enum DurationArg {
+    /// `"30s"`.
+    Literal {
+        /// The parsed value.
+        value: Duration,
+        /// The string literal.
+        span: Span,
+    },
+    /// Any other expression.
+    Expr(Box<Expr>),
+}
+
+/// A count: an integer literal checked now, or an expression evaluated at run time.
+#[derive(Clone)]
+pub enum CountArg {
+    /// `4`.
+    Literal {
+        /// The value.
+        value: u64,
+        /// The literal.
+        span: Span,
+    },
+    /// Any other expression.
+    Expr(Box<Expr>),
+}
+
+/// `backoff = ".."` in `retry(..)`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backoff {
+    /// The same delay before every retry.
+    Fixed,
+    /// The delay doubles before each retry.
+    Exponential,
+}
+
+/// `retry(max = .., delay = .., backoff = .., jitter, max_delay = ..)`.
+#[derive(Clone)]
+pub struct RetryPolicy {
+    /// `max = N`.
+    pub max: Option<u32>,
+    /// `delay = ".."`.
+    pub delay: Option<DurationArg>,
+    /// `backoff = ".."`, with the span of its value.
+    pub backoff: Option<(Backoff, Span)>,
+    /// `jitter`.
+    pub jitter: Option<Span>,
+    /// `max_delay = ".."`, with the span of its key.
+    pub max_delay: Option<(DurationArg, Span)>,
+    /// The `retry` key.
+    pub span: Span,
+}
+
+/// What `retry` was given.
+#[derive(Clone)]
+pub enum RetryArg {
+    /// `retry = 3`.
+    Count(u32),
+    /// `retry = EXPR` (anything `Into<Retry>`).
+    Expr(Box<Expr>),
+    /// `retry(..)`.
+    Policy(RetryPolicy),
+    /// `go!(retry, ..)`: re-runnable, under the scope's default policy.
+    ScopeDefault,
+}
+
+/// What `circuit_breaker` was given.
+#[derive(Clone)]
+pub enum BreakerArg {
+    /// `circuit_breaker(failure_threshold = .., reset_timeout = ..)`; unset values keep the
+    /// runtime's defaults.
+    Config {
+        /// `failure_threshold = N` and the literal's span.
+        failure_threshold: Option<(u32, Span)>,
+        /// `reset_timeout = ".."`.
+        reset_timeout: Option<DurationArg>,
+    },
+    /// `circuit_breaker = EXPR`: a breaker the caller owns.
+    Expr(Box<Expr>),
+}
+
+/// What `tracer` was given.
+#[derive(Clone)]
+pub enum TracerArg {
+    /// `tracer`: the global tracer provider.
+    Global,
+    /// `tracer = EXPR`.
+    Expr(Box<Expr>),
+}
+
+/// One `"key" = value` of `attrs(..)`.
+#[derive(Clone)]
+pub struct AttrArg {
+    /// The key.
+    pub key: LitStr,
+    /// The value.
+    pub value: Expr,
+}
+
+/// The arguments of `#[scoped(..)]`.
+#[derive(Clone, Default)]
+pub struct ScopedArgs {
+    /// `timeout`, with the key's span.
+    pub timeout: Option<(DurationArg, Span)>,
+    /// `name`.
+    pub name: Option<Expr>,
+    /// `tracer`, with the key's span.
+    pub tracer: Option<(TracerArg, Span)>,
+    /// `concurrency`.
+    pub concurrency: Option<CountArg>,
+    /// `metrics`.
+    pub metrics: Option<Span>,
+    /// `circuit_breaker`, with the key's span.
+    pub circuit_breaker: Option<(BreakerArg, Span)>,
+    /// `retry`.
+    pub retry: Option<RetryArg>,
+    /// `parent`.
+    pub parent: Option<Expr>,
+    /// `attrs(..)`.
+    pub attrs: Vec<AttrArg>,
+    /// `skip(..)`.
+    pub skip: Vec<Ident>,
+    /// `skip_all`.
+    pub skip_all: Option<Span>,
+    /// `wait`.
+    pub wait: Option<Span>,
+    /// `crate = ".."`.
+    pub krate: Option<syn::Path>,
+}
+
+/// The options and the future of `go!(..)`.
+#[derive(Clone, Default)]
+pub struct GoArgs {
+    /// `name`.
+    pub name: Option<Expr>,
+    /// `timeout`, with the key's span.
+    pub timeout: Option<(DurationArg, Span)>,
+    /// `retry`, with the key's span.
+    pub retry: Option<(RetryArg, Span)>,
+    /// `attrs(..)`.
+    pub attrs: Vec<AttrArg>,
+    /// `scope = EXPR`.
+    pub scope: Option<Expr>,
+    /// `crate = ".."`.
+    pub krate: Option<syn::Path>,
+    /// The future expression, token for token.
+    pub future: TokenStream,
+}
+
+/// The name of an argument and where it was written.
+struct Key {
+    name: String,
+    ident: Ident,
+}
+
+impl Key {
+    fn span(&self) -> Span {
+        self.ident.span()
+    }
+}
+
+/// Where an argument list lives, for messages.
+#[derive(Clone, Copy)]
+struct Context {
+    /// `#[scoped(..)]`, `go!(..)`, `circuit_breaker(..)`, ...
+    owner: &'static str,
+    /// The keys valid there.
+    keys: &'static [&'static str],
+    /// "argument" or "option" or "setting".
+    noun: &'static str,
+}
+
+const SCOPED: Context = Context {
+    owner: "#[scoped(..)]",
+    keys: SCOPED_KEYS,
+    noun: "argument",
+};
+
+const GO: Context = Context {
+    owner: "go!(..)",
+    keys: GO_KEYS,
+    noun: "option",
+};
+
+const BREAKER: Context = Context {
+    owner: "circuit_breaker(..)",
+    keys: BREAKER_KEYS,
+    noun: "setting",
+};
+
+const RETRY: Context = Context {
+    owner: "retry(..)",
+    keys: RETRY_KEYS,
+    noun: "setting",
+};
+
+fn unknown_key(context: Context, key: &Key) -> syn::Error {
+    let valid = list(context.keys);
+    let help = match suggest(&key.name, context.keys) {
+        Some(close) => format!("did you mean `{close}`? The {}s are: {valid}", context.noun),
+        None => format!("the {}s are: {valid}", context.noun),
+    };
+    syn::Error::new(
+        key.span(),
+        with_help(
+            format!(
+                "unknown {} `{}` in `{}`",
+                context.noun, key.name, context.owner
+            ),
+            help,
+        ),
+    )
+}
+
+/// Remembers which keys were given, to reject a second one.
+struct Seen {
+    context: Context,
+    keys: HashMap<String, Span>,
+}
+
+impl Seen {
+    fn new(context: Context) -> Seen {
+        Seen {
+            context,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// `Err` if `key` was given before.
+    fn first(&mut self, key: &Key) -> syn::Result<()> {
+        if self.keys.insert(key.name.clone(), key.span()).is_some() {
+            return Err(syn::Error::new(
+                key.span(),
+                with_help(
+                    format!(
+                        "duplicate {} `{}` in `{}`",
+                        self.context.noun, key.name, self.context.owner
+                    ),
+                    format!("give `{}` once; remove this one", key.name),
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Skips to the next top-level comma (or the end), after an argument that could not be read.
+fn skip_to_comma(input: ParseStream) {
+    let _ = input.step(|cursor| {
+        let mut rest = *cursor;
+        while let Some((tree, next)) = rest.token_tree() {
+            if let TokenTree::Punct(punct) = &tree
+                && punct.as_char() == ','
+            {
+                return Ok(((), rest));
+            }
+            rest = next;
+        }
+        Ok(((), rest))
+    });
+}
+
+/// Reads `key, key = value, key(..), ...`, calling `entry` for each key. `entry` consumes the
+/// rest of its argument; its errors are recorded and reading goes on with the next argument.
+fn parse_list(
+    input: ParseStream,
+    context: Context,
+    errors: &mut Errors,
+    mut entry: impl FnMut(Key, ParseStream, &mut Errors) -> syn::Result<()>,
+) {
+    while !input.is_empty() {
+        match input.call(Ident::parse_any) {
+            Ok(ident) => {
+                let key = Key {
+                    name: ident.unraw().to_string(),
+                    ident,
+                };
+                if let Err(error) = entry(key, input, errors) {
+                    errors.push(error);
+                    skip_to_comma(input);
+                }
+            }
+            Err(_) => {
+                errors.at(
+                    input.span(),
+                    with_help(
+                        format!(
+                            "expected the name of an {} of `{}`",
+                            context.noun, context.owner
+                        ),
+                        format!("the {}s are: {}", context.noun, list(context.keys)),
+                    ),
+                );
+                skip_to_comma(input);
+            }
+        }
+        if input.is_empty() {
+            break;
+        }
+        if input.parse::<Token![,]>().is_err() {
+            errors.at(
+                input.span(),
+                format!(
+                    "expected `,` between the {}s of `{}`",
+                    context.noun, context.owner
+                ),
+            );
+            skip_to_comma(input);
+            let _ = input.parse::<Token![,]>();
+        }
+    }
+}
+
+/// `= ` after a key that needs a value.
+fn expect_eq(input: ParseStream, key: &Key, example: &str) -> syn::Result<()> {
+    if input.peek(Token![=]) {
+        input.parse::<Token![=]>()?;
+        return Ok(());
+    }
+    Err(syn::Error::new(
+        key.span(),
+        with_help(
+            format!("`{}` needs a value", key.name),
+            format!("write `{example}`"),
+        ),
+    ))
+}
+
+/// A key that takes no value.
+fn flag(input: ParseStream, key: &Key) -> syn::Result<Span> {
+    if input.peek(Token![=]) || input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            input.span(),
+            with_help(
+                format!("`{}` takes no value", key.name),
+                format!("write just `{}`", key.name),
+            ),
+        ));
+    }
+    Ok(key.span())
+}
+
+fn literal(expr: &Expr) -> Option<&Lit> {
+    match expr {
+        Expr::Lit(lit) if lit.attrs.is_empty() => Some(&lit.lit),
+        _ => None,
+    }
+}
+
+/// `key = "30s"` or `key = EXPR` (a `Duration`).
+fn duration_value(input: ParseStream, key: &Key) -> syn::Result<DurationArg> {
+    expect_eq(input, key, &format!("{} = \"30s\"", key.name))?;
+    let expr: Expr = input.parse()?;
+    match literal(&expr) {
+        Some(Lit::Str(text)) => match duration::parse(&text.value()) {
+            Ok(value) => Ok(DurationArg::Literal {
+                value,
+                span: text.span(),
+            }),
+            Err(error) => Err(syn::Error::new(
+                text.span(),
+                with_help(
+                    format!("invalid duration for `{}`: {error}", key.name),
+                    format!("durations are strings such as {VALID_FORMS}"),
+                ),
+            )),
+        },
+        Some(Lit::Int(number)) => Err(syn::Error::new(
+            number.span(),
+            with_help(
+                format!("`{}` takes a duration string, not a number", key.name),
+                format!(
+                    "give the unit: `{} = \"{}s\"` or `\"{}ms\"`",
+                    key.name,
+                    number.base10_digits(),
+                    number.base10_digits()
+                ),
+            ),
+        )),
+        Some(other) => Err(syn::Error::new(
+            other.span(),
+            with_help(
+                format!("`{}` takes a duration string", key.name),
+                format!("durations are strings such as {VALID_FORMS}"),
+            ),
+        )),
+        None => Ok(DurationArg::Expr(Box::new(expr))),
+    }
+}
+
+/// An integer literal of type `N` (no expression allowed).
+fn integer_literal<N>(input: ParseStream, key: &Key, example: &str) -> syn::Result<(N, Span)>
+where
+    N: std::str::FromStr,
+    N::Err: std::fmt::Display,
+{
+    expect_eq(input, key, example)?;
+    let expr: Expr = input.parse()?;
+    match literal(&expr) {
+        Some(Lit::Int(number)) => match number.base10_parse::<N>() {
+            Ok(value) => Ok((value, number.span())),
+            Err(_) => Err(syn::Error::new(
+                number.span(),
+                with_help(
+                    format!(
+                        "`{}` is out of range for `{}`",
+                        number.base10_digits(),
+                        key.name
+                    ),
+                    format!("write `{example}`"),
+                ),
+            )),
+        },
+        _ => Err(not_an_integer(&expr, key, example)),
+    }
+}
+
+fn not_an_integer(expr: &Expr, key: &Key, example: &str) -> syn::Error {
+    let what = match literal(expr) {
+        Some(Lit::Str(_)) => "a string",
+        Some(Lit::Float(_)) => "a float",
+        Some(Lit::Bool(_)) => "a bool",
+        Some(_) => "this literal",
+        None => "an expression here",
+    };
+    syn::Error::new(
+        expr.span(),
+        with_help(
+            format!("`{}` takes an integer, not {what}", key.name),
+            format!("write `{example}`"),
+        ),
+    )
+}
+
+/// `concurrency = 4` or `concurrency = EXPR`.
+fn count_value(input: ParseStream, key: &Key, example: &str) -> syn::Result<CountArg> {
+    expect_eq(input, key, example)?;
+    let expr: Expr = input.parse()?;
+    match literal(&expr) {
+        Some(Lit::Int(number)) => match number.base10_parse::<u64>() {
+            Ok(value) => Ok(CountArg::Literal {
+                value,
+                span: number.span(),
+            }),
+            Err(_) => Err(syn::Error::new(
+                number.span(),
+                format!(
+                    "`{}` is out of range for `{}`",
+                    number.base10_digits(),
+                    key.name
+                ),
+            )),
+        },
+        Some(_) => Err(not_an_integer(&expr, key, example)),
+        None => Ok(CountArg::Expr(Box::new(expr))),
+    }
+}
+
+/// `retry = 3`, `retry = EXPR`, `retry(..)`; in `go!` also bare `retry`.
+fn retry_value(
+    input: ParseStream,
+    key: &Key,
+    errors: &mut Errors,
+    bare_allowed: bool,
+) -> syn::Result<RetryArg> {
+    if input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in input);
+        return Ok(RetryArg::Policy(retry_policy(&content, key.span(), errors)));
+    }
+    if bare_allowed && !input.peek(Token![=]) {
+        return Ok(RetryArg::ScopeDefault);
+    }
+    expect_eq(
+        input,
+        key,
+        "retry = 3` or `retry(max = 3, delay = \"100ms\", backoff = \"exponential\")",
+    )?;
+    let expr: Expr = input.parse()?;
+    match literal(&expr) {
+        Some(Lit::Int(number)) => match number.base10_parse::<u32>() {
+            Ok(value) => Ok(RetryArg::Count(value)),
+            Err(_) => Err(syn::Error::new(
+                number.span(),
+                format!(
+                    "`{}` retries is out of range (at most {})",
+                    number.base10_digits(),
+                    u32::MAX
+                ),
+            )),
+        },
+        Some(_) => Err(not_an_integer(&expr, key, "retry = 3")),
+        None => Ok(RetryArg::Expr(Box::new(expr))),
+    }
+}
+
+fn retry_policy(input: ParseStream, span: Span, errors: &mut Errors) -> RetryPolicy {
+    let mut policy = RetryPolicy {
+        max: None,
+        delay: None,
+        backoff: None,
+        jitter: None,
+        max_delay: None,
+        span,
+    };
+    let mut seen = Seen::new(RETRY);
+    parse_list(input, RETRY, errors, |key, input, _errors| {
+        match key.name.as_str() {
+            "max" => {
+                seen.first(&key)?;
+                policy.max = Some(integer_literal::<u32>(input, &key, "max = 3")?.0);
+            }
+            "delay" => {
+                seen.first(&key)?;
+                policy.delay = Some(duration_value(input, &key)?);
+            }
+            "max_delay" => {
+                seen.first(&key)?;
+                policy.max_delay = Some((duration_value(input, &key)?, key.span()));
+            }
+            "jitter" => {
+                seen.first(&key)?;
+                policy.jitter = Some(flag(input, &key)?);
+            }
+            "backoff" => {
+                seen.first(&key)?;
+                expect_eq(input, &key, "backoff = \"exponential\"")?;
+                let expr: Expr = input.parse()?;
+                let kind = match literal(&expr) {
+                    Some(Lit::Str(text)) if text.value() == "exponential" => Backoff::Exponential,
+                    Some(Lit::Str(text)) if text.value() == "fixed" => Backoff::Fixed,
+                    _ => {
+                        return Err(syn::Error::new(
+                            expr.span(),
+                            with_help(
+                                "`backoff` is \"fixed\" or \"exponential\"",
+                                "write `backoff = \"exponential\"` to double the delay before each retry",
+                            ),
+                        ));
+                    }
+                };
+                policy.backoff = Some((kind, expr.span()));
+            }
+            _ => return Err(unknown_key(RETRY, &key)),
+        }
+        Ok(())
+    });
+    if policy.max.is_none() {
+        errors.at(
+            span,
+            with_help(
+                "`retry(..)` needs `max`, the number of retries",
+                "write `retry(max = 3, ..)`, or `retry = 3` for retries without delay",
+            ),
+        );
+    }
+    policy
+}
+
+fn breaker_value(input: ParseStream, key: &Key, errors: &mut Errors) -> syn::Result<BreakerArg> {
+    if input.peek(Token![=]) {
+        input.parse::<Token![=]>()?;
+        let expr: Expr = input.parse()?;
+        return Ok(BreakerArg::Expr(Box::new(expr)));
+    }
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            key.span(),
+            with_help(
+                "`circuit_breaker` needs its settings",
+                "write `circuit_breaker(failure_threshold = 5, reset_timeout = \"30s\")`, or \
+                 `circuit_breaker = EXPR` to share a breaker you built",
+            ),
+        ));
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    let mut failure_threshold = None;
+    let mut reset_timeout = None;
+    let mut seen = Seen::new(BREAKER);
+    parse_list(&content, BREAKER, errors, |key, input, _errors| {
+        match key.name.as_str() {
+            "failure_threshold" => {
+                seen.first(&key)?;
+                failure_threshold = Some(integer_literal::<u32>(
+                    input,
+                    &key,
+                    "failure_threshold = 5",
+                )?);
+            }
+            "reset_timeout" => {
+                seen.first(&key)?;
+                reset_timeout = Some(duration_value(input, &key)?);
+            }
+            _ => return Err(unknown_key(BREAKER, &key)),
+        }
+        Ok(())
+    });
+    Ok(BreakerArg::Config {
+        failure_threshold,
+        reset_timeout,
+    })
+}
+
+/// `attrs("key" = value, ..)`.
+fn attrs_value(input: ParseStream, key: &Key, errors: &mut Errors) -> syn::Result<Vec<AttrArg>> {
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            key.span(),
+            with_help(
+                "`attrs` takes its attributes in parentheses",
+                "write `attrs(\"user.id\" = id, \"region\" = \"eu\")`",
+            ),
+        ));
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    let mut attrs = Vec::new();
+    while !content.is_empty() {
+        match attr_entry(&content) {
+            Ok(attr) => attrs.push(attr),
+            Err(error) => {
+                errors.push(error);
+                skip_to_comma(&content);
+            }
+        }
+        if content.is_empty() {
+            break;
+        }
+        if content.parse::<Token![,]>().is_err() {
+            errors.at(
+                content.span(),
+                "expected `,` between the entries of `attrs(..)`",
+            );
+            skip_to_comma(&content);
+            let _ = content.parse::<Token![,]>();
+        }
+    }
+    Ok(attrs)
+}
+
+fn attr_entry(input: ParseStream) -> syn::Result<AttrArg> {
+    const HELP: &str = "write `attrs(\"user.id\" = id)`: a string key, `=`, then any expression";
+    if !input.peek(LitStr) {
+        return Err(syn::Error::new(
+            input.span(),
+            with_help(
+                "span attribute keys in `attrs(..)` are string literals",
+                HELP,
+            ),
+        ));
+    }
+    let key: LitStr = input.parse()?;
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new(
+            key.span(),
+            with_help(
+                format!("the attribute {:?} needs a value", key.value()),
+                HELP,
+            ),
+        ));
+    }
+    input.parse::<Token![=]>()?;
+    let value: Expr = input.parse()?;
+    Ok(AttrArg { key, value })
+}
+
+/// `skip(a, b)`.
+fn skip_value(input: ParseStream, key: &Key) -> syn::Result<Vec<Ident>> {
+    if !input.peek(syn::token::Paren) {
+        return Err(syn::Error::new(
+            key.span(),
+            with_help(
+                "`skip` takes the names of arguments in parentheses",
+                "write `skip(password, body)`, or `skip_all` to record no argument",
+            ),
+        ));
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    let names = content.parse_terminated(Ident::parse_any, Token![,])?;
+    Ok(names.into_iter().collect())
+}
+
+fn tracer_value(input: ParseStream) -> syn::Result<TracerArg> {
+    if input.peek(Token![=]) {
+        input.parse::<Token![=]>()?;
+        return Ok(TracerArg::Expr(Box::new(input.parse()?)));
+    }
+    Ok(TracerArg::Global)
+}
+
+/// `crate = "path"`.
+fn crate_value(input: ParseStream, key: &Key) -> syn::Result<syn::Path> {
+    expect_eq(input, key, "crate = \"my_scope\"")?;
+    let path: LitStr = input.parse().map_err(|_| {
+        syn::Error::new(
+            input.span(),
+            with_help(
+                "`crate` takes the path of go-go-scope as a string",
+                "write `crate = \"my_scope\"` when the dependency is renamed",
+            ),
+        )
+    })?;
+    path.parse::<syn::Path>().map_err(|_| {
+        syn::Error::new(
+            path.span(),
+            with_help(
+                format!("{:?} is not a path", path.value()),
+                "write `crate = \"my_scope\"` or `crate = \"::deps::go_go_scope\"`",
+            ),
+        )
+    })
+}
+
+fn expr_value(input: ParseStream, key: &Key, example: &str) -> syn::Result<Expr> {
+    expect_eq(input, key, example)?;
+    input.parse()
+}
+
+/// Parses the arguments of `#[scoped(..)]`, recording every problem in `errors`.
+pub fn scoped_args(tokens: TokenStream, errors: &mut Errors) -> ScopedArgs {
+    let mut args = ScopedArgs::default();
+    let parser = |input: ParseStream| {
+        let mut seen = Seen::new(SCOPED);
+        parse_list(input, SCOPED, errors, |key, input, errors| {
+            if SCOPED_KEYS.contains(&key.name.as_str()) {
+                seen.first(&key)?;
+            }
+            match key.name.as_str() {
+                "timeout" => args.timeout = Some((duration_value(input, &key)?, key.span())),
+                "name" => args.name = Some(expr_value(input, &key, "name = \"checkout\"")?),
+                "tracer" => args.tracer = Some((tracer_value(input)?, key.span())),
+                "concurrency" => {
+                    args.concurrency = Some(count_value(input, &key, "concurrency = 4")?);
+                }
+                "metrics" => args.metrics = Some(flag(input, &key)?),
+                "circuit_breaker" => {
+                    args.circuit_breaker = Some((breaker_value(input, &key, errors)?, key.span()));
+                }
+                "retry" => args.retry = Some(retry_value(input, &key, errors, false)?),
+                "parent" => args.parent = Some(expr_value(input, &key, "parent = scope")?),
+                "attrs" => args.attrs = attrs_value(input, &key, errors)?,
+                "skip" => args.skip = skip_value(input, &key)?,
+                "skip_all" => args.skip_all = Some(flag(input, &key)?),
+                "wait" => args.wait = Some(flag(input, &key)?),
+                "crate" => args.krate = Some(crate_value(input, &key)?),
+                _ => return Err(unknown_key(SCOPED, &key)),
+            }
+            Ok(())
+        });
+        Ok(())
+    };
+    if let Err(error) = parser.parse2(tokens) {
+        errors.push(error);
+    }
+    args
+}
+
+/// True when the next entry of `go!(..)` is an option rather than the future.
+fn next_is_option(input: ParseStream) -> bool {
+    let fork = input.fork();
+    if fork.call(Ident::parse_any).is_err() {
+        return false;
+    }
+    if fork.peek(Token![=]) && !fork.peek(Token![==]) && !fork.peek(Token![=>]) {
+        return true;
+    }
+    if fork.peek(syn::token::Paren) {
+        // `attrs(..)` and `retry(..)` are options only when something follows them; a call
+        // like `fetch(1)` on its own is the future.
+        let _group = fork.parse::<TokenTree>();
+        return fork.peek(Token![,]) && !is_trailing_comma(&fork);
+    }
+    fork.peek(Token![,]) && !is_trailing_comma(&fork)
+}
+
+fn is_trailing_comma(input: ParseStream) -> bool {
+    let fork = input.fork();
+    fork.parse::<Token![,]>().is_ok() && fork.is_empty()
+}
+
+/// Parses `go!(..)`'s options and future, recording every problem in `errors`.
+pub fn go_args(tokens: TokenStream, errors: &mut Errors) -> GoArgs {
+    let mut args = GoArgs::default();
+    let mut last_option = None;
+    let parser = |input: ParseStream| {
+        let mut seen = Seen::new(GO);
+        while next_is_option(input) {
+            let key = Key {
+                ident: input.call(Ident::parse_any)?,
+                name: String::new(),
+            };
+            let key = Key {
+                name: key.ident.unraw().to_string(),
+                ..key
+            };
+            last_option = Some(key.span());
+            let outcome = (|| -> syn::Result<()> {
+                if GO_KEYS.contains(&key.name.as_str()) {
+                    seen.first(&key)?;
+                }
+                match key.name.as_str() {
+                    "name" => args.name = Some(expr_value(input, &key, "name = \"fetch-user\"")?),
+                    "timeout" => args.timeout = Some((duration_value(input, &key)?, key.span())),
+                    "retry" => {
+                        args.retry = Some((retry_value(input, &key, errors, true)?, key.span()));
+                    }
+                    "attrs" => args.attrs = attrs_value(input, &key, errors)?,
+                    "scope" => args.scope = Some(expr_value(input, &key, "scope = s")?),
+                    "crate" => args.krate = Some(crate_value(input, &key)?),
+                    _ => return Err(unknown_key(GO, &key)),
+                }
+                Ok(())
+            })();
+            if let Err(error) = outcome {
+                errors.push(error);
+                skip_to_comma(input);
+            }
+            if input.parse::<Token![,]>().is_err() && !input.is_empty() {
+                errors.at(input.span(), "expected `,` after a `go!` option");
+                skip_to_comma(input);
+                let _ = input.parse::<Token![,]>();
+            }
+        }
+        let mut future: Vec<TokenTree> = input.parse::<TokenStream>()?.into_iter().collect();
+        if let Some(TokenTree::Punct(comma)) = future.last()
+            && comma.as_char() == ','
+        {
+            future.pop();
+        }
+        args.future = future.into_iter().collect();
+        Ok(())
+    };
+    if let Err(error) = parser.parse2(tokens) {
+        errors.push(error);
+    }
+    if args.future.is_empty() {
+        errors.at(
+            last_option.unwrap_or_else(Span::call_site),
+            with_help(
+                "`go!` needs a future to spawn",
+                "write `go!(fetch_user(id))`, or `go!(name = \"fetch\", fetch_user(id))` with \
+                 options first and the future last",
+            ),
+        );
+    }
+    args
+}

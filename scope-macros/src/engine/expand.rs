@@ -1,0 +1,404 @@
+//! Code generation. Runs only on arguments that passed `validate`.
+//!
+//! Conventions: the runtime is reached only through `<crate>::__private`; the macros' own
+//! locals are `__scoped_`-prefixed and created with mixed-site hygiene, so user code can neither
+//! see nor shadow them; user tokens keep their spans, so type errors point at user code.
+
+use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, Type};
+
+use super::args::{
+    AttrArg, Backoff, BreakerArg, CountArg, DurationArg, GoArgs, RetryArg, RetryPolicy, ScopedArgs,
+    TracerArg,
+};
+use super::item::{ScopedFn, mentions_impl_trait};
+
+/// The path generated code uses for the runtime crate.
+pub fn runtime_path(krate: Option<&syn::Path>) -> TokenStream {
+    match krate {
+        Some(path) => path.to_token_stream(),
+        None => quote!(::go_go_scope),
+    }
+}
+
+fn local(name: &str) -> Ident {
+    format_ident!("__scoped_{}", name, span = Span::mixed_site())
+}
+
+/// A `Duration` value: literals become a constant computed at compile time.
+fn duration(krate: &TokenStream, arg: &DurationArg) -> TokenStream {
+    match arg {
+        DurationArg::Literal { value, span } => {
+            let secs = Literal::u64_suffixed(value.as_secs());
+            let nanos = Literal::u32_suffixed(value.subsec_nanos());
+            quote_spanned! {*span=>
+                {
+                    const __SCOPED_DURATION: #krate::__private::Duration =
+                        #krate::__private::Duration::new(#secs, #nanos);
+                    __SCOPED_DURATION
+                }
+            }
+        }
+        DurationArg::Expr(expr) => expr.to_token_stream(),
+    }
+}
+
+/// A value for `.retry(..)`; `None` for `go!(retry, ..)` (the scope's default applies).
+fn retry(krate: &TokenStream, arg: &RetryArg) -> Option<TokenStream> {
+    let retry = quote!(#krate::__private::Retry);
+    Some(match arg {
+        RetryArg::Count(count) => {
+            let count = Literal::u32_suffixed(*count);
+            quote!(#retry::new(#count))
+        }
+        RetryArg::Expr(expr) => expr.to_token_stream(),
+        RetryArg::Policy(policy) => retry_policy(krate, policy),
+        RetryArg::ScopeDefault => return None,
+    })
+}
+
+fn retry_policy(krate: &TokenStream, policy: &RetryPolicy) -> TokenStream {
+    let retry = quote!(#krate::__private::Retry);
+    let max = Literal::u32_suffixed(policy.max.unwrap_or(0));
+    let mut tokens = match (&policy.delay, policy.backoff) {
+        (None, _) => quote_spanned!(policy.span=> #retry::new(#max)),
+        (Some(delay), Some((Backoff::Exponential, _))) => {
+            let delay = duration(krate, delay);
+            quote_spanned!(policy.span=> #retry::exponential(#max, #delay))
+        }
+        (Some(delay), _) => {
+            let delay = duration(krate, delay);
+            quote_spanned!(policy.span=> #retry::fixed(#max, #delay))
+        }
+    };
+    if let Some((max_delay, _)) = &policy.max_delay {
+        let max_delay = duration(krate, max_delay);
+        tokens.extend(quote!(.max_delay(#max_delay)));
+    }
+    if policy.jitter.is_some() {
+        tokens.extend(quote!(.jitter(true)));
+    }
+    tokens
+}
+
+/// Type-checks the values of `attrs(..)` without evaluating them. Span attributes are recorded
+/// once the runtime has spans; until then the values must still compile (and count as used).
+fn attr_checks(attrs: &[AttrArg]) -> TokenStream {
+    let values = attrs.iter().map(|attr| &attr.value);
+    if attrs.is_empty() {
+        return TokenStream::new();
+    }
+    quote!(let _ = (#(&(#values),)*);)
+}
+
+/// Splits the body's inner attributes (`#![allow(..)]`) from its statements: they must stay at
+/// the top of the fn body, where they are allowed.
+fn split_inner_attributes(body: &Group) -> (TokenStream, TokenStream) {
+    let trees: Vec<TokenTree> = body.stream().into_iter().collect();
+    let mut index = 0;
+    while let (
+        Some(TokenTree::Punct(pound)),
+        Some(TokenTree::Punct(bang)),
+        Some(TokenTree::Group(group)),
+    ) = (trees.get(index), trees.get(index + 1), trees.get(index + 2))
+    {
+        if pound.as_char() != '#'
+            || bang.as_char() != '!'
+            || group.delimiter() != Delimiter::Bracket
+        {
+            break;
+        }
+        index += 3;
+    }
+    let inner = trees[..index].iter().cloned().collect();
+    let mut statements = Group::new(Delimiter::Brace, trees[index..].iter().cloned().collect());
+    statements.set_span(body.span());
+    (inner, statements.into_token_stream())
+}
+
+fn is_unit(ty: Option<&Type>) -> bool {
+    match ty {
+        None => true,
+        Some(Type::Tuple(tuple)) => tuple.elems.is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// `#[scoped(..)]` on a validated fn.
+pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
+    let krate = runtime_path(args.krate.as_ref());
+    let private = quote!(#krate::__private);
+    let options = local("options");
+    let kind = local("kind");
+    let fake_return = local("fake_return");
+
+    let name = match &args.name {
+        Some(name) => name.to_token_stream(),
+        None => {
+            let ident = syn::ext::IdentExt::unraw(&item.sig.ident).to_string();
+            Literal::string(&ident).into_token_stream()
+        }
+    };
+    let mut builder = quote!(#private::Scope::builder().name(#name));
+    if let Some((timeout, _)) = &args.timeout {
+        let timeout = duration(&krate, timeout);
+        builder.extend(quote!(.timeout(#timeout)));
+    }
+    match &args.concurrency {
+        Some(CountArg::Literal { value, span }) => {
+            let limit = Literal::u64_unsuffixed(*value);
+            builder.extend(quote_spanned!(*span=> .concurrency(#limit)));
+        }
+        Some(CountArg::Expr(expr)) => builder.extend(quote!(.concurrency(#expr))),
+        None => {}
+    }
+    if args.metrics.is_some() {
+        builder.extend(quote!(.metrics(true)));
+    }
+    match &args.circuit_breaker {
+        Some((BreakerArg::Expr(expr), _)) => builder.extend(quote!(.circuit_breaker(#expr))),
+        Some((
+            BreakerArg::Config {
+                failure_threshold,
+                reset_timeout,
+            },
+            span,
+        )) => {
+            let threshold = Literal::u32_suffixed(failure_threshold.map_or(5, |(n, _)| n));
+            let reset = match reset_timeout {
+                Some(reset) => duration(&krate, reset),
+                None => quote!(#private::Duration::from_secs(30)),
+            };
+            // One breaker per fn, created on its first call: a breaker made per call would
+            // forget every failure and never open.
+            builder.extend(quote_spanned! {*span=>
+                .circuit_breaker({
+                    static __SCOPED_BREAKER: #private::OnceLock<#private::CircuitBreaker> =
+                        #private::OnceLock::new();
+                    #private::persistent_breaker(&__SCOPED_BREAKER, #threshold, #reset)
+                })
+            });
+        }
+        None => {}
+    }
+    if let Some(policy) = args.retry.as_ref().and_then(|arg| retry(&krate, arg)) {
+        builder.extend(quote!(.retry(#policy)));
+    }
+    let parent = args
+        .parent
+        .as_ref()
+        .map(|parent| quote!(let #options = #private::with_parent(#options, &(#parent));));
+    let wait = args.wait.is_some();
+
+    let return_type = item.return_type();
+    let nameable = !return_type.is_some_and(|ty| mentions_impl_trait(ty.to_token_stream()));
+
+    // Compile-time checks that never run: the return type edge (the async block's type is the
+    // fn's, so `?` and type errors resolve against the user's types), the return-type
+    // requirements of `timeout`/`circuit_breaker`, and the values not yet recorded.
+    let mut checks = attr_checks(&args.attrs);
+    if let Some((TracerArg::Expr(tracer), _)) = &args.tracer {
+        checks.extend(quote!(let _ = &(#tracer);));
+    }
+    if let Some(ty) = return_type.filter(|_| nameable) {
+        if args.timeout.is_some() {
+            checks.extend(quote_spanned!(ty.span()=> #private::require_timeout_carrier::<#ty>();));
+        }
+        if args.circuit_breaker.is_some() {
+            checks.extend(quote_spanned!(ty.span()=> #private::require_breaker_carrier::<#ty>();));
+        }
+        checks.extend(quote_spanned! {ty.span()=>
+            let #fake_return: #ty = loop {};
+            return #fake_return;
+        });
+    }
+    let never_runs = if checks.is_empty() {
+        TokenStream::new()
+    } else {
+        quote! {
+            #[allow(
+                unknown_lints,
+                unreachable_code,
+                clippy::diverging_sub_expression,
+                clippy::empty_loop,
+                clippy::let_unit_value,
+                clippy::needless_return,
+                clippy::unreachable
+            )]
+            if false {
+                #checks
+            }
+        }
+    };
+
+    let select_kind = match return_type {
+        Some(ty) if nameable && !is_unit(Some(ty)) => quote! {
+            let #kind = {
+                use #private::{CarryingKind as _, CompletingKind as _};
+                (&#private::Returns::<#ty>::new()).__scoped_kind()
+            };
+        },
+        _ => quote!(let #kind = #private::Completing;),
+    };
+
+    let (inner_attributes, statements) = split_inner_attributes(&item.body);
+    let body_span = item.body.span();
+    let body = quote_spanned! {body_span=>
+        async move {
+            #never_runs
+            #statements
+        }
+    };
+    let ScopedFn {
+        attrs, vis, sig, ..
+    } = item;
+    let fn_body = quote! {
+        #inner_attributes
+        let #options = #builder;
+        #parent
+        #select_kind
+        #kind.run(#options, #wait, #body).await
+    };
+    let mut wrapped = Group::new(Delimiter::Brace, fn_body);
+    wrapped.set_span(body_span);
+    quote! {
+        #(#attrs)*
+        #vis #sig #wrapped
+    }
+}
+
+/// `go!(..)` with validated options.
+pub fn go(args: &GoArgs) -> TokenStream {
+    let krate = runtime_path(args.krate.as_ref());
+    let private = quote!(#krate::__private);
+    let future = &args.future;
+    let future_span = future
+        .clone()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |tree| tree.span());
+    let scope = local("scope");
+    let spawned = local("future");
+    let attempt = local("attempt");
+    let factory = local("factory");
+    let checks = attr_checks(&args.attrs);
+    let checks = (!checks.is_empty()).then(|| {
+        quote! {
+            #[allow(unreachable_code)]
+            if false { #checks }
+        }
+    });
+    let kinds = quote!(use #private::{FallibleKind as _, PlainKind as _};);
+
+    let has_options = args.name.is_some() || args.timeout.is_some() || args.retry.is_some();
+    if !has_options {
+        // The common path: no task builder, no handle to the scope.
+        let spawn = match &args.scope {
+            None => quote_spanned!(future_span=> (&#spawned).__go_kind().spawn_ambient(#spawned)),
+            Some(target) => quote_spanned! {future_span=>
+                (&#spawned).__go_kind().spawn_into(#private::scope_ref(&(#target)), #spawned)
+            },
+        };
+        return quote! {
+            {
+                #kinds
+                #checks
+                let #spawned = #future;
+                #spawn
+            }
+        };
+    }
+
+    let mut settings = TokenStream::new();
+    if let Some(name) = &args.name {
+        settings.extend(quote!(.name(#name)));
+    }
+    if let Some((timeout, _)) = &args.timeout {
+        let timeout = duration(&krate, timeout);
+        settings.extend(quote!(.timeout(#timeout)));
+    }
+    let scope_binding = match &args.scope {
+        None => quote!(let #scope = #private::ambient_scope(); let #scope = &#scope;),
+        Some(target) => quote!(let #scope = #private::scope_ref(&(#target));),
+    };
+    let spawn = match &args.retry {
+        None => quote_spanned! {future_span=>
+            let #spawned = #future;
+            let #attempt = (&#spawned).__go_kind().wrap(#spawned);
+            #scope.task_once(#attempt) #settings .spawn()
+        },
+        Some((policy, _)) => {
+            let policy = retry(&krate, policy).map(|policy| quote!(.retry(#policy)));
+            // Each attempt evaluates the expression again, so a retried task really starts
+            // over; an expression that can run only once is rejected by `task`'s `FnMut` bound,
+            // at the expression.
+            quote_spanned! {future_span=>
+                let #factory = move |_: u32| {
+                    let #spawned = #future;
+                    (&#spawned).__go_kind().wrap(#spawned)
+                };
+                #scope.task(#factory) #policy #settings .spawn()
+            }
+        }
+    };
+    quote! {
+        {
+            #kinds
+            #checks
+            #scope_binding
+            #spawn
+        }
+    }
+}
+
+/// True when `tokens` await something outside any nested `async` block.
+pub fn awaits(tokens: TokenStream) -> bool {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut after_async = false;
+    for (index, tree) in trees.iter().enumerate() {
+        let found = match tree {
+            TokenTree::Ident(ident) if ident == "await" => {
+                index > 0
+                    && matches!(&trees[index - 1], TokenTree::Punct(dot) if dot.as_char() == '.')
+            }
+            // The body of `async { .. }` / `async move { .. }` awaits on its own.
+            TokenTree::Group(group) => {
+                !(after_async && group.delimiter() == Delimiter::Brace) && awaits(group.stream())
+            }
+            _ => false,
+        };
+        if found {
+            return true;
+        }
+        after_async = match tree {
+            TokenTree::Ident(ident) if ident == "async" => true,
+            TokenTree::Ident(ident) if ident == "move" => after_async,
+            _ => false,
+        };
+    }
+    false
+}
+
+/// `try_go!(..)` (`raw == false`) or `try_go_raw!(..)`.
+pub fn try_go(expr: TokenStream, raw: bool) -> TokenStream {
+    let private = quote!(::go_go_scope::__private);
+    let caught = local("caught");
+    let catch = if awaits(expr.clone()) {
+        quote!(#private::catch_async(async { #expr }).await)
+    } else {
+        quote!(#private::catch(|| #expr))
+    };
+    if !raw {
+        return quote!(#private::try_go_message(#catch));
+    }
+    quote! {
+        match #catch {
+            #caught => {
+                use #private::{RawAsErrorKind as _, RawAsMessageKind as _, RawResumesKind as _};
+                (&&&#private::RawTarget::of(&#caught)).__raw_kind().split(#caught)
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The rules about values: what parses but cannot work (a zero deadline, `concurrency = 0`,
+//! `skip` of an argument the fn does not have, a non-async fn, ...).
+
+use std::collections::HashMap;
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Expr, Lit};
+
+use super::args::{
+    AttrArg, Backoff, BreakerArg, CountArg, DurationArg, GoArgs, RetryArg, RetryPolicy, ScopedArgs,
+};
+use super::diag::{Errors, list, suggest, with_help};
+use super::item::{ScopedFn, mentions_impl_trait};
+
+/// Checks the arguments of `#[scoped(..)]` on their own.
+pub fn scoped_args(args: &ScopedArgs, errors: &mut Errors) {
+    if let Some((duration, _)) = &args.timeout {
+        nonzero_duration(
+            duration,
+            "timeout",
+            "a zero `timeout` would cancel the scope before its body starts",
+            "remove `timeout` for no deadline, or give a positive one such as \"30s\"",
+            errors,
+        );
+    }
+    if let Some(name) = &args.name {
+        nonempty_name(name, "#[scoped(name = ..)]", errors);
+    }
+    if let Some(CountArg::Literal { value, span }) = &args.concurrency {
+        if *value == 0 {
+            errors.at(
+                *span,
+                with_help(
+                    "`concurrency = 0` would let no task of the scope ever run",
+                    "give at least 1, or remove `concurrency` for no limit",
+                ),
+            );
+        } else if usize::try_from(*value).is_err() {
+            errors.at(
+                *span,
+                "`concurrency` is too large for this target's `usize`",
+            );
+        }
+    }
+    if let Some((
+        BreakerArg::Config {
+            failure_threshold,
+            reset_timeout,
+        },
+        _,
+    )) = &args.circuit_breaker
+    {
+        if let Some((0, span)) = failure_threshold {
+            errors.at(
+                *span,
+                with_help(
+                    "`failure_threshold = 0` would open the breaker before any call",
+                    "give the number of consecutive failures that open it, at least 1",
+                ),
+            );
+        }
+        if let Some(reset) = reset_timeout {
+            nonzero_duration(
+                reset,
+                "reset_timeout",
+                "a zero `reset_timeout` would let calls through again as soon as the breaker opens",
+                "give how long the breaker stays open, such as \"30s\"",
+                errors,
+            );
+        }
+    }
+    if let Some(RetryArg::Policy(policy)) = &args.retry {
+        retry_policy(policy, errors);
+    }
+    if let (Some(skip_all), false) = (args.skip_all, args.skip.is_empty()) {
+        errors.at(
+            skip_all,
+            with_help(
+                "`skip_all` and `skip(..)` together say the same thing twice",
+                "keep `skip_all` to record no argument, or `skip(..)` to leave out some",
+            ),
+        );
+    }
+    attrs(&args.attrs, errors);
+}
+
+/// Checks what depends on the fn: its signature, and the arguments that name its parts.
+pub fn scoped_fn(args: &ScopedArgs, item: &ScopedFn, errors: &mut Errors) {
+    if let Some(constness) = &item.sig.constness {
+        errors.at(
+            constness.span(),
+            with_help(
+                "#[scoped] cannot be applied to a `const fn`",
+                "a scope runs tasks on the Tokio runtime, which needs an `async fn`; remove `const`",
+            ),
+        );
+    } else if item.sig.asyncness.is_none() {
+        errors.at(
+            item.sig.fn_token.span(),
+            with_help(
+                "#[scoped] needs an `async fn`",
+                "write `async fn`; next to #[tokio::main] or #[tokio::test], put #[scoped] \
+                 above that attribute so it sees the fn while it is still async",
+            ),
+        );
+    }
+    let names = item.argument_names();
+    for skipped in &args.skip {
+        let skipped_name = skipped.to_string();
+        if names.contains(&skipped_name) {
+            continue;
+        }
+        let candidates: Vec<&str> = names.iter().map(String::as_str).collect();
+        let help = match suggest(&skipped_name, &candidates) {
+            Some(close) => format!("did you mean `{close}`?"),
+            None if candidates.is_empty() => "this fn has no named arguments".to_owned(),
+            None => format!("its arguments are: {}", list(&candidates)),
+        };
+        errors.at(
+            skipped.span(),
+            with_help(
+                format!(
+                    "`skip({skipped_name})` names no argument of `{}`",
+                    item.sig.ident
+                ),
+                help,
+            ),
+        );
+    }
+    let unnameable = item
+        .return_type()
+        .is_some_and(|ty| mentions_impl_trait(quote::ToTokens::to_token_stream(ty)));
+    if unnameable {
+        for (key, span) in [
+            ("timeout", args.timeout.as_ref().map(|(_, span)| *span)),
+            (
+                "circuit_breaker",
+                args.circuit_breaker.as_ref().map(|(_, span)| *span),
+            ),
+        ] {
+            if let Some(span) = span {
+                errors.at(
+                    span,
+                    with_help(
+                        format!(
+                            "`{key}` needs a return type that can carry `go_go_scope::Error`, \
+                             and an `impl Trait` return type cannot be checked"
+                        ),
+                        "return `Result<T, E>` with `E: From<go_go_scope::Error>`, or the tuple \
+                         `(Option<go_go_scope::Error>, Option<T>)`",
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Checks the options of `go!(..)`.
+pub fn go_args(args: &GoArgs, errors: &mut Errors) {
+    if let Some((duration, _)) = &args.timeout {
+        nonzero_duration(
+            duration,
+            "timeout",
+            "a zero `timeout` would fail every attempt before it starts",
+            "remove `timeout`, or give a positive one such as \"2s\"",
+            errors,
+        );
+    }
+    if let Some(name) = &args.name {
+        nonempty_name(name, "go!(name = ..)", errors);
+    }
+    if let Some((RetryArg::Policy(policy), _)) = &args.retry {
+        retry_policy(policy, errors);
+    }
+    attrs(&args.attrs, errors);
+}
+
+fn nonzero_duration(duration: &DurationArg, key: &str, why: &str, help: &str, errors: &mut Errors) {
+    if let DurationArg::Literal { value, span } = duration
+        && value.is_zero()
+    {
+        errors.at(*span, with_help(format!("`{key}` is zero: {why}"), help));
+    }
+}
+
+fn nonempty_name(name: &Expr, key: &str, errors: &mut Errors) {
+    if let Expr::Lit(lit) = name
+        && let Lit::Str(text) = &lit.lit
+        && text.value().trim().is_empty()
+    {
+        errors.at(
+            text.span(),
+            with_help(
+                format!("`{key}` is empty"),
+                "give a name that says what this is, or remove `name` for the default",
+            ),
+        );
+    }
+}
+
+fn retry_policy(policy: &RetryPolicy, errors: &mut Errors) {
+    if policy.delay.is_none() {
+        let orphan: Option<(Span, &str)> = policy
+            .backoff
+            .map(|(_, span)| (span, "backoff"))
+            .or(policy.jitter.map(|span| (span, "jitter")));
+        if let Some((span, key)) = orphan {
+            errors.at(
+                span,
+                with_help(
+                    format!(
+                        "`{key}` shapes the delay between retries, but `retry(..)` has no `delay`"
+                    ),
+                    "add `delay = \"100ms\"` (the first delay), or remove it",
+                ),
+            );
+        }
+    }
+    if let Some((_, span)) = &policy.max_delay
+        && !matches!(policy.backoff, Some((Backoff::Exponential, _)))
+    {
+        errors.at(
+            *span,
+            with_help(
+                "`max_delay` caps a growing delay, but this policy's delay does not grow",
+                "add `backoff = \"exponential\"`, or remove `max_delay`",
+            ),
+        );
+    }
+}
+
+fn attrs(attrs: &[AttrArg], errors: &mut Errors) {
+    let mut seen: HashMap<String, Span> = HashMap::new();
+    for attr in attrs {
+        let key = attr.key.value();
+        if key.trim().is_empty() {
+            errors.at(
+                attr.key.span(),
+                with_help(
+                    "a span attribute key is empty",
+                    "give it a name such as \"user.id\"",
+                ),
+            );
+        } else if seen.insert(key.clone(), attr.key.span()).is_some() {
+            errors.at(
+                attr.key.span(),
+                with_help(
+                    format!("the span attribute {key:?} is given twice in `attrs(..)`"),
+                    "give each key once",
+                ),
+            );
+        }
+    }
+}

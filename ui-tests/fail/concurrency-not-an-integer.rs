@@ -1,0 +1,10 @@
+use go_go_scope::prelude::*;
+
+#[scoped(concurrency = "4")]
+async fn load() -> Result<u32, Error> {
+    Ok(1)
+}
+
+fn main() {
+    let _ = load();
+}

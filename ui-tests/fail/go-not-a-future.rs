@@ -1,0 +1,10 @@
+use go_go_scope::prelude::*;
+
+#[scoped]
+async fn load() -> Result<u32, Error> {
+    go!(42_u32).result().await
+}
+
+fn main() {
+    let _ = load();
+}

@@ -1,0 +1,10 @@
+use go_go_scope::prelude::*;
+
+#[scoped(skip(pasword))]
+async fn login(user: String, password: String) -> Result<usize, Error> {
+    Ok(user.len() + password.len())
+}
+
+fn main() {
+    let _ = login(String::new(), String::new());
+}
