@@ -10,6 +10,9 @@ use tokio::time::sleep;
 
 type Log = Arc<Mutex<Vec<String>>>;
 
+/// Tests that read the process-wide unclosed-drop counter run one at a time.
+static UNCLOSED_COUNTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn log() -> Log {
     Arc::new(Mutex::new(Vec::new()))
 }
@@ -750,6 +753,8 @@ async fn run_body_is_cut_short_by_the_scope_timeout() {
 // Dropping the future of Scope::run mid-flight: the scope is cancelled and its disposers still run.
 #[tokio::test]
 async fn dropping_a_run_future_cancels_and_closes_in_the_background() {
+    let _counter = UNCLOSED_COUNTER.lock().await;
+    let unclosed_before = go_go_scope::unclosed_drops();
     let (guard, task_dropped) = DropFlag::new();
     let disposed = Arc::new(tokio::sync::Notify::new());
     let d = disposed.clone();
@@ -766,11 +771,14 @@ async fn dropping_a_run_future_cancels_and_closes_in_the_background() {
         .await
         .expect("the disposer runs after the run future is dropped");
     assert!(task_dropped.load(Ordering::SeqCst));
+    // The user did use Scope::run: this is not a forgotten scope.
+    assert_eq!(go_go_scope::unclosed_drops(), unclosed_before);
 }
 
 // Dropping an unclosed scope: tasks are cancelled synchronously, disposers run on the runtime.
 #[tokio::test]
 async fn dropping_an_unclosed_scope_cancels_and_disposes() {
+    let _counter = UNCLOSED_COUNTER.lock().await;
     let before = go_go_scope::unclosed_drops();
     let disposed = Arc::new(tokio::sync::Notify::new());
     let s = Scope::new().unwrap();
@@ -791,6 +799,7 @@ async fn dropping_an_unclosed_scope_cancels_and_disposes() {
 
 #[tokio::test]
 async fn a_running_task_does_not_keep_a_forgotten_scope_alive() {
+    let _counter = UNCLOSED_COUNTER.lock().await;
     let (guard, dropped) = DropFlag::new();
     let s = Scope::new().unwrap();
     let task = s.spawn(async move {

@@ -240,6 +240,27 @@ impl Shared {
             self.wait_closed().await;
             return Ok(());
         }
+        self.close_begun().await
+    }
+
+    /// Cancels with `cause` at once and closes in the background: for drops, which cannot
+    /// await. Returns false when a close had already begun.
+    fn close_in_background(self: &Arc<Self>, cause: Cause) -> bool {
+        if !self.life.begin_close() {
+            return false;
+        }
+        self.cancel_tree(&cause, Report::IfBusy);
+        let shared = Arc::clone(self);
+        // If the runtime is already shutting down the close cannot run; the disposers are then
+        // dropped without being awaited.
+        drop(self.runtime.spawn(async move {
+            let _ = shared.close_begun().await;
+        }));
+        true
+    }
+
+    /// The rest of a close, once this caller won `begin_close`.
+    async fn close_begun(self: &Arc<Self>) -> Result<(), Error> {
         let quiet = self.live_tasks() == 0
             && self.timeout.is_none()
             && self.detector.is_none()
@@ -317,26 +338,19 @@ impl Shared {
 
     /// The last handle went away while the scope was open.
     fn dropped_unclosed(self: &Arc<Self>) {
-        if !self.is_open() {
-            return;
+        let live_tasks = self.live_tasks();
+        if self.close_in_background(Cause::Cancelled(Cow::Borrowed(
+            "scope dropped without close",
+        ))) {
+            UNCLOSED_DROPS.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                scope = %self.name,
+                live_tasks,
+                "scope dropped without close(): its tasks are cancelled and it closes in the \
+                 background; call close().await or use Scope::run / #[scoped] to end it \
+                 deterministically"
+            );
         }
-        UNCLOSED_DROPS.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            scope = %self.name,
-            live_tasks = self.live_tasks(),
-            "scope dropped without close(): its tasks are cancelled and it closes in the background; \
-             call close().await or use Scope::run / #[scoped] to end it deterministically"
-        );
-        self.cancel_tree(
-            &Cause::Cancelled(Cow::Borrowed("scope dropped without close")),
-            Report::IfBusy,
-        );
-        let shared = Arc::clone(self);
-        // If the runtime is already shutting down the close cannot run; the disposers are then
-        // dropped without being awaited, which the warning above already announced.
-        drop(self.runtime.spawn(async move {
-            let _ = shared.close().await;
-        }));
     }
 
     pub(crate) fn service<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
@@ -968,16 +982,10 @@ impl CloseOnDrop {
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        if let Some(shared) = self.0.take()
-            && shared.is_open()
-        {
-            shared.cancel_tree(
-                &Cause::Cancelled(Cow::Borrowed("the scope's future was dropped")),
-                Report::IfBusy,
-            );
-            drop(shared.runtime.clone().spawn(async move {
-                let _ = shared.close().await;
-            }));
+        if let Some(shared) = self.0.take() {
+            shared.close_in_background(Cause::Cancelled(Cow::Borrowed(
+                "the scope's future was dropped",
+            )));
         }
     }
 }
