@@ -15,6 +15,8 @@ mod guide {
     mod resilience {}
     #[doc = include_str!("../docs/concurrency.md")]
     mod concurrency {}
+    #[doc = include_str!("../docs/observability.md")]
+    mod observability {}
     #[doc = include_str!("../docs/testing.md")]
     mod testing {}
 }

@@ -7,7 +7,12 @@
 2. Included code: a fenced block right after `<!-- include: PATH -->` (or
    `<!-- include: PATH region=NAME -->`) must equal that file (or the lines between
    `region: NAME` and `endregion: NAME` markers in it). `--fix` rewrites such blocks.
-3. The README's feature table: every row links to a section of the guide (`docs/...#...`).
+3. The README's feature table: every row links to a section of the guide (`docs/...#...`), and
+   has something runnable behind it: a link to an example or a test, or a guide section with a
+   Rust block that `cargo test` compiles (pages included by examples/lib.rs) or that is included
+   from a test file.
+4. Line counts: `<!-- loc: PATH region=NAME -->N` states that the file (or region) has N lines of
+   code (not blank, not `//` comments). `--fix` rewrites N.
 
 Usage: scripts/check-docs.py [--fix] [--self-test]
 Exit status 0 when everything holds; otherwise each problem is printed as FILE:LINE: message.
@@ -30,6 +35,8 @@ REFERENCE_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$")
 CODE_SPAN = re.compile(r"(`+)(.+?)\1")
 HTML_ANCHOR = re.compile(r"<a\s+(?:name|id)=\"([^\"]+)\"")
 INCLUDE = re.compile(r"^<!--\s*include:\s*(\S+)(?:\s+region=(\S+))?\s*-->\s*$")
+LOC = re.compile(r"<!--\s*loc:\s*(\S+)(?:\s+region=(\S+))?\s*-->(\d+)")
+DOCTESTED = re.compile(r'include_str!\("\.\./([^"]+\.md)"\)')
 
 
 def markdown_files(root):
@@ -200,10 +207,53 @@ def check_includes(root, files, fix, quiet=False):
     return problems
 
 
+def doctested_pages(root):
+    """The Markdown pages whose Rust blocks `cargo test` compiles (included by examples/lib.rs)."""
+    lib = root / "examples" / "lib.rs"
+    if not lib.is_file():
+        return set()
+    return {(root / m).resolve() for m in DOCTESTED.findall(lib.read_text(encoding="utf-8"))}
+
+
+def section(path, anchor):
+    """The lines of the section whose heading has `anchor`, up to the next heading as high."""
+    lines = list(split_lines(path.read_text(encoding="utf-8")))
+    seen, start, level = {}, None, 0
+    for index, (_, line, in_code) in enumerate(lines):
+        match = None if in_code else HEADING.match(line)
+        if not match:
+            continue
+        if start is not None and len(match.group(1)) <= level:
+            return [l for _, l, _ in lines[start:index]]
+        base = slug(match.group(2))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        if start is None and (base if count == 0 else f"{base}-{count}") == anchor:
+            start, level = index, len(match.group(1))
+    return [l for _, l, _ in lines[start:]] if start is not None else []
+
+
+def runnable(root, readme, target, doctested):
+    file_part, _, anchor = target.partition("#")
+    dest = (readme.parent / file_part).resolve()
+    try:
+        top = dest.relative_to(root).parts[0]
+    except (ValueError, IndexError):
+        return False
+    if top in ("examples", "tests", "ui-tests") and dest.exists():
+        return True
+    if dest.suffix != ".md" or not anchor or not dest.is_file():
+        return False
+    body = section(dest, anchor)
+    tested_block = dest in doctested and any(re.match(r"^ {0,3}```rust\s*$", l) for l in body)
+    return tested_block or any(INCLUDE.match(l.strip()) for l in body)
+
+
 def check_feature_table(root):
     readme = root / "README.md"
     if not readme.is_file():
         return []
+    doctested = doctested_pages(root)
     problems = []
     in_features = False
     rows = 0
@@ -222,14 +272,56 @@ def check_feature_table(root):
         targets = [t for _, t in links_of(line)]
         if not any(t.startswith("docs/") and "#" in t for t in targets):
             problems.append(f"README.md:{number}: feature row links to no guide section (docs/PAGE.md#section)")
+        elif not any(runnable(root, readme, t, doctested) for t in targets):
+            problems.append(
+                f"README.md:{number}: feature row has nothing runnable behind it: link an example "
+                "or a test, or a guide section with a tested Rust block"
+            )
     if rows == 0:
         problems.append("README.md: no feature table under a `## Features` heading")
+    return problems
+
+
+def code_lines(text):
+    return sum(1 for l in text.splitlines() if l.strip() and not l.strip().startswith("//"))
+
+
+def check_line_counts(root, files, fix):
+    problems = []
+    for path in files:
+        rel = path.relative_to(root)
+        text = path.read_text(encoding="utf-8")
+
+        def replace(match, number=None):
+            source_path = (path.parent / match.group(1)).resolve()
+            where = f"{rel}: loc `{match.group(1)}`"
+            if not source_path.is_file():
+                problems.append(f"{where}: no such file")
+                return match.group(0)
+            source = source_path.read_text(encoding="utf-8")
+            try:
+                body = region_text(source, match.group(2), match.group(1)) if match.group(2) else source
+            except ValueError as error:
+                problems.append(f"{rel}: {error}")
+                return match.group(0)
+            actual = code_lines(body)
+            if actual != int(match.group(3)):
+                if not fix:
+                    problems.append(f"{where}: says {match.group(3)} lines of code, counts {actual} (run scripts/check-docs.py --fix)")
+                    return match.group(0)
+                return match.group(0)[: -len(match.group(3))] + str(actual)
+            return match.group(0)
+
+        updated = LOC.sub(replace, text)
+        if fix and updated != text:
+            path.write_text(updated, encoding="utf-8")
     return problems
 
 
 def run(root, fix=False, quiet=False):
     files = markdown_files(root)
     problems = check_includes(root, files, fix, quiet)
+    problems += check_line_counts(root, files, fix)
     problems += check_links(root, files)
     problems += check_feature_table(root)
     return files, problems
@@ -240,28 +332,35 @@ def self_test():
         root = pathlib.Path(tmp)
         (root / "docs").mkdir()
         (root / "src.rs").write_text("fn a() {}\n// region: two\n    let x = 2;\n// endregion: two\n")
+        (root / "examples").mkdir()
+        (root / "examples" / "lib.rs").write_text('#[doc = include_str!("../docs/a.md")]\n')
+        (root / "examples" / "demo.rs").write_text("fn main() {}\n")
         (root / "README.md").write_text(
             "# Title\n\n## Features\n\n| feature | where |\n|---|---|\n"
-            "| good | [guide](docs/a.md#the-scope-and-task) |\n| bad | [code](src.rs) |\n\n"
+            "| good | [guide](docs/a.md#the-scope-and-task) |\n| bad | [code](src.rs) |\n"
+            "| untested | [guide](docs/a.md#dup) |\n| example | [guide](docs/a.md#a), [demo](examples/demo.rs) |\n\n"
             "[ok](docs/a.md) [missing](docs/nope.md) [anchor](docs/a.md#nowhere) [self](#title)\n"
             "`[in code](docs/nope.md)`\n\n```\n[in fence](docs/nope.md)\n```\n"
             "``` `not a fence` ``` [after](docs/gone.md)\n"
         )
         (root / "docs" / "a.md").write_text(
-            "# A\n\n## The `Scope` and task\n\n## Dup\n\n## Dup\n\n[d](#dup-1) [e](../src.rs) [f](#dup-2)\n\n"
+            "# A\n\n## The `Scope` and task\n\n```rust\nfn f() {}\n```\n\n## Dup\n\n## Dup\n\n"
+            "[d](#dup-1) [e](../src.rs) [f](#dup-2) <!-- loc: ../src.rs -->3\n\n"
             "<!-- include: ../src.rs region=two -->\n```rust\nlet x = 3;\n```\n"
         )
         _, problems = run(root)
         text = "\n".join(problems)
         expected = ["docs/nope.md`: no such file", "docs/gone.md`: no such file", "#nowhere", "feature row links to no guide",
-                    "#dup-2", "differs from `../src.rs` region `two`"]
+                    "#dup-2", "differs from `../src.rs` region `two`",
+                    "README.md:9: feature row has nothing runnable", "says 3 lines of code, counts 2"]
         for needle in expected:
             assert needle in text, f"self-test: expected a problem mentioning {needle!r}:\n{text}"
         assert len(problems) == len(expected), f"self-test: unexpected problems:\n{text}"
         run(root, fix=True, quiet=True)
         _, problems = run(root)
-        assert len(problems) == len(expected) - 1, f"self-test: --fix should repair the include:\n{problems}"
+        assert len(problems) == len(expected) - 2, f"self-test: --fix should repair the include and the count:\n{problems}"
         assert "```rust\nlet x = 2;\n```" in (root / "docs" / "a.md").read_text()
+        assert "<!-- loc: ../src.rs -->2" in (root / "docs" / "a.md").read_text()
     print("check-docs self-test: ok")
 
 
