@@ -48,16 +48,16 @@ async fn main() {
     let request = |n: u32| {
         let api = api.clone();
         async move {
-            let started = Instant::now();
+            let began = Instant::now();
             let outcome = load_page(api.clone(), 7).await.map_err(|e| match e {
                 Error::CircuitOpen => "circuit breaker is open".to_string(),
                 other => other.to_string(),
             });
-            let (begun, ended) = api.user_calls();
+            let (started, ended) = api.user_calls();
             println!(
-                "request {n}: {} after {} ms (user lookups begun {begun}, finished {ended})",
+                "request {n}: {} after {} ms (user lookups started {started}, finished {ended})",
                 outcome.map_or_else(|e| format!("error: {e}"), |page| page.to_string()),
-                started.elapsed().as_millis(),
+                began.elapsed().as_millis(),
             );
         }
     };

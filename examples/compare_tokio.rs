@@ -14,6 +14,7 @@ use go_go_scope_examples::shop::{Api, Page};
 use tokio::time::Instant;
 
 // region: program
+// region: imports
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,7 +23,9 @@ use go_go_scope_examples::shop::{ApiError, Order, User};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
+// endregion: imports
 
+// region: errors
 #[derive(Debug)]
 enum RequestError {
     Api(ApiError),
@@ -44,6 +47,9 @@ impl std::fmt::Display for RequestError {
     }
 }
 
+// endregion: errors
+
+// region: breaker
 /// Opens after `threshold` failures in a row; after `reset`, lets one trial call through.
 struct Breaker {
     threshold: u32,
@@ -104,6 +110,9 @@ impl Breaker {
     }
 }
 
+// endregion: breaker
+
+// region: retry
 /// One attempt: at most 200 ms.
 async fn bounded<T>(attempt: impl Future<Output = Result<T, ApiError>>) -> Result<T, RequestError> {
     match timeout(Duration::from_millis(200), attempt).await {
@@ -134,6 +143,9 @@ where
     attempt().await
 }
 
+// endregion: retry
+
+// region: handler
 /// Runs `work` until it ends or `token` is cancelled.
 async fn cancellable<T>(
     token: CancellationToken,
@@ -189,6 +201,7 @@ async fn load_page(api: Arc<Api>, breaker: Arc<Breaker>, id: u64) -> Result<Page
         Err(_elapsed) => Err(RequestError::Timeout),
     }
 }
+// endregion: handler
 // endregion: program
 
 #[tokio::main]
@@ -202,13 +215,13 @@ async fn main() {
     let request = |n: u32| {
         let (api, breaker) = (api.clone(), breaker.clone());
         async move {
-            let started = Instant::now();
+            let began = Instant::now();
             let outcome = load_page(api.clone(), breaker, 7).await;
-            let (begun, ended) = api.user_calls();
+            let (started, ended) = api.user_calls();
             println!(
-                "request {n}: {} after {} ms (user lookups begun {begun}, finished {ended})",
+                "request {n}: {} after {} ms (user lookups started {started}, finished {ended})",
                 outcome.map_or_else(|e| format!("error: {e}"), |page| page.to_string()),
-                started.elapsed().as_millis(),
+                began.elapsed().as_millis(),
             );
         }
     };

@@ -144,7 +144,8 @@ def region_text(source, region, where):
     end = [i for i, l in enumerate(lines) if re.search(rf"\bendregion: {re.escape(region)}\b", l)]
     if len(begin) != 1 or len(end) != 1 or end[0] <= begin[0]:
         raise ValueError(f"{where}: region `{region}` needs one `region:` and one later `endregion:` line")
-    body = lines[begin[0] + 1 : end[0]]
+    # Markers of regions nested inside this one are not part of the text.
+    body = [l for l in lines[begin[0] + 1 : end[0]] if not re.match(r"^\s*//\s*(end)?region:", l)]
     indent = min((len(l) - len(l.lstrip()) for l in body if l.strip()), default=0)
     return "\n".join(l[indent:] for l in body) + "\n"
 
