@@ -322,6 +322,60 @@ fn dropping_scope_futures_mid_flight_leaves_nothing_running() {
     });
 }
 
+/// A `#[scoped]` fn whose tasks never finish on their own; its future is dropped from outside.
+#[go_go_scope::scoped(name = "dropped-fn")]
+async fn scoped_fn_with_stuck_tasks(tally: Arc<Tally>, width: usize) -> Result<(), Error> {
+    let scope = Scope::current();
+    let d = tally.clone();
+    tally.disposers_registered.fetch_add(1, Ordering::SeqCst);
+    scope.defer(move || async move {
+        d.disposers_run.fetch_add(1, Ordering::SeqCst);
+    });
+    for _ in 0..width {
+        let alive = Alive::new(&tally);
+        go_go_scope::go!(async move {
+            let _alive = alive;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    Ok(())
+}
+
+/// Dropping the future of a `#[scoped]` fn at random points: its tasks stop, its disposers run.
+#[test]
+#[ignore = "heavy: run with --ignored (see .ci/run)"]
+fn dropping_scoped_fn_futures_mid_flight_leaves_nothing_running() {
+    let seed = seed();
+    let _report = SeedReport(seed);
+    let rounds = (tasks_to_run() / 100).clamp(100, 20_000);
+    let rt = runtime();
+    rt.block_on(async move {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let tally = Arc::new(Tally::default());
+        for _ in 0..rounds {
+            let call = scoped_fn_with_stuck_tasks(tally.clone(), rng.usize(1..20));
+            let cut = Duration::from_micros(rng.u64(0..300));
+            assert!(tokio::time::timeout(cut, call).await.is_err());
+        }
+        for _ in 0..10_000 {
+            if tally.bodies_alive.load(Ordering::SeqCst) == 0
+                && tally.disposers_run.load(Ordering::SeqCst)
+                    == tally.disposers_registered.load(Ordering::SeqCst)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(tally.bodies_alive.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            tally.disposers_run.load(Ordering::SeqCst),
+            tally.disposers_registered.load(Ordering::SeqCst),
+            "every disposer registered by a dropped call ran"
+        );
+    });
+}
+
 fn rss_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
