@@ -15,7 +15,7 @@ use go_go_scope_examples::shop::{Api, Order, Page};
 use tokio::time::Instant;
 
 // region: program
-#[scoped(name = "load-page", timeout = "2s")]
+#[scoped(name = "load-page", timeout = "2s", metrics)]
 async fn load_page(api: Arc<Api>, id: u64) -> Result<Page, Error> {
     let users = api.clone();
     let user = go!(
@@ -67,4 +67,12 @@ async fn main() {
     api.set_orders_down(true);
     request(2).await; // orders fail three times: the breaker opens, the user lookup is cancelled
     request(3).await; // the breaker refuses at once: the user lookup is cancelled right away
+    // Every "load-page" scope, summed by name; `go_go_scope::metrics::encode()` serves /metrics.
+    let m = go_go_scope::metrics::registry()
+        .snapshot_of("load-page")
+        .expect("metrics are on");
+    println!(
+        "metrics: tasks spawned {}, completed {}, failed {}",
+        m.tasks_spawned, m.tasks_completed, m.tasks_failed
+    );
 }

@@ -20,6 +20,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use go_go_scope_examples::shop::{ApiError, Order, User};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 use tokio_util::sync::CancellationToken;
@@ -145,16 +148,66 @@ where
 
 // endregion: retry
 
+// region: metrics
+/// Task counters and durations, registered in the application's `prometheus-client` registry.
+struct Metrics {
+    spawned: Counter,
+    completed: Counter,
+    failed: Counter,
+    duration: Histogram,
+}
+
+impl Metrics {
+    fn register(registry: &mut Registry) -> Arc<Metrics> {
+        let metrics = Metrics {
+            spawned: Counter::default(),
+            completed: Counter::default(),
+            failed: Counter::default(),
+            duration: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
+        };
+        let (spawned, completed) = (metrics.spawned.clone(), metrics.completed.clone());
+        registry.register("load_page_tasks_spawned", "Tasks spawned", spawned);
+        registry.register(
+            "load_page_tasks_completed",
+            "Tasks that succeeded",
+            completed,
+        );
+        registry.register(
+            "load_page_tasks_failed",
+            "Tasks that failed",
+            metrics.failed.clone(),
+        );
+        let duration = metrics.duration.clone();
+        registry.register(
+            "load_page_task_duration_seconds",
+            "Task durations",
+            duration,
+        );
+        Arc::new(metrics)
+    }
+}
+// endregion: metrics
+
 // region: handler
-/// Runs `work` until it ends or `token` is cancelled.
-async fn cancellable<T>(
+/// Runs `work` until it ends or `token` is cancelled, and counts it.
+async fn tracked<T>(
     token: CancellationToken,
+    metrics: Arc<Metrics>,
     work: impl Future<Output = Result<T, RequestError>>,
 ) -> Result<T, RequestError> {
-    tokio::select! {
+    metrics.spawned.inc();
+    let started = Instant::now();
+    let result = tokio::select! {
         () = token.cancelled() => Err(RequestError::Cancelled),
         result = work => result,
+    };
+    if result.is_ok() {
+        metrics.completed.inc();
+        metrics.duration.observe(started.elapsed().as_secs_f64());
+    } else {
+        metrics.failed.inc();
     }
+    result
 }
 
 enum Part {
@@ -162,18 +215,23 @@ enum Part {
     Orders(Vec<Order>),
 }
 
-async fn load_page(api: Arc<Api>, breaker: Arc<Breaker>, id: u64) -> Result<Page, RequestError> {
+async fn load_page(
+    api: Arc<Api>,
+    breaker: Arc<Breaker>,
+    metrics: Arc<Metrics>,
+    id: u64,
+) -> Result<Page, RequestError> {
     let token = CancellationToken::new();
     let mut tasks = JoinSet::new(); // aborts whatever is left if this future is dropped
     let users = api.clone();
-    tasks.spawn(cancellable(token.clone(), async move {
+    tasks.spawn(tracked(token.clone(), metrics.clone(), async move {
         let user = with_retry(3, || {
             let users = users.clone();
             async move { bounded(users.fetch_user(id)).await }
         });
         user.await.map(Part::User)
     }));
-    tasks.spawn(cancellable(token.clone(), async move {
+    tasks.spawn(tracked(token.clone(), metrics, async move {
         let orders = with_retry(3, || {
             let (api, breaker) = (api.clone(), breaker.clone());
             async move { breaker.call(bounded(api.fetch_orders(id))).await }
@@ -207,16 +265,18 @@ async fn load_page(api: Arc<Api>, breaker: Arc<Breaker>, id: u64) -> Result<Page
 #[tokio::main]
 async fn main() {
     let api = Arc::new(Api::default());
+    let mut registry = Registry::default(); // served at /metrics by the application
+    let metrics = Metrics::register(&mut registry);
     let breaker = Arc::new(Breaker {
         threshold: 3,
         reset: Duration::from_secs(30),
         state: Mutex::default(),
     });
     let request = |n: u32| {
-        let (api, breaker) = (api.clone(), breaker.clone());
+        let (api, breaker, metrics) = (api.clone(), breaker.clone(), metrics.clone());
         async move {
             let began = Instant::now();
-            let outcome = load_page(api.clone(), breaker, 7).await;
+            let outcome = load_page(api.clone(), breaker, metrics, 7).await;
             let (started, ended) = api.user_calls();
             println!(
                 "request {n}: {} after {} ms (user lookups started {started}, finished {ended})",
@@ -231,4 +291,10 @@ async fn main() {
     api.set_orders_down(true);
     request(2).await; // orders fail three times: the breaker opens, the user lookup is cancelled
     request(3).await; // the breaker refuses at once: the user lookup is cancelled right away
+    println!(
+        "metrics: tasks spawned {}, completed {}, failed {}",
+        metrics.spawned.get(),
+        metrics.completed.get(),
+        metrics.failed.get()
+    );
 }

@@ -11,6 +11,13 @@ use go_go_scope::{Error, Retry, Scope, TimeoutOrigin, go, scoped, unclosed_drops
 use tokio::time::{Instant, sleep};
 // endregion: imports
 
+// region: span-imports
+use go_go_scope::ScopeTracer;
+use opentelemetry::Value;
+use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+// endregion: span-imports
+
 // region: retry-schedule
 #[tokio::test(start_paused = true)]
 async fn retries_back_off_exactly_as_configured() {
@@ -188,3 +195,56 @@ async fn a_scoped_fn_times_out_on_the_paused_clock() -> Result<(), Error> {
     Ok(())
 }
 // endregion: dsl
+
+// region: spans
+/// A tracer whose finished spans stay in memory for the test to read.
+fn recording_tracer() -> (ScopeTracer, SdkTracerProvider, InMemorySpanExporter) {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    (
+        ScopeTracer::new(provider.tracer("test")),
+        provider,
+        exporter,
+    )
+}
+
+fn attribute(span: &SpanData, key: &str) -> Option<Value> {
+    let kv = span.attributes.iter().find(|kv| kv.key.as_str() == key)?;
+    Some(kv.value.clone())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_lookup_is_an_error_span() {
+    let (tracer, provider, exporter) = recording_tracer();
+    let scope = Scope::builder()
+        .name("lookup")
+        .tracer(tracer)
+        .build()
+        .unwrap();
+    let (err, _) = scope
+        .task_once(async {
+            sleep(Duration::from_secs(10)).await;
+            Ok::<_, Error>(())
+        })
+        .name("slow-query")
+        .timeout(Duration::from_millis(50))
+        .spawn()
+        .await;
+    assert!(err.unwrap().is_timeout());
+    close_and_assert(&scope).await;
+
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let query = spans.iter().find(|s| s.name == "slow-query").unwrap();
+    let lookup = spans.iter().find(|s| s.name == "lookup").unwrap();
+    assert_eq!(query.parent_span_id, lookup.span_context.span_id());
+    assert!(matches!(query.status, Status::Error { .. }));
+    assert_eq!(
+        attribute(query, "task.error_reason"),
+        Some("timeout".into())
+    );
+    assert_eq!(attribute(query, "task.has_timeout"), Some(true.into()));
+}
+// endregion: spans

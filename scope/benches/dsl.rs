@@ -4,41 +4,15 @@
 //! Measured loops run inside a spawned task on a 2-worker multi-thread runtime, as in `core.rs`.
 //! Run: `cargo bench -p go-go-scope --bench dsl -- --warm-up-time 1 --measurement-time 3`.
 
-use std::future::Future;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use go_go_scope::{Error, Scope, go, scoped};
-use tokio::runtime::Runtime;
+use support::{on_worker, runtime};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime for benchmarks")
-}
-
-/// Runs `body` `iters` times inside a task on a worker and returns the time taken.
-fn on_worker<F, Fut>(rt: &Runtime, iters: u64, body: F) -> Duration
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let start = Instant::now();
-            for _ in 0..iters {
-                body().await;
-            }
-            start.elapsed()
-        })
-        .await
-        .expect("benchmark loop")
-    })
-}
 
 #[scoped]
 async fn dsl_empty() -> Result<(), Error> {

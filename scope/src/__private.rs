@@ -32,6 +32,7 @@ pub use crate::error::Error;
 pub use crate::retry::Retry;
 pub use crate::scope::{Scope, ScopeBuilder};
 pub use crate::task::Task;
+pub use crate::trace::{AttrValue, ScopeTracer};
 pub use std::sync::OnceLock;
 pub use std::time::Duration;
 

@@ -96,11 +96,19 @@
 //! helpers that end with their scope ([`Scope::poll`], [`Scope::debounce`],
 //! [`Scope::throttle`]) and the resource [`Pool`] ([`Scope::pool`]).
 //!
-//! ## Observability and testing
-//! [`Hooks`] see every task start and end, cancellations and disposals; [`ScopeMetrics`]
-//! ([`ScopeBuilder::metrics`]) counts and times tasks; log events go through `tracing` (target
-//! `go_go_scope`). The module `testing` (feature `testing`) has a recording `TestScope`,
-//! `assert_closed`, helpers for Tokio's paused clock and a `Spy`.
+//! ## Observability
+//! Every scope and task is a `tracing` span ([`trace`]: names, parentage, the attributes, error
+//! status), so any subscriber sees them; with the feature `otel`, `otel::OtelPipeline` exports
+//! them over OTLP in one call, or [`ScopeBuilder::tracer`] sends them to a tracer of your own.
+//! [`Hooks`] see every task start and end, cancellations and disposals. [`ScopeMetrics`]
+//! ([`ScopeBuilder::metrics`]) counts and times tasks; with the feature `metrics`, the
+//! [`metrics`] module exports them as Prometheus text, JSON or OTLP/JSON, aggregates every scope
+//! by name in a process-wide registry for a `/metrics` endpoint, and pushes to a Pushgateway.
+//! Log events go through `tracing` too (target `go_go_scope`).
+//!
+//! ## Testing
+//! The module `testing` (feature `testing`) has a recording `TestScope`, `assert_closed`,
+//! helpers for Tokio's paused clock and a `Spy`.
 //!
 //! # What happens when a scope ends
 //! 1. The scope is cancelled: every task still running is dropped at its next await point and
@@ -118,7 +126,8 @@
 //! |---|---|---|
 //! | `macros` | yes | `#[scoped]`, `go!`, `try_go!`, `try_go_raw!` |
 //! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
-//! | `otel`, `metrics` | no | reserved for the OpenTelemetry and metrics exporters |
+//! | `otel` | no | `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call; `ScopeTracer::new` for a tracer of your own |
+//! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, Pushgateway push, `MetricsReporter` |
 //! | `full` | no | all of them |
 //!
 //! # The guide
@@ -142,6 +151,9 @@ mod error;
 mod hooks;
 mod lifecycle;
 pub mod metrics;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 mod parallel;
 mod poll;
 mod pool;
@@ -155,6 +167,7 @@ mod stream;
 mod task;
 mod task_builder;
 mod throttle;
+pub mod trace;
 
 #[doc(hidden)]
 pub mod __private;
@@ -184,6 +197,7 @@ pub use stream::ScopedStream;
 pub use task::Task;
 pub use task_builder::{Attempts, Factory, Once, TaskBuilder};
 pub use throttle::{ThrottleOptions, Throttled};
+pub use trace::{AttrValue, ScopeTracer, record_task_attr};
 
 /// Re-exported so users can name the token type [`Scope::token`] returns.
 pub use tokio_util::sync::CancellationToken;

@@ -109,6 +109,8 @@ pub(crate) struct Shared {
     pub(crate) timed: bool,
     pub(crate) detector: Option<Arc<Detector>>,
     pub(crate) profiler: Option<Profiler>,
+    /// The scope's span (see `crate::trace`).
+    pub(crate) trace: crate::trace::ScopeTrace,
     created: Option<Instant>,
     lifetime: OnceLock<Duration>,
     /// The timeout timer and the deadlock watchdog; both end when the token fires.
@@ -274,6 +276,9 @@ impl Shared {
             // Boxed so that closing an empty scope (the common case) stays a small future.
             Box::pin(self.close_busy()).await
         };
+        let cancelled_by = self.cause.get().map(Cause::to_error);
+        self.trace
+            .close(cancelled_by.as_ref(), result.as_ref().err());
         self.finish_close();
         result
     }
@@ -306,7 +311,11 @@ impl Shared {
     fn finish_close(&self) {
         self.resources.clear_services();
         if let Some(created) = self.created {
-            let _ = self.lifetime.set(created.elapsed());
+            let lifetime = created.elapsed();
+            let _ = self.lifetime.set(lifetime);
+            if let Some(metrics) = &self.metrics {
+                metrics.scope_closed(lifetime);
+            }
         }
         if let Some(parent) = &self.parent {
             lock(&parent.children).by_id.remove(&self.id);
@@ -502,7 +511,9 @@ impl Scope {
             scope: Arc::clone(&shared),
             task: None,
         };
-        let body = context::enter(ambient, body(scope.clone()));
+        let body = shared
+            .trace
+            .instrument(context::enter(ambient, body(scope.clone())));
         let outcome = tokio::select! {
             biased;
             value = body => Ok(value),
@@ -962,8 +973,14 @@ impl Scope {
     /// A snapshot of the scope's metrics, or `None` unless it was built with
     /// [`metrics(true)`](ScopeBuilder::metrics).
     pub fn metrics(&self) -> Option<ScopeMetrics> {
-        let collector = self.shared.metrics.as_ref()?;
-        Some(collector.snapshot(&self.shared.name, self.shared.lifetime.get().copied()))
+        self.shared.metrics_snapshot()
+    }
+}
+
+impl Shared {
+    pub(crate) fn metrics_snapshot(&self) -> Option<ScopeMetrics> {
+        let collector = self.metrics.as_ref()?;
+        Some(collector.snapshot(&self.name, self.lifetime.get().copied()))
     }
 }
 
@@ -1060,6 +1077,8 @@ pub struct ScopeBuilder {
     breaker: Option<CircuitBreaker>,
     retry: Option<Retry>,
     profiler: bool,
+    /// Tracer and span attributes (set in `crate::trace`).
+    pub(crate) trace: crate::trace::TraceOptions,
 }
 
 type DeadlockCallback = dyn Fn(&[WaitingTask]) + Send + Sync;
@@ -1203,6 +1222,7 @@ impl ScopeBuilder {
             ));
         }
         let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let explicit_parent = matches!(self.parent, ParentChoice::Explicit(_));
         let parent = match self.parent {
             ParentChoice::Ambient => context::ambient_scope(),
             ParentChoice::Explicit(scope) => Some(Arc::clone(&scope.shared)),
@@ -1215,13 +1235,29 @@ impl ScopeBuilder {
             .breaker
             .or_else(|| parent.as_ref().and_then(|p| p.breaker.clone()));
         let hooks = self.hooks.filter(|h| !h.is_empty());
-        let metrics = self.metrics.then(MetricsCollector::new);
+        let custom_name = self.name.is_some();
+        let name = self.name.unwrap_or(Cow::Borrowed("scope"));
+        let metrics = self.metrics.then(|| MetricsCollector::new(&name));
+        let trace = crate::trace::ScopeTrace::start(
+            self.trace,
+            crate::trace::ScopeSpanInfo {
+                name: &name,
+                custom_name,
+                timeout: self.timeout,
+                concurrency_option: self.concurrency,
+                concurrency,
+                parent: parent.as_ref().map(|p| &p.trace),
+                explicit_parent,
+            },
+        );
+        // Clocks are read in the task path only when something reports durations.
         let timed = metrics.is_some()
             || self.profiler
+            || trace.records()
             || hooks.as_ref().is_some_and(|h| h.after_task.is_some());
         let shared = Arc::new(Shared {
             id: NEXT_SCOPE_ID.fetch_add(1, Ordering::Relaxed),
-            name: self.name.unwrap_or(Cow::Borrowed("scope")),
+            name,
             token: OnceLock::new(),
             cause: OnceLock::new(),
             life: Lifecycle::new(),
@@ -1244,6 +1280,7 @@ impl ScopeBuilder {
                 .deadlock
                 .map(|(threshold, callback)| Arc::new(Detector::new(threshold, callback))),
             profiler: self.profiler.then(Profiler::default),
+            trace,
             created: timed.then(Instant::now),
             lifetime: OnceLock::new(),
             background: Mutex::new(Vec::new()),

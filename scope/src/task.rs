@@ -27,6 +27,7 @@ use crate::hooks::SpawnInfo;
 use crate::profiler::TaskProfile;
 use crate::scope::Shared;
 use crate::task_builder::TaskRun;
+use crate::trace::{Attrs, TaskSpanInfo, TaskTrace};
 
 /// The handle of a task spawned into a [`Scope`](crate::Scope).
 ///
@@ -250,7 +251,8 @@ where
         if this.record.started.is_none() && this.record.shared.timed {
             this.record.started = Some(Instant::now());
         }
-        match catch_unwind(AssertUnwindSafe(|| this.body.poll(cx))) {
+        let (body, trace) = (this.body, &mut this.record.trace);
+        match catch_unwind(AssertUnwindSafe(|| trace.in_span(|| body.poll(cx)))) {
             Ok(Poll::Ready(result)) => this.record.end(result),
             Err(payload) => this.record.end(Err(Error::from_panic(payload))),
             Ok(Poll::Pending) => this.record.watch_cancel(this.cancel, cx),
@@ -269,6 +271,8 @@ struct Record {
     spawned: Option<Instant>,
     run: Option<Arc<TaskRun>>,
     ended: bool,
+    /// The task's span (see `crate::trace`).
+    trace: TaskTrace,
 }
 
 impl Record {
@@ -324,6 +328,7 @@ impl Record {
         if let Some(error) = error {
             tracing::trace!(scope = %self.shared.name, task = self.index, %error, "task failed");
         }
+        self.trace.finish(&self.shared.trace, error);
     }
 
     fn profile(&self, succeeded: bool, started: Option<Instant>, ran: Duration) -> TaskProfile {
@@ -380,6 +385,8 @@ pub(crate) struct TaskSpec {
     pub(crate) permit_in_body: bool,
     /// Filled in by an attempt loop; read when the task ends.
     pub(crate) run: Option<Arc<TaskRun>>,
+    /// The task's own span attributes.
+    pub(crate) attrs: Attrs,
 }
 
 impl TaskSpec {
@@ -388,6 +395,7 @@ impl TaskSpec {
             name: None,
             permit_in_body: false,
             run: None,
+            attrs: Attrs::default(),
         }
     }
 }
@@ -402,6 +410,7 @@ where
         name,
         permit_in_body,
         run,
+        attrs,
     } = spec;
     let index = match shared.admit() {
         Ok(index) => index,
@@ -450,6 +459,17 @@ where
         },
     };
     tracing::trace!(scope = %shared.name, task = index, "task spawned");
+    let span_info = TaskSpanInfo {
+        attrs,
+        has_retry: run
+            .as_ref()
+            .and_then(|r| r.max_retries())
+            .is_some_and(|n| n > 0),
+        timeout: run.as_ref().and_then(|r| r.timeout()),
+        has_circuit_breaker: shared.breaker.is_some(),
+        run: run.clone(),
+    };
+    let trace = TaskTrace::start(&shared.trace, index, name.as_deref(), span_info);
     let future = TaskFuture {
         body,
         cancel: None,
@@ -462,6 +482,7 @@ where
             spawned: shared.profiler.as_ref().map(|_| Instant::now()),
             run,
             ended: false,
+            trace,
         },
     };
     let ambient = Ambient {

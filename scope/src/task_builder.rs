@@ -24,6 +24,7 @@ use crate::resources::DisposeResult;
 use crate::retry::Retry;
 use crate::scope::{Scope, Shared};
 use crate::task::{Task, TaskSpec, spawn_body};
+use crate::trace::{AttrValue, Attrs};
 
 mod sealed {
     pub trait Sealed {}
@@ -126,6 +127,7 @@ pub struct TaskBuilder<S> {
     timeout: Option<Duration>,
     retry: Option<Retry>,
     cleanup: Option<Cleanup>,
+    attrs: Attrs,
 }
 
 impl<S> fmt::Debug for TaskBuilder<S> {
@@ -151,6 +153,23 @@ impl<S> TaskBuilder<S> {
     /// still bounds the whole task; whichever is earlier fires. Must be greater than zero.
     pub fn timeout(mut self, after: Duration) -> Self {
         self.timeout = Some(after);
+        self
+    }
+
+    /// Adds an attribute to the task's span (see [`crate::trace`]).
+    pub fn attr(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<AttrValue>) -> Self {
+        self.attrs.push((key.into(), value.into()));
+        self
+    }
+
+    /// Adds several attributes to the task's span.
+    pub fn attrs<K, V>(mut self, attrs: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<Cow<'static, str>>,
+        V: Into<AttrValue>,
+    {
+        self.attrs
+            .extend(attrs.into_iter().map(|(k, v)| (k.into(), v.into())));
         self
     }
 
@@ -250,6 +269,7 @@ impl<S: Attempts> TaskBuilder<S> {
                 name: self.name,
                 permit_in_body: true,
                 run: Some(run),
+                attrs: self.attrs,
             },
         )
     }
@@ -313,6 +333,7 @@ impl Scope {
             timeout: None,
             retry: None,
             cleanup: None,
+            attrs: Attrs::default(),
         }
     }
 }

@@ -3,10 +3,37 @@
 //!
 //! [`Scope::metrics`](crate::Scope::metrics) returns a [`ScopeMetrics`] snapshot: plain data,
 //! cheap to clone, with durations as [`Duration`].
+//!
+//! With the cargo feature `metrics`, this module also exports them:
+//! - `export_metrics` / `export_metrics_with`: one snapshot as Prometheus text, JSON or
+//!   OpenTelemetry (OTLP/JSON) metrics;
+//! - `registry()`: the process-wide registry that aggregates every metrics-enabled scope by
+//!   name, for an application's `/metrics` endpoint (`encode()`) or a `prometheus-client`
+//!   registry of its own (`MetricsRegistry::collector`);
+//! - `push_to_gateway`: pushes the registry to a Prometheus Pushgateway;
+//! - `MetricsReporter`: exports one scope's metrics periodically.
 
 mod collector;
+#[cfg(feature = "metrics")]
+mod export;
+#[cfg(feature = "metrics")]
+mod push;
+#[cfg(feature = "metrics")]
+mod registry;
+#[cfg(feature = "metrics")]
+mod reporter;
 
 pub(crate) use collector::MetricsCollector;
+#[cfg(feature = "metrics")]
+pub use export::{
+    ExportFormat, ExportOptions, ParseFormatError, export_metrics, export_metrics_with,
+};
+#[cfg(feature = "metrics")]
+pub use push::{PushError, push_text_to_gateway, push_to_gateway};
+#[cfg(feature = "metrics")]
+pub use registry::{CONTENT_TYPE, MetricsRegistry, ScopesCollector, encode, registry};
+#[cfg(feature = "metrics")]
+pub use reporter::{MetricsReporter, ReportResult, ReporterOptions};
 
 use std::time::Duration;
 
@@ -57,4 +84,38 @@ pub struct ScopeMetrics {
     pub disposal_errors: u64,
     /// How long the scope lived, from build to the end of close; `None` while it is open.
     pub scope_duration: Option<Duration>,
+    /// The durations of completed tasks in fixed buckets (0.5 ms to 60 s), exported as the
+    /// Prometheus histogram `goscope_task_duration_seconds`.
+    pub task_duration_histogram: DurationHistogram,
+}
+
+/// Completed tasks' durations counted in fixed buckets, like a Prometheus histogram.
+///
+/// `buckets[i] = (bound, n)`: `n` tasks took at most `bound` (counts are cumulative). Tasks
+/// slower than the largest bound are in `count` only.
+///
+/// ```
+/// use std::time::Duration;
+/// use go_go_scope::Scope;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let scope = Scope::builder().metrics(true).build().unwrap();
+/// scope.spawn(tokio::time::sleep(Duration::from_millis(3))).await;
+/// let h = scope.metrics().unwrap().task_duration_histogram;
+/// assert_eq!(h.count, 1);
+/// let (bound, n) = h.buckets.iter().find(|(_, n)| *n == 1).unwrap();
+/// assert_eq!((*bound, *n), (Duration::from_millis(5), 1)); // the first bucket it fits in
+/// scope.close().await.unwrap();
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct DurationHistogram {
+    /// `(upper bound, tasks that took at most that long)`, bounds ascending.
+    pub buckets: Vec<(Duration, u64)>,
+    /// Every sample, including those above the largest bound.
+    pub count: u64,
+    /// Sum of every sample.
+    pub sum: Duration,
 }

@@ -1,0 +1,156 @@
+//! A service that handles orders in scopes and serves their metrics for Prometheus at
+//! `http://127.0.0.1:9095/metrics` (Prometheus text format 0.0.4).
+//!
+//! Every order is a scope named `process-order` with metrics on: validate, charge (every fourth
+//! card is declined) and notify tasks, plus a database connection provided to the scope and
+//! closed with it. The HTTP server is itself a scope (`http-server`), one task per connection.
+//! The process-wide registry sums every scope by name, so the counters keep growing across
+//! orders: `goscope_tasks_spawned_total{scope="process-order"}` and friends.
+//!
+//! ```text
+//! cargo run -p go-go-scope-examples --example prometheus_metrics               # an order every 200 ms
+//! cargo run -p go-go-scope-examples --example prometheus_metrics -- --orders 8 # 8 orders, then serve
+//! curl -s http://127.0.0.1:9095/metrics
+//! ```
+//!
+//! With `docker compose -f monitoring/docker-compose.yml up -d`, Prometheus scrapes it and the
+//! Grafana dashboard shows it (http://localhost:3000).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use go_go_scope::{Error, Scope};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::time::sleep;
+
+struct Options {
+    addr: SocketAddr,
+    /// Stop taking orders after this many (then keep serving); `None`: forever.
+    orders: Option<u64>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        addr: SocketAddr::from(([127, 0, 0, 1], 9095)),
+        orders: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().ok_or(format!("{arg} needs a value"))?;
+        match arg.as_str() {
+            "--addr" => options.addr = value.parse().map_err(|e| format!("--addr {value}: {e}"))?,
+            "--orders" => {
+                options.orders = Some(
+                    value
+                        .parse()
+                        .map_err(|e| format!("--orders {value}: {e}"))?,
+                )
+            }
+            other => return Err(format!("unknown option {other} (use --addr, --orders)")),
+        }
+    }
+    Ok(options)
+}
+
+/// A stand-in for a pooled database connection.
+struct Db {
+    order_id: u64,
+}
+
+async fn handle_order(order_id: u64) -> Result<(), Error> {
+    let scope = Scope::builder()
+        .name("process-order")
+        .metrics(true)
+        .concurrency(2)
+        .timeout(Duration::from_secs(5));
+    Scope::run(scope, |s| async move {
+        let db = s
+            .provide_with(
+                || async move {
+                    sleep(Duration::from_millis(2)).await;
+                    Ok::<_, std::io::Error>(Db { order_id })
+                },
+                |db| async move { drop(db) },
+            )
+            .await?;
+        s.spawn(async move { sleep(Duration::from_millis(5 + order_id % 10)).await })
+            .result()
+            .await?;
+        let charge = s.try_spawn(async move {
+            sleep(Duration::from_millis(20)).await;
+            if db.order_id.is_multiple_of(4) {
+                Err(std::io::Error::other("card declined"))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(declined) = charge.result().await {
+            println!("order {order_id}: {declined}");
+            return Ok(());
+        }
+        s.spawn(async { sleep(Duration::from_millis(3)).await })
+            .result()
+            .await?;
+        Ok::<_, Error>(())
+    })
+    .await?
+}
+
+async fn serve_metrics(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let response = match request.uri().path() {
+        "/metrics" => Response::builder()
+            .header("Content-Type", go_go_scope::metrics::CONTENT_TYPE)
+            .body(Full::new(Bytes::from(go_go_scope::metrics::encode()))),
+        _ => Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Full::new(Bytes::from_static(b"try /metrics\n"))),
+    };
+    Ok(response.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = parse_args()?;
+    let listener = TcpListener::bind(options.addr).await?;
+    println!("metrics at http://{}/metrics", listener.local_addr()?);
+
+    let server = Scope::builder().name("http-server").metrics(true).build()?;
+    let connections = server.clone();
+    let accept = server.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            drop(connections.spawn(async move {
+                let io = TokioIo::new(stream);
+                let _ = http1::Builder::new()
+                    .serve_connection(io, service_fn(serve_metrics))
+                    .await;
+            }));
+        }
+    });
+
+    let mut order_id = 0;
+    while options.orders.is_none_or(|n| order_id < n) {
+        order_id += 1;
+        if let Err(error) = handle_order(order_id).await {
+            eprintln!("order {order_id} failed: {error}");
+        }
+        if options.orders.is_none() {
+            sleep(Duration::from_millis(200)).await;
+        }
+    }
+    println!("{order_id} orders handled; serving metrics until Ctrl-C");
+
+    tokio::signal::ctrl_c().await?;
+    accept.cancel();
+    server.close().await?;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! A batch job that reports to a Prometheus Pushgateway: short-lived processes are not around to
+//! be scraped, so they push.
+//!
+//! While the batch runs, a `MetricsReporter` pushes the batch scope's own numbers every second
+//! (group `job=<job>_live`); when it is done, the process-wide registry is pushed once (group
+//! `job=<job>`), labelled by scope name like a scrape of `/metrics` would be.
+//!
+//! ```text
+//! docker compose -f monitoring/docker-compose.yml up -d pushgateway prometheus
+//! cargo run -p go-go-scope-examples --example prometheus_push -- --gateway http://127.0.0.1:9091
+//! curl -s http://127.0.0.1:9091/metrics | grep goscope_tasks
+//! ```
+//!
+//! Options: `--gateway URL`, `--job NAME` (default `goscope_batch`), `--instance NAME` (default
+//! `local`), `--otel-json PATH` (also write the batch's metrics as OTLP/JSON to PATH).
+
+use std::time::Duration;
+
+use go_go_scope::Scope;
+use go_go_scope::metrics::{
+    ExportFormat, MetricsReporter, ReporterOptions, export_metrics, push_text_to_gateway,
+    push_to_gateway,
+};
+use tokio::time::sleep;
+
+struct Options {
+    gateway: String,
+    job: String,
+    instance: String,
+    otel_json: Option<String>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options {
+        gateway: "http://127.0.0.1:9091".into(),
+        job: "goscope_batch".into(),
+        instance: "local".into(),
+        otel_json: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next().ok_or(format!("{arg} needs a value"))?;
+        match arg.as_str() {
+            "--gateway" => options.gateway = value,
+            "--job" => options.job = value,
+            "--instance" => options.instance = value,
+            "--otel-json" => options.otel_json = Some(value),
+            other => {
+                return Err(format!(
+                    "unknown option {other} (use --gateway, --job, --instance, --otel-json)"
+                ));
+            }
+        }
+    }
+    Ok(options)
+}
+
+/// One record of the batch; every fifth is malformed.
+async fn import_record(n: u64) -> Result<u64, String> {
+    sleep(Duration::from_millis(10 + n % 7)).await;
+    if n.is_multiple_of(5) {
+        Err(format!("record {n} is malformed"))
+    } else {
+        Ok(n * 2)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let options = parse_args()?;
+    let batch = Scope::builder()
+        .name("nightly-batch")
+        .metrics(true)
+        .concurrency(4)
+        .build()?;
+
+    let (gateway, live_job, instance) = (
+        options.gateway.clone(),
+        format!("{}_live", options.job),
+        options.instance.clone(),
+    );
+    let reporter = MetricsReporter::new(
+        &batch,
+        ReporterOptions::new(move |text: String| {
+            let (gateway, job, instance) = (gateway.clone(), live_job.clone(), instance.clone());
+            async move { push_text_to_gateway(&gateway, &job, &instance, text).await }
+        })
+        .format(ExportFormat::Prometheus)
+        .interval(Duration::from_secs(1)),
+    );
+
+    let records: Vec<_> = (1..=20)
+        .map(|n| batch.try_spawn(import_record(n)))
+        .collect();
+    let mut imported = 0;
+    for record in records {
+        match record.await {
+            (None, Some(_)) => imported += 1,
+            (Some(error), _) => eprintln!("skipped: {error}"),
+            (None, None) => {}
+        }
+    }
+    batch.close().await?;
+    // The loop ends with the scope; one last push carries the final numbers.
+    reporter.report().await?;
+    push_to_gateway(&options.gateway, &options.job, &options.instance).await?;
+    println!(
+        "imported {imported} of 20 records; pushed to {} (job {}, instance {})",
+        options.gateway, options.job, options.instance
+    );
+
+    if let Some(path) = options.otel_json {
+        let metrics = batch.metrics().ok_or("the batch scope has metrics on")?;
+        std::fs::write(
+            &path,
+            export_metrics(&metrics, ExportFormat::Otel, "goscope"),
+        )?;
+        println!("OTLP/JSON metrics written to {path}");
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# The real components the end-to-end checks (scripts/e2e.py) talk to, all on 127.0.0.1:
+#   Prometheus     :19090  scrapes the prometheus_metrics example (:9095) and the Pushgateway
+#                          every second, and loads monitoring/prometheus/alerts.yml
+#   Pushgateway    :19091
+#   OTLP receiver  :14318  scripts/otlp_receiver.py (spans and metrics as JSON lines)
+#
+#   scripts/services.sh install   install what is missing (Debian packages, a Python venv)
+#   scripts/services.sh start     start all three and wait until they answer
+#   scripts/services.sh stop      stop what `start` started, by PID
+#   scripts/services.sh status
+#
+# Sourced (scripts/test.sh, .ci/run), it defines the same commands as functions, so the servers
+# are children of the calling shell, which stops them by PID (also on failure, from a trap).
+
+GOSCOPE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+GOSCOPE_WORK=${GOSCOPE_WORK:-$GOSCOPE_ROOT/.ci-work}
+GOSCOPE_VENV=$GOSCOPE_ROOT/.venv
+export GOSCOPE_WORK
+export GOSCOPE_PROMETHEUS=127.0.0.1:19090
+export GOSCOPE_PUSHGATEWAY=127.0.0.1:19091
+export GOSCOPE_OTLP=127.0.0.1:14318
+export GOSCOPE_METRICS_EXAMPLE=127.0.0.1:9095
+
+services_missing() {
+    local missing=()
+    command -v prometheus >/dev/null || missing+=(prometheus)
+    command -v promtool >/dev/null || missing+=(promtool)
+    command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+    "$GOSCOPE_VENV/bin/python" -c 'import opentelemetry.proto' 2>/dev/null || missing+=(opentelemetry-proto)
+    echo "${missing[*]}"
+}
+
+services_install() {
+    local missing
+    missing=$(services_missing)
+    if [[ -z $missing ]]; then
+        return 0
+    fi
+    echo "installing: $missing"
+    if [[ $missing == *prom* ]]; then
+        if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+            echo "error: Prometheus, promtool and the Pushgateway are missing; install Debian's" \
+                "packages (sudo apt-get install --no-install-recommends prometheus" \
+                "prometheus-pushgateway), or run GOSCOPE_SKIP_E2E=1 scripts/test.sh for the" \
+                "cargo tests alone" >&2
+            return 1
+        fi
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            prometheus prometheus-pushgateway >/dev/null
+    fi
+    if [[ $missing == *opentelemetry-proto* ]]; then
+        if ! { python3 -m venv "$GOSCOPE_VENV" && "$GOSCOPE_VENV/bin/pip" install -q opentelemetry-proto; }; then
+            echo "error: could not create $GOSCOPE_VENV with PyPI's opentelemetry-proto" \
+                "(python3 with the venv module and access to PyPI are needed)" >&2
+            return 1
+        fi
+    fi
+}
+
+# True when every component answers.
+services_ready() {
+    curl -sf -o /dev/null "http://$GOSCOPE_PROMETHEUS/-/ready" &&
+        curl -sf -o /dev/null "http://$GOSCOPE_PUSHGATEWAY/-/ready" &&
+        curl -sf -o /dev/null "http://$GOSCOPE_OTLP/healthz"
+}
+
+services_status() {
+    local name url
+    for name in prometheus pushgateway otlp; do
+        case $name in
+        prometheus) url="http://$GOSCOPE_PROMETHEUS/-/ready" ;;
+        pushgateway) url="http://$GOSCOPE_PUSHGATEWAY/-/ready" ;;
+        otlp) url="http://$GOSCOPE_OTLP/healthz" ;;
+        esac
+        if curl -sf -o /dev/null "$url"; then echo "$name: up"; else echo "$name: down"; fi
+    done
+}
+
+_services_write_config() {
+    cat >"$GOSCOPE_WORK/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - $GOSCOPE_ROOT/monitoring/prometheus/alerts.yml
+scrape_configs:
+  - job_name: goscope-example
+    static_configs:
+      - targets: ["$GOSCOPE_METRICS_EXAMPLE"]
+  - job_name: pushgateway
+    honor_labels: true
+    static_configs:
+      - targets: ["$GOSCOPE_PUSHGATEWAY"]
+EOF
+}
+
+services_start() {
+    if services_ready; then
+        echo "services already running"
+        return 0
+    fi
+    local missing
+    missing=$(services_missing)
+    if [[ -n $missing ]]; then
+        echo "error: missing $missing: run scripts/services.sh install first" >&2
+        return 1
+    fi
+    local address
+    for address in "$GOSCOPE_PROMETHEUS" "$GOSCOPE_PUSHGATEWAY" "$GOSCOPE_OTLP"; do
+        if curl -s -o /dev/null "http://$address/"; then
+            echo "error: $address is taken by another program; stop it and retry" >&2
+            return 1
+        fi
+    done
+    mkdir -p "$GOSCOPE_WORK"
+    rm -rf "$GOSCOPE_WORK/prometheus-data"
+    : >"$GOSCOPE_WORK/pids"
+    : >"$GOSCOPE_WORK/spans.jsonl"
+    : >"$GOSCOPE_WORK/otlp-metrics.jsonl"
+    _services_write_config
+    # Plain `cmd &` lines: `$!` is then the server itself, not a subshell.
+    prometheus --config.file="$GOSCOPE_WORK/prometheus.yml" \
+        --storage.tsdb.path="$GOSCOPE_WORK/prometheus-data" \
+        --web.listen-address="$GOSCOPE_PROMETHEUS" >"$GOSCOPE_WORK/prometheus.log" 2>&1 &
+    echo $! >>"$GOSCOPE_WORK/pids"
+    prometheus-pushgateway --web.listen-address="$GOSCOPE_PUSHGATEWAY" \
+        >"$GOSCOPE_WORK/pushgateway.log" 2>&1 &
+    echo $! >>"$GOSCOPE_WORK/pids"
+    "$GOSCOPE_VENV/bin/python" "$GOSCOPE_ROOT/scripts/otlp_receiver.py" \
+        --host "${GOSCOPE_OTLP%:*}" --port "${GOSCOPE_OTLP##*:}" \
+        --spans "$GOSCOPE_WORK/spans.jsonl" --metrics "$GOSCOPE_WORK/otlp-metrics.jsonl" \
+        >"$GOSCOPE_WORK/otlp.log" 2>&1 &
+    echo $! >>"$GOSCOPE_WORK/pids"
+    local waited=0
+    until services_ready; do
+        if ((waited >= 200)); then
+            echo "error: the services did not become ready within 20 s; logs:" >&2
+            tail -n 20 "$GOSCOPE_WORK"/*.log >&2
+            services_stop
+            return 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    echo "services ready in $((waited / 10)).$((waited % 10)) s (pids $(tr '\n' ' ' <"$GOSCOPE_WORK/pids"))"
+}
+
+# Alive and not a zombie.
+_services_alive() {
+    local state
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)
+    [[ -n $state && $state != Z ]]
+}
+
+# A recorded PID is only signalled while it still runs one of our servers (PIDs get reused).
+_services_ours() {
+    tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qE 'prometheus|pushgateway|otlp_receiver'
+}
+
+services_stop() {
+    local pids_file="$GOSCOPE_WORK/pids" pid pids=() waited=0
+    [[ -f $pids_file ]] || return 0
+    while read -r pid; do
+        if [[ -n $pid ]] && _services_ours "$pid"; then
+            pids+=("$pid")
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+    done <"$pids_file"
+    for pid in "${pids[@]}"; do
+        while _services_alive "$pid" && ((waited < 50)); do
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+        if _services_alive "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -f "$pids_file"
+    echo "services stopped"
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    set -euo pipefail
+    case ${1:-} in
+    install) services_install ;;
+    start) services_start ;;
+    stop) services_stop ;;
+    status) services_status ;;
+    *)
+        echo "usage: $0 install|start|stop|status" >&2
+        exit 2
+        ;;
+    esac
+fi

@@ -1,0 +1,802 @@
+//! Scope and task spans: names, parentage, the original library's attributes, error status,
+//! levels, and both ways into OpenTelemetry (a `tracing-opentelemetry` layer, or a tracer used
+//! directly).
+//!
+//! Each test installs its subscriber for its own thread only, and runs on a current-thread
+//! runtime, so every task it spawns reports to that subscriber.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use go_go_scope::{Scope, ScopeTracer, record_task_attr};
+use opentelemetry::trace::{SpanId, Status, TracerProvider as _};
+use opentelemetry::{KeyValue, Value};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tracing::Level;
+use tracing::subscriber::DefaultGuard;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Finished OpenTelemetry spans of one test.
+struct Traces {
+    exporter: InMemorySpanExporter,
+    provider: SdkTracerProvider,
+    _guard: Option<DefaultGuard>,
+}
+
+impl Traces {
+    /// A tracing-opentelemetry layer filtered at `level`, as this thread's subscriber.
+    fn layer_at(level: Level) -> Traces {
+        let (exporter, provider) = in_memory();
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("tests"))
+            .with_filter(LevelFilter::from_level(level));
+        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        Traces {
+            exporter,
+            provider,
+            _guard: Some(guard),
+        }
+    }
+
+    /// No subscriber at all: only spans made directly with a tracer are recorded.
+    fn without_subscriber() -> Traces {
+        let (exporter, provider) = in_memory();
+        let guard = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+        Traces {
+            exporter,
+            provider,
+            _guard: Some(guard),
+        }
+    }
+
+    fn spans(&self) -> Vec<SpanData> {
+        self.provider.force_flush().expect("flush");
+        self.exporter.get_finished_spans().expect("spans")
+    }
+}
+
+fn in_memory() -> (InMemorySpanExporter, SdkTracerProvider) {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    (exporter, provider)
+}
+
+fn attr(span: &SpanData, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|kv: &&KeyValue| kv.key.as_str() == key)
+        .map(|kv| kv.value.clone())
+}
+
+fn int(span: &SpanData, key: &str) -> i64 {
+    match attr(span, key) {
+        Some(Value::I64(v)) => v,
+        other => panic!("{key} on {}: {other:?}", span.name),
+    }
+}
+
+fn boolean(span: &SpanData, key: &str) -> bool {
+    match attr(span, key) {
+        Some(Value::Bool(v)) => v,
+        other => panic!("{key} on {}: {other:?}", span.name),
+    }
+}
+
+fn string(span: &SpanData, key: &str) -> String {
+    match attr(span, key) {
+        Some(Value::String(v)) => v.to_string(),
+        other => panic!("{key} on {}: {other:?}", span.name),
+    }
+}
+
+fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {
+    spans.iter().filter(|s| s.name == name).collect()
+}
+
+fn one<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+    let found = named(spans, name);
+    assert_eq!(found.len(), 1, "spans named {name}: {:?}", names(spans));
+    found[0]
+}
+
+fn names(spans: &[SpanData]) -> Vec<String> {
+    spans.iter().map(|s| s.name.to_string()).collect()
+}
+
+fn is_error(span: &SpanData) -> bool {
+    matches!(span.status, Status::Error { .. })
+}
+
+#[tokio::test]
+async fn scope_span_is_the_parent_of_its_task_spans_and_carries_the_original_attributes() {
+    let traces = Traces::layer_at(Level::INFO);
+    let scope = Scope::builder()
+        .name("fetch-user-data")
+        .timeout(Duration::from_secs(30))
+        .concurrency(2)
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    let user = scope.spawn(async { "ada" });
+    let posts = scope.spawn(async { 3 });
+    assert_eq!(user.await.1, Some("ada"));
+    assert_eq!(posts.await.1, Some(3));
+    scope.close().await.unwrap();
+
+    let spans = traces.spans();
+    let root = one(&spans, "fetch-user-data");
+    assert_eq!(int(root, "scope.timeout"), 30_000);
+    assert!(!boolean(root, "scope.has_parent_signal"));
+    assert!(!boolean(root, "scope.has_parent_scope"));
+    assert_eq!(int(root, "scope.concurrency"), 2);
+    assert!(matches!(attr(root, "scope.duration_ms"), Some(Value::F64(ms)) if ms >= 0.0));
+    assert_eq!(int(root, "scope.errors"), 0);
+    assert!(!is_error(root));
+
+    let tasks = named(&spans, "scope.task");
+    assert_eq!(tasks.len(), 2);
+    let mut indexes: Vec<i64> = tasks.iter().map(|t| int(t, "task.index")).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, [1, 2]);
+    for task in tasks {
+        assert_eq!(task.parent_span_id, root.span_context.span_id());
+        assert_eq!(task.span_context.trace_id(), root.span_context.trace_id());
+        assert!(!boolean(task, "task.has_retry"));
+        assert!(!boolean(task, "task.has_timeout"));
+        assert!(!boolean(task, "task.has_circuit_breaker"));
+        assert_eq!(int(task, "task.scope_concurrency"), 2);
+        assert_eq!(int(task, "task.retry_attempts"), 0);
+        assert!(int(task, "task.duration_ms") >= 0);
+        assert!(int(task, "task.wait_ms") >= 0);
+        assert!(attr(task, "task.error_reason").is_none());
+        assert!(!is_error(task));
+    }
+}
+
+#[tokio::test]
+async fn a_failed_task_has_status_error_an_exception_event_and_counts_in_scope_errors() {
+    let traces = Traces::layer_at(Level::INFO);
+    let scope = Scope::builder()
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    let ok = scope.spawn(async { 1 });
+    let bad = scope.try_spawn(async { Err::<(), _>(std::io::Error::other("card declined")) });
+    let boom = scope.spawn(async { panic!("kaboom") });
+    assert!(ok.await.0.is_none());
+    assert!(bad.await.0.is_some());
+    assert!(boom.await.0.is_some());
+    scope.close().await.unwrap();
+
+    let spans = traces.spans();
+    let root = one(&spans, "scope");
+    assert_eq!(int(root, "scope.errors"), 2);
+    assert!(
+        !is_error(root),
+        "failed tasks do not fail their scope's span"
+    );
+    let tasks = named(&spans, "scope.task");
+    let by_index = |i: i64| *tasks.iter().find(|t| int(t, "task.index") == i).unwrap();
+
+    let declined = by_index(2);
+    assert_eq!(
+        declined.status,
+        Status::Error {
+            description: "card declined".into()
+        }
+    );
+    assert_eq!(string(declined, "task.error_reason"), "exception");
+    let event = declined
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .expect("an exception event");
+    let message = event
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "exception.message")
+        .map(|kv| kv.value.to_string());
+    assert_eq!(message.as_deref(), Some("card declined"));
+
+    let panicked = by_index(3);
+    assert!(is_error(panicked));
+    assert_eq!(string(panicked, "task.error_reason"), "panic");
+    assert!(!is_error(by_index(1)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn task_duration_counts_the_body_and_wait_counts_the_permit_wait() {
+    let traces = Traces::layer_at(Level::INFO);
+    let scope = Scope::builder()
+        .concurrency(1)
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    // `async` blocks: a `sleep` made at spawn would count its deadline from the spawn.
+    let first = scope.spawn(async { tokio::time::sleep(Duration::from_millis(100)).await });
+    let second = scope.spawn(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    first.await;
+    second.await;
+    scope.close().await.unwrap();
+
+    let spans = traces.spans();
+    let tasks = named(&spans, "scope.task");
+    let by_index = |i: i64| *tasks.iter().find(|t| int(t, "task.index") == i).unwrap();
+    assert_eq!(int(by_index(1), "task.duration_ms"), 100);
+    assert_eq!(int(by_index(1), "task.wait_ms"), 0);
+    assert_eq!(int(by_index(2), "task.duration_ms"), 50);
+    assert_eq!(int(by_index(2), "task.wait_ms"), 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_built_task_reports_its_name_retries_timeout_breaker_and_attributes() {
+    let traces = Traces::layer_at(Level::INFO);
+    let breaker = go_go_scope::CircuitBreaker::new(5, Duration::from_secs(30)).unwrap();
+    let scope = Scope::builder()
+        .name("process-order")
+        .concurrency(1)
+        .circuit_breaker(breaker)
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    let blocker = scope.spawn(async { tokio::time::sleep(Duration::from_millis(40)).await });
+    let payment = scope
+        .task(|attempt| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if attempt == 1 {
+                Err("gateway hiccup")
+            } else {
+                Ok("paid")
+            }
+        })
+        .name("process-payment")
+        .timeout(Duration::from_secs(2))
+        .retry(go_go_scope::Retry::fixed(2, Duration::from_millis(5)))
+        .attr("payment.id", 42_i64)
+        .spawn();
+    blocker.await;
+    assert_eq!(payment.result().await.unwrap(), "paid");
+    scope.close().await.unwrap();
+
+    let spans = traces.spans();
+    let root = one(&spans, "process-order");
+    let task = one(&spans, "process-payment");
+    assert_eq!(task.parent_span_id, root.span_context.span_id());
+    assert!(boolean(task, "task.has_retry"));
+    assert!(boolean(task, "task.has_timeout"));
+    assert!(boolean(task, "task.has_circuit_breaker"));
+    assert_eq!(int(task, "task.retry_attempts"), 1);
+    assert_eq!(int(task, "payment.id"), 42);
+    // It waited for the blocker's permit, then ran two 10 ms attempts with a 5 ms delay.
+    assert_eq!(int(task, "task.wait_ms"), 40);
+    assert_eq!(int(task, "task.duration_ms"), 25);
+    assert!(!is_error(task));
+}
+
+#[tokio::test]
+async fn child_scope_spans_nest_under_their_parent_also_across_tokio_spawn() {
+    let traces = Traces::layer_at(Level::INFO);
+    let parent = Scope::builder()
+        .name("parent-operation")
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    // Built on another Tokio task, with the parent given explicitly.
+    let handle = parent.clone();
+    tokio::spawn(async move {
+        let child = handle.child().name("child-operation").build().unwrap();
+        child.spawn(async {}).await;
+        child.close().await.unwrap();
+        // A task spawned from outside the scope's code still nests under the scope.
+        handle.spawn(async {}).await;
+    })
+    .await
+    .unwrap();
+    // Built inside the parent's task: the ambient scope is the parent, the span is the task's.
+    let nested = parent.spawn(async {
+        let inner = Scope::builder().name("inside-task").build().unwrap();
+        inner.close().await.unwrap();
+    });
+    nested.await;
+    parent.close().await.unwrap();
+
+    let spans = traces.spans();
+    let root = one(&spans, "parent-operation");
+    let child = one(&spans, "child-operation");
+    assert_eq!(child.parent_span_id, root.span_context.span_id());
+    assert!(boolean(child, "scope.has_parent_scope"));
+    assert!(boolean(child, "scope.has_parent_signal"));
+    let child_task = spans
+        .iter()
+        .find(|s| s.name == "scope.task" && s.parent_span_id == child.span_context.span_id())
+        .expect("the child's task");
+    assert_eq!(
+        child_task.span_context.trace_id(),
+        root.span_context.trace_id()
+    );
+
+    let inside = one(&spans, "inside-task");
+    let owner = spans
+        .iter()
+        .find(|s| s.span_context.span_id() == inside.parent_span_id)
+        .expect("the task span it was built in");
+    assert_eq!(owner.name, "scope.task");
+    assert_eq!(owner.parent_span_id, root.span_context.span_id());
+    let root_tasks = spans
+        .iter()
+        .filter(|s| s.name == "scope.task" && s.parent_span_id == root.span_context.span_id())
+        .count();
+    assert_eq!(root_tasks, 2);
+}
+
+#[tokio::test]
+async fn scope_run_body_events_and_user_spans_nest_inside_the_scope_span() {
+    let traces = Traces::layer_at(Level::INFO);
+    Scope::run(
+        Scope::builder()
+            .name("request")
+            .tracer(ScopeTracer::global()),
+        |s| async move {
+            let _user = tracing::info_span!("load-config").entered();
+            drop(_user);
+            s.spawn(async {
+                tracing::info_span!("query-db").in_scope(|| {});
+            })
+            .await;
+        },
+    )
+    .await
+    .unwrap();
+
+    let spans = traces.spans();
+    let root = one(&spans, "request");
+    assert_eq!(
+        one(&spans, "load-config").parent_span_id,
+        root.span_context.span_id()
+    );
+    let task = one(&spans, "scope.task");
+    assert_eq!(
+        one(&spans, "query-db").parent_span_id,
+        task.span_context.span_id()
+    );
+}
+
+#[tokio::test]
+async fn attributes_from_the_builder_and_from_inside_a_task_reach_opentelemetry() {
+    let traces = Traces::layer_at(Level::INFO);
+    let scope = Scope::builder()
+        .name("api-request")
+        .tracer(ScopeTracer::global())
+        .attr("http.method", "GET")
+        .attr("user.id", 7_u64)
+        .attr("cache.enabled", true)
+        .build()
+        .unwrap();
+    let task = scope.spawn(async {
+        assert!(record_task_attr("http.route", "/api/user"));
+        tokio::task::yield_now().await;
+        record_task_attr("rows", 12)
+    });
+    assert_eq!(task.await.1, Some(true));
+    scope.close().await.unwrap();
+    assert!(
+        !record_task_attr("outside", 1),
+        "nothing to record on outside a task"
+    );
+
+    let spans = traces.spans();
+    let root = one(&spans, "api-request");
+    assert_eq!(string(root, "http.method"), "GET");
+    assert_eq!(int(root, "user.id"), 7);
+    assert!(boolean(root, "cache.enabled"));
+    let task = one(&spans, "scope.task");
+    assert_eq!(string(task, "http.route"), "/api/user");
+    assert_eq!(int(task, "rows"), 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_or_cancelled_scope_is_an_error_and_a_normal_close_is_not() {
+    let traces = Traces::layer_at(Level::INFO);
+    let slow = Scope::builder()
+        .name("slow")
+        .timeout(Duration::from_millis(10))
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    let stuck = slow.spawn(std::future::pending::<()>());
+    assert!(stuck.await.0.unwrap().is_timeout());
+    slow.close().await.unwrap();
+
+    let cancelled = Scope::builder()
+        .name("cancelled")
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    cancelled.cancel("shutting down");
+    cancelled.close().await.unwrap();
+
+    let normal = Scope::builder()
+        .name("normal")
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    let leftover = normal.spawn(std::future::pending::<()>());
+    normal.close().await.unwrap();
+    assert!(leftover.await.0.unwrap().is_cancelled());
+
+    let failing = Scope::builder()
+        .name("failing-cleanup")
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    failing.defer(|| async { Err::<(), _>("flush failed") });
+    assert!(failing.close().await.is_err());
+
+    let spans = traces.spans();
+    let slow = one(&spans, "slow");
+    assert!(is_error(slow));
+    assert!(slow.events.iter().any(|e| e.name == "exception"));
+    let slow_task = spans
+        .iter()
+        .find(|s| s.parent_span_id == slow.span_context.span_id())
+        .unwrap();
+    assert_eq!(string(slow_task, "task.error_reason"), "timeout");
+    assert_eq!(
+        one(&spans, "cancelled").status,
+        Status::Error {
+            description: "cancelled: shutting down".into()
+        }
+    );
+    let normal = one(&spans, "normal");
+    assert!(!is_error(normal));
+    assert_eq!(int(normal, "scope.errors"), 1);
+    let leftover = spans
+        .iter()
+        .find(|s| s.parent_span_id == normal.span_context.span_id())
+        .unwrap();
+    assert_eq!(string(leftover, "task.error_reason"), "aborted");
+    let failing = one(&spans, "failing-cleanup");
+    assert!(is_error(failing));
+    assert!(
+        matches!(&failing.status, Status::Error { description } if description.contains("flush failed"))
+    );
+}
+
+#[tokio::test]
+async fn scopes_without_a_tracer_are_debug_and_the_tracer_is_inherited() {
+    let info = Traces::layer_at(Level::INFO);
+    let plain = Scope::builder().name("plain").build().unwrap();
+    plain.spawn(async {}).await;
+    plain.close().await.unwrap();
+    let traced = Scope::builder()
+        .name("traced")
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    let child = traced.child().name("traced-child").build().unwrap();
+    child.close().await.unwrap();
+    traced.close().await.unwrap();
+    let spans = info.spans();
+    assert!(named(&spans, "plain").is_empty());
+    assert!(named(&spans, "scope.task").is_empty());
+    assert_eq!(named(&spans, "traced").len(), 1);
+    assert_eq!(named(&spans, "traced-child").len(), 1);
+    drop(info);
+
+    let debug = Traces::layer_at(Level::DEBUG);
+    let plain = Scope::builder().name("plain").build().unwrap();
+    plain.spawn(async {}).await;
+    plain.close().await.unwrap();
+    let spans = debug.spans();
+    assert_eq!(named(&spans, "plain").len(), 1);
+    assert_eq!(named(&spans, "scope.task").len(), 1);
+}
+
+/// A `MakeWriter` that keeps what a `fmt` layer prints.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_fmt_subscriber_at_info_is_quiet_until_tracing_is_asked_for() {
+    let out = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(out.clone())
+        .with_max_level(Level::INFO)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let plain = Scope::builder().name("plain").build().unwrap();
+    plain.spawn(async {}).await;
+    plain.try_spawn(async { Err::<(), _>("nope") }).await;
+    plain.close().await.unwrap();
+    assert_eq!(out.text(), "", "an untraced scope prints nothing at INFO");
+
+    let traced = Scope::builder()
+        .name("traced")
+        .tracer(ScopeTracer::global())
+        .attr("tenant", "acme")
+        .build()
+        .unwrap();
+    traced
+        .spawn(async { tracing::info!("inside the task") })
+        .await;
+    traced.try_spawn(async { Err::<(), _>("nope") }).await;
+    traced.close().await.unwrap();
+    let text = out.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    // The user's event carries the scope and task spans as context, user attributes included.
+    assert!(lines[0].contains("scope{"), "{text}");
+    assert!(lines[0].contains("otel.name=\"traced\""), "{text}");
+    assert!(lines[0].contains("attrs=\"tenant=acme\""), "{text}");
+    assert!(lines[0].contains("scope.task{"), "{text}");
+    assert!(lines[0].contains("inside the task"), "{text}");
+    // The failed task's exception event.
+    assert!(lines[1].contains("exception"), "{text}");
+    assert!(lines[1].contains("exception.message=nope"), "{text}");
+}
+
+#[tokio::test]
+async fn without_a_layer_an_explicit_tracer_gets_the_spans_directly() {
+    let traces = Traces::without_subscriber();
+    let tracer = ScopeTracer::from(traces.provider.tracer("direct"));
+    let scope = Scope::builder()
+        .name("direct-scope")
+        .tracer(tracer)
+        .attr("region", "eu")
+        .build()
+        .unwrap();
+    let child = scope.child().name("direct-child").build().unwrap();
+    child.spawn(async {}).await;
+    child.close().await.unwrap();
+    let ok = scope.spawn(async { record_task_attr("step", "charge") });
+    let bad = scope.try_spawn(async { Err::<(), _>("declined") });
+    assert_eq!(ok.await.1, Some(true));
+    assert!(bad.await.0.is_some());
+    scope.close().await.unwrap();
+
+    let spans = traces.spans();
+    let root = one(&spans, "direct-scope");
+    assert_eq!(root.parent_span_id, SpanId::INVALID);
+    assert_eq!(string(root, "region"), "eu");
+    assert_eq!(int(root, "scope.errors"), 1);
+    let child = one(&spans, "direct-child");
+    assert_eq!(child.parent_span_id, root.span_context.span_id());
+    let tasks = named(&spans, "scope.task");
+    assert_eq!(tasks.len(), 3);
+    let root_tasks: Vec<&&SpanData> = tasks
+        .iter()
+        .filter(|t| t.parent_span_id == root.span_context.span_id())
+        .collect();
+    assert_eq!(root_tasks.len(), 2);
+    let ok = root_tasks
+        .iter()
+        .find(|t| int(t, "task.index") == 1)
+        .unwrap();
+    assert_eq!(string(ok, "step"), "charge");
+    assert!(int(ok, "task.wait_ms") >= 0);
+    let bad = root_tasks
+        .iter()
+        .find(|t| int(t, "task.index") == 2)
+        .unwrap();
+    assert_eq!(
+        bad.status,
+        Status::Error {
+            description: "declined".into()
+        }
+    );
+    assert!(bad.events.iter().any(|e| e.name == "exception"));
+}
+
+#[tokio::test]
+async fn with_a_layer_the_layer_carries_the_spans_once() {
+    let traces = Traces::layer_at(Level::INFO);
+    // An explicit tracer of another provider: the layer wins, nothing is exported twice.
+    let (other_exporter, other_provider) = in_memory();
+    let scope = Scope::builder()
+        .name("once")
+        .tracer(other_provider.tracer("other"))
+        .build()
+        .unwrap();
+    scope.spawn(async {}).await;
+    scope.close().await.unwrap();
+    assert_eq!(named(&traces.spans(), "once").len(), 1);
+    other_provider.force_flush().unwrap();
+    assert!(other_exporter.get_finished_spans().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn without_any_subscriber_or_tracer_nothing_is_recorded() {
+    let traces = Traces::without_subscriber();
+    let scope = Scope::builder().name("silent").build().unwrap();
+    assert!(
+        !scope
+            .spawn(async { record_task_attr("k", 1) })
+            .await
+            .1
+            .unwrap()
+    );
+    scope.close().await.unwrap();
+    assert!(traces.spans().is_empty());
+}
+
+/// What the fake endpoint received: request line, content type, body.
+type Received = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+/// A minimal OTLP/HTTP endpoint on a plain thread: answers every request with 200 and keeps
+/// what it received.
+fn fake_otlp_endpoint() -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let (mut length, mut content_type) = (0, String::new());
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        let (name, value) = header.split_once(':').unwrap();
+                        match name.to_ascii_lowercase().as_str() {
+                            "content-length" => length = value.trim().parse().unwrap(),
+                            "content-type" => content_type = value.trim().to_owned(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    seen.lock().unwrap().push((
+                        request_line.trim_end().to_owned(),
+                        content_type,
+                        body,
+                    ));
+                    writer
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (url, requests)
+}
+
+#[test]
+fn the_pipeline_installs_globally_and_shutdown_flushes_to_the_endpoint() {
+    use go_go_scope::otel::{OtelError, OtelPipeline};
+    let (url, requests) = fake_otlp_endpoint();
+    let otel = OtelPipeline::new("pipeline-test")
+        .endpoint(format!("{url}/v1/traces"))
+        .install()
+        .unwrap();
+    // A multi-thread runtime: the global subscriber sees the tasks on every worker.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        Scope::run(
+            Scope::builder()
+                .name("installed-scope")
+                .tracer(ScopeTracer::global()),
+            |s| async move { s.spawn(async { tokio::task::yield_now().await }).await },
+        )
+        .await
+        .unwrap();
+    });
+    drop(runtime);
+    assert!(requests.lock().unwrap().is_empty(), "batched until flushed");
+    otel.shutdown().unwrap();
+
+    let requests = requests.lock().unwrap();
+    let (line, content_type, body) = requests.first().expect("one export");
+    assert_eq!(line, "POST /v1/traces HTTP/1.1");
+    assert_eq!(content_type, "application/x-protobuf");
+    let contains = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"pipeline-test"), "service.name");
+    assert!(contains(b"installed-scope"));
+    assert!(contains(b"scope.task"));
+    assert!(contains(b"task.duration_ms"));
+
+    let again = OtelPipeline::new("second")
+        .endpoint(format!("{url}/v1/traces"))
+        .install();
+    assert!(matches!(again, Err(OtelError::SubscriberAlreadySet)));
+}
+
+#[test]
+fn tasks_spawned_from_worker_threads_report_to_the_scope_s_subscriber() {
+    // The subscriber is this thread's default only; the runtime's workers have another one.
+    let traces = Traces::layer_at(Level::INFO);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let scope = runtime.block_on(async {
+        Scope::builder()
+            .name("cross-thread")
+            .tracer(ScopeTracer::global())
+            .build()
+            .unwrap()
+    });
+    let handle = scope.clone();
+    let outer = scope.spawn(async move {
+        // On a worker: spawn a sibling and a child scope from here.
+        let sibling = Scope::current().spawn(async { 2 });
+        let child = handle.child().name("cross-thread-child").build().unwrap();
+        child.spawn(async {}).await;
+        child.close().await.unwrap();
+        sibling.await.1
+    });
+    assert_eq!(runtime.block_on(outer).1, Some(Some(2)));
+    runtime.block_on(scope.close()).unwrap();
+    drop(runtime);
+
+    let spans = traces.spans();
+    for s in &spans {
+        eprintln!(
+            "DBG {} {:?} parent {:?}",
+            s.name,
+            s.span_context.span_id(),
+            s.parent_span_id
+        );
+    }
+    let root = one(&spans, "cross-thread");
+    let under_root = spans
+        .iter()
+        .filter(|s| s.name == "scope.task" && s.parent_span_id == root.span_context.span_id())
+        .count();
+    assert_eq!(under_root, 2, "{:?}", names(&spans));
+    let child = one(&spans, "cross-thread-child");
+    assert_eq!(child.parent_span_id, root.span_context.span_id());
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "scope.task" && s.parent_span_id == child.span_context.span_id())
+    );
+}
