@@ -10,11 +10,13 @@
 
 use std::sync::Arc;
 
-use go_go_scope::{Error, go, scoped};
-use go_go_scope_examples::shop::{Api, Order, Page};
+use go_go_scope_examples::shop::{Api, Page};
 use tokio::time::Instant;
 
 // region: program
+use go_go_scope::{Error, go, scoped};
+use go_go_scope_examples::shop::Order;
+
 #[scoped(name = "load-page", timeout = "2s", metrics)]
 async fn load_page(api: Arc<Api>, id: u64) -> Result<Page, Error> {
     let users = api.clone();
