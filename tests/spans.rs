@@ -278,6 +278,45 @@ async fn a_built_task_reports_its_name_retries_timeout_breaker_and_attributes() 
     assert!(!is_error(task));
 }
 
+#[go_go_scope::scoped(tracer, attrs("tenant" = "acme", "shard" = 3_i64), skip(secret))]
+async fn traced_handler(
+    user_id: u64,
+    name: &str,
+    secret: String,
+    blob: Vec<u8>,
+) -> Result<usize, go_go_scope::Error> {
+    let lookup = go_go_scope::go!(attrs("lookup.kind" = "by-id"), async move { user_id * 2 });
+    let doubled = lookup.result().await?;
+    Ok(name.len() + secret.len() + blob.len() + doubled as usize)
+}
+
+#[tokio::test]
+async fn scoped_fns_record_their_arguments_and_attributes_on_their_span() {
+    let traces = Traces::layer_at(Level::INFO);
+    let out = traced_handler(21, "ada", "hunter2".into(), vec![1, 2])
+        .await
+        .unwrap();
+    assert_eq!(out, 3 + 7 + 2 + 42);
+
+    let spans = traces.spans();
+    let root = one(&spans, "traced_handler");
+    assert_eq!(int(root, "arg.user_id"), 21);
+    assert_eq!(string(root, "arg.name"), "ada");
+    assert!(
+        attr(root, "arg.secret").is_none(),
+        "skip(secret) is not recorded"
+    );
+    assert!(
+        attr(root, "arg.blob").is_none(),
+        "a Vec<u8> has no attribute form"
+    );
+    assert_eq!(string(root, "tenant"), "acme");
+    assert_eq!(int(root, "shard"), 3);
+    let task = one(&spans, "scope.task");
+    assert_eq!(task.parent_span_id, root.span_context.span_id());
+    assert_eq!(string(task, "lookup.kind"), "by-id");
+}
+
 #[tokio::test]
 async fn child_scope_spans_nest_under_their_parent_also_across_tokio_spawn() {
     let traces = Traces::layer_at(Level::INFO);

@@ -11,6 +11,7 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
         })
         .concurrency(4)
         .metrics(true)
+        .attr("order.id", id)
         .circuit_breaker({
             static __SCOPED_BREAKER: ::go_go_scope::__private::OnceLock<
                 ::go_go_scope::__private::CircuitBreaker,
@@ -21,6 +22,17 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
                 __SCOPED_DURATION
             })
         });
+    let __scoped_options = if ::go_go_scope::__private::argument_attrs_wanted() {
+        use ::go_go_scope::__private::{RecordedArg as _, UnrecordedArg as _};
+        let __scoped_options = ::go_go_scope::__private::record_argument(
+            __scoped_options,
+            "arg.id",
+            (&::go_go_scope::__private::ArgProbe(&id)).__arg_attr(),
+        );
+        __scoped_options
+    } else {
+        __scoped_options
+    };
     let __scoped_kind = {
         use ::go_go_scope::__private::{CarryingKind as _, CompletingKind as _};
         (&::go_go_scope::__private::Returns::<Result<Receipt, AppError>>::new()).__scoped_kind()
@@ -37,7 +49,6 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
                 clippy::unreachable
             )]
             if false {
-                let _ = (&(id),);
                 ::go_go_scope::__private::require_timeout_carrier::<Result<Receipt, AppError>>();
                 ::go_go_scope::__private::require_breaker_carrier::<Result<Receipt, AppError>>();
                 let __scoped_fake_return: Result<Receipt, AppError> = loop {};

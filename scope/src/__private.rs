@@ -191,6 +191,53 @@ impl<F: Future> Future for Infallibly<F> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// #[scoped]: which fn arguments become `arg.NAME` span attributes.
+
+/// True when a subscriber could record a scope's span (so reading the arguments is worth it).
+pub fn argument_attrs_wanted() -> bool {
+    // Scope spans are INFO (traced) or DEBUG; with nothing enabled at INFO neither is recorded.
+    tracing::level_enabled!(tracing::Level::INFO)
+}
+
+/// Adds `key = value` to the scope's span when the argument could be recorded.
+pub fn record_argument(
+    builder: ScopeBuilder,
+    key: &'static str,
+    value: Option<AttrValue>,
+) -> ScopeBuilder {
+    match value {
+        Some(value) => builder.attr(key, value),
+        None => builder,
+    }
+}
+
+/// A borrowed fn argument, probed for an attribute form. The newtype keeps the two kinds
+/// below one reference apart even when the argument is itself a reference.
+pub struct ArgProbe<'a, T: ?Sized>(pub &'a T);
+
+/// The preferred kind: an argument whose type converts into an attribute value.
+pub trait RecordedArg {
+    /// The argument as an attribute value.
+    fn __arg_attr(&self) -> Option<AttrValue>;
+}
+
+impl<T: Clone + Into<AttrValue>> RecordedArg for ArgProbe<'_, T> {
+    fn __arg_attr(&self) -> Option<AttrValue> {
+        Some(self.0.clone().into())
+    }
+}
+
+/// The fallback: any other argument is not recorded.
+pub trait UnrecordedArg {
+    /// Nothing to record.
+    fn __arg_attr(&self) -> Option<AttrValue> {
+        None
+    }
+}
+
+impl<T: ?Sized> UnrecordedArg for &ArgProbe<'_, T> {}
+
 /// What `scope = ..` (in `go!`) and `parent = ..` (in `#[scoped]`) accept.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a scope",

@@ -45,7 +45,7 @@ async fn process_order(parent: &Scope, order_id: u64) -> Result<u64, AppError> {
     Ok(again.result().await? + explicit.result().await?)
 }
 
-#[scoped(tracer = (), skip_all, retry = 2, timeout = std::time::Duration::from_secs(1))]
+#[scoped(tracer = go_go_scope::ScopeTracer::global(), skip_all, retry = 2, timeout = std::time::Duration::from_secs(1))]
 async fn expressions(n: u64) -> (Option<Error>, Option<u64>) {
     (None, Some(n))
 }

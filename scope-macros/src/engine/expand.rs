@@ -10,7 +10,7 @@ use syn::spanned::Spanned;
 use syn::{Ident, Type};
 
 use super::args::{
-    AttrArg, Backoff, BreakerArg, CountArg, DurationArg, GoArgs, RetryArg, RetryPolicy, ScopedArgs,
+    Backoff, BreakerArg, CountArg, DurationArg, GoArgs, RetryArg, RetryPolicy, ScopedArgs,
     TracerArg,
 };
 use super::item::{ScopedFn, mentions_impl_trait};
@@ -83,14 +83,44 @@ fn retry_policy(krate: &TokenStream, policy: &RetryPolicy) -> TokenStream {
     tokens
 }
 
-/// Type-checks the values of `attrs(..)` without evaluating them. Span attributes are recorded
-/// once the runtime has spans; until then the values must still compile (and count as used).
-fn attr_checks(attrs: &[AttrArg]) -> TokenStream {
-    let values = attrs.iter().map(|attr| &attr.value);
-    if attrs.is_empty() {
+/// Records the fn's plainly named arguments as `arg.NAME` attributes of the scope's span,
+/// minus `skip(..)` (none with `skip_all`). Which arguments can be recorded (integers, floats,
+/// bools, strings) is decided per type at the expansion site; the values are read only when a
+/// subscriber could record the span.
+fn record_arguments(
+    private: &TokenStream,
+    options: &Ident,
+    args: &ScopedArgs,
+    item: &ScopedFn,
+) -> TokenStream {
+    if args.skip_all.is_some() {
         return TokenStream::new();
     }
-    quote!(let _ = (#(&(#values),)*);)
+    let recorded: Vec<Ident> = item
+        .named_arguments()
+        .into_iter()
+        .filter(|name| !args.skip.iter().any(|skipped| skipped == name))
+        .collect();
+    if recorded.is_empty() {
+        return TokenStream::new();
+    }
+    let keys = recorded.iter().map(|name| {
+        let name = syn::ext::IdentExt::unraw(name).to_string();
+        Literal::string(&format!("arg.{name}"))
+    });
+    quote! {
+        let #options = if #private::argument_attrs_wanted() {
+            use #private::{RecordedArg as _, UnrecordedArg as _};
+            #(let #options = #private::record_argument(
+                #options,
+                #keys,
+                (&#private::ArgProbe(&#recorded)).__arg_attr(),
+            );)*
+            #options
+        } else {
+            #options
+        };
+    }
 }
 
 /// Splits the body's inner attributes (`#![allow(..)]`) from its statements: they must stay at
@@ -157,6 +187,17 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
     if args.metrics.is_some() {
         builder.extend(quote!(.metrics(true)));
     }
+    match &args.tracer {
+        Some((TracerArg::Global, span)) => {
+            builder.extend(quote_spanned!(*span=> .tracer(#private::ScopeTracer::global())));
+        }
+        Some((TracerArg::Expr(tracer), _)) => builder.extend(quote!(.tracer(#tracer))),
+        None => {}
+    }
+    for attr in &args.attrs {
+        let (key, value) = (&attr.key, &attr.value);
+        builder.extend(quote!(.attr(#key, #value)));
+    }
     match &args.circuit_breaker {
         Some((BreakerArg::Expr(expr), _)) => builder.extend(quote!(.circuit_breaker(#expr))),
         Some((
@@ -198,10 +239,7 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
     // Compile-time checks that never run: the return type edge (the async block's type is the
     // fn's, so `?` and type errors resolve against the user's types), the return-type
     // requirements of `timeout`/`circuit_breaker`, and the values not yet recorded.
-    let mut checks = attr_checks(&args.attrs);
-    if let Some((TracerArg::Expr(tracer), _)) = &args.tracer {
-        checks.extend(quote!(let _ = &(#tracer);));
-    }
+    let mut checks = TokenStream::new();
     if let Some(ty) = return_type.filter(|_| nameable) {
         if args.timeout.is_some() {
             checks.extend(quote_spanned!(ty.span()=> #private::require_timeout_carrier::<#ty>();));
@@ -251,12 +289,14 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
             #statements
         }
     };
+    let record_args = record_arguments(&private, &options, args, &item);
     let ScopedFn {
         attrs, vis, sig, ..
     } = item;
     let fn_body = quote! {
         #inner_attributes
         let #options = #builder;
+        #record_args
         #parent
         #select_kind
         #kind.run(#options, #wait, #body).await
@@ -283,16 +323,12 @@ pub fn go(args: &GoArgs) -> TokenStream {
     let spawned = local("future");
     let attempt = local("attempt");
     let factory = local("factory");
-    let checks = attr_checks(&args.attrs);
-    let checks = (!checks.is_empty()).then(|| {
-        quote! {
-            #[allow(unreachable_code)]
-            if false { #checks }
-        }
-    });
     let kinds = quote!(use #private::{FallibleKind as _, PlainKind as _};);
 
-    let has_options = args.name.is_some() || args.timeout.is_some() || args.retry.is_some();
+    let has_options = args.name.is_some()
+        || args.timeout.is_some()
+        || args.retry.is_some()
+        || !args.attrs.is_empty();
     if !has_options {
         // The common path: no task builder, no handle to the scope.
         let spawn = match &args.scope {
@@ -304,7 +340,6 @@ pub fn go(args: &GoArgs) -> TokenStream {
         return quote! {
             {
                 #kinds
-                #checks
                 let #spawned = #future;
                 #spawn
             }
@@ -318,6 +353,10 @@ pub fn go(args: &GoArgs) -> TokenStream {
     if let Some((timeout, _)) = &args.timeout {
         let timeout = duration(&krate, timeout);
         settings.extend(quote!(.timeout(#timeout)));
+    }
+    for attr in &args.attrs {
+        let (key, value) = (&attr.key, &attr.value);
+        settings.extend(quote!(.attr(#key, #value)));
     }
     let scope_binding = match &args.scope {
         None => quote!(let #scope = #private::ambient_scope(); let #scope = &#scope;),
@@ -346,7 +385,6 @@ pub fn go(args: &GoArgs) -> TokenStream {
     quote! {
         {
             #kinds
-            #checks
             #scope_binding
             #spawn
         }

@@ -46,6 +46,24 @@ impl ScopedFn {
     }
 }
 
+impl ScopedFn {
+    /// The plainly named arguments (not `self`, not patterns), with their own spans so
+    /// generated code that reads them resolves to the fn's parameters.
+    pub fn named_arguments(&self) -> Vec<syn::Ident> {
+        self.sig
+            .inputs
+            .iter()
+            .filter_map(|arg| match arg {
+                FnArg::Typed(typed) => match &*typed.pat {
+                    Pat::Ident(ident) => Some(ident.ident.clone()),
+                    _ => None,
+                },
+                FnArg::Receiver(_) => None,
+            })
+            .collect()
+    }
+}
+
 /// True when `tokens` contain `impl` (an `impl Trait` type cannot be named in a `let`).
 pub fn mentions_impl_trait(tokens: TokenStream) -> bool {
     tokens.into_iter().any(|tree| match tree {
