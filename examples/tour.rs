@@ -1,48 +1,58 @@
-//! A ten-second tour: one request handled in a scope.
+//! A ten-second tour: one web request handled by a `#[scoped]` fn.
 //!
-//! Fetches a user and their orders concurrently under a deadline, while a recommendation call
-//! fails and a slow audit call is still running when the handler returns — and is cancelled,
-//! because nothing may outlive the scope that started it.
+//! The handler fetches a user and their orders concurrently under a deadline. The orders service
+//! fails once and is retried, the recommendation service fails and is skipped, a coupon code is
+//! parsed with `try_go!`, and an audit write is still running when the handler returns — so it
+//! is cancelled, because nothing may outlive the scope that started it. The same request then
+//! runs with a deadline that is too short.
 //!
-//! Then the same kind of work with the DSL: a `#[scoped]` fn spawning with `go!`, a nested
-//! scoped fn whose deadline passes, and `try_go!` turning fallible expressions into tuples.
+//! Everything the scopes report is printed locally: each span as it closes (by the small
+//! `tracing` layer at the bottom of this file) and, at the end, the Prometheus metrics the
+//! process-wide registry would serve at `/metrics`. Nothing external is needed.
 //!
 //! Run it with `cargo run -p go-go-scope-examples --example tour`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use go_go_scope::{Error, Hooks, Scope, go, scoped, try_go};
+use go_go_scope::prelude::*;
 use tokio::time::sleep;
 
 #[derive(Debug)]
 struct User {
-    id: u64,
     name: &'static str,
 }
 
 #[derive(Debug)]
 struct Order {
-    id: u64,
     total_cents: u64,
+}
+
+/// The handler's error: anything a scope reports, or a service's own failure.
+#[derive(Debug, thiserror::Error)]
+enum AppError {
+    #[error(transparent)]
+    Scope(#[from] Error),
 }
 
 async fn fetch_user(id: u64) -> Result<User, std::io::Error> {
     sleep(Duration::from_millis(40)).await;
-    Ok(User { id, name: "Ada" })
+    Ok(User {
+        name: if id == 7 { "Ada" } else { "Grace" },
+    })
 }
 
-async fn fetch_orders(user_id: u64) -> Result<Vec<Order>, std::io::Error> {
-    sleep(Duration::from_millis(60)).await;
+static ORDER_CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// Fails every other call: the first attempt of each request fails, the retry succeeds.
+async fn fetch_orders(_user_id: u64) -> Result<Vec<Order>, std::io::Error> {
+    sleep(Duration::from_millis(30)).await;
+    if ORDER_CALLS.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
+        return Err(std::io::Error::other("orders service: connection reset"));
+    }
     Ok(vec![
-        Order {
-            id: user_id * 100 + 1,
-            total_cents: 1999,
-        },
-        Order {
-            id: user_id * 100 + 2,
-            total_cents: 4500,
-        },
+        Order { total_cents: 1999 },
+        Order { total_cents: 4500 },
     ])
 }
 
@@ -56,140 +66,171 @@ async fn write_audit_log(user_id: u64) {
     println!("audit written for {user_id} (never printed: the scope ends first)");
 }
 
-async fn handle_request(user_id: u64) -> Result<String, Error> {
-    let hooks = Hooks::new()
-        .before_task(|name, index| println!("  -> start  {name} (#{index})"))
-        .after_task(|name, took, err| match err {
-            None => println!("  <- done   {name} in {took:?}"),
-            Some(e) => println!("  <- failed {name} in {took:?}: {e}"),
-        })
-        .on_cancel(|reason| println!("  !! cancelling what is left: {reason}"));
-    let options = Scope::builder()
-        .name("handle-request")
-        .timeout(Duration::from_secs(2))
-        .metrics(true)
-        .hooks(hooks);
+/// One request. The scope of this fn owns every task spawned with `go!`.
+#[scoped(timeout = "2s", tracer, metrics, concurrency = 4, skip(coupon))]
+async fn handle_request(user_id: u64, coupon: &'static str) -> Result<String, AppError> {
+    let user = go!(name = "fetch-user", fetch_user(user_id));
+    let orders = go!(name = "fetch-orders", retry = 2, fetch_orders(user_id));
+    let recommendations = go!(name = "recommendations", fetch_recommendations(user_id));
+    go!(name = "audit-log", write_audit_log(user_id)); // still running when we return
 
-    let metrics_probe = Arc::new(std::sync::Mutex::new(None));
-    let probe = metrics_probe.clone();
-    let page = Scope::run(options, |s| async move {
-        let user = s.try_spawn(fetch_user(user_id));
-        let orders = s.try_spawn(fetch_orders(user_id));
-        let recommendations = s.try_spawn(fetch_recommendations(user_id));
-        let _audit = s.spawn(write_audit_log(user_id)); // still running when we return
-
-        // Go-style tuples: the error and the value, exactly one of them set.
-        let (err, recs) = recommendations.await;
-        if let Some(e) = err {
-            println!("  recommendations skipped: {e}");
-        }
-        let user = user.result().await?; // or a Result, for `?`
-        let orders = orders.result().await?;
-        *probe.lock().unwrap() = Some(s.clone());
-        let total: u64 = orders.iter().map(|o| o.total_cents).sum();
-        Ok::<_, Error>(format!(
-            "{} (#{}) has {} orders worth ${}.{:02}; order ids {:?}; {} recommendations",
-            user.name,
-            user.id,
-            orders.len(),
-            total / 100,
-            total % 100,
-            orders.iter().map(|o| o.id).collect::<Vec<_>>(),
-            recs.map_or(0, |r| r.len()),
-        ))
-    })
-    .await??;
-
-    // The scope has closed: the audit task was cancelled and awaited before `run` returned.
-    if let Some(scope) = metrics_probe.lock().unwrap().take() {
-        let m = scope.metrics().expect("metrics were enabled");
-        println!(
-            "  metrics: spawned {}, completed {}, failed {}, avg {:?}, p95 {:?}, scope lived {:?}",
-            m.tasks_spawned,
-            m.tasks_completed,
-            m.tasks_failed,
-            m.avg_task_duration,
-            m.p95_task_duration,
-            m.scope_duration.unwrap_or_default()
-        );
-    }
-    Ok(page)
-}
-
-/// The DSL: this fn's body runs in its own scope named `checkout`, with a deadline and at most
-/// two tasks running at once.
-#[scoped(timeout = "1s", concurrency = 2, metrics)]
-async fn checkout(user_id: u64, coupon: &str) -> Result<String, Error> {
-    // Spawned now, into this fn's scope. `fetch_user` returns a Result, so its error would land
-    // in the task's tuple; `write_audit_log` returns (), so its value is the task's value.
-    let user = go!(fetch_user(user_id));
-    let orders = go!(name = "orders", timeout = "500ms", fetch_orders(user_id));
-    let _audit = go!(write_audit_log(user_id)); // cancelled when checkout returns
-
-    // try_go!: a fallible expression as a Go-style tuple, its error as a message.
-    let (err, discount) = try_go!(coupon.trim_start_matches("SAVE").parse::<u64>());
-    if let Some(why) = err {
-        println!("  coupon {coupon:?} ignored: {why}");
-    }
-    let discount = discount.unwrap_or(0).min(100);
-
-    let (err, user) = user.await;
+    // Go-style tuples: the error and the value, exactly one of them set.
+    let (err, recs) = recommendations.await;
     if let Some(e) = err {
-        return Err(e);
+        println!("    recommendations skipped: {e}");
     }
+    // Or a Result, for `?`: a failure here ends the request (and cancels the other tasks).
+    let user = user.result().await?;
     let orders = orders.result().await?;
-    let total: u64 = orders.iter().map(|o| o.total_cents).sum::<u64>() * (100 - discount) / 100;
-    // A nested scoped fn: its deadline passes, and only its own work is cancelled.
-    match slow_recommendations(user_id).await {
-        Ok(picks) => println!("  recommendations: {picks:?}"),
-        Err(e) => println!("  recommendations skipped: {e}"),
+    // try_go! turns one fallible expression into a tuple without leaving the happy path.
+    let (coupon_err, percent) = try_go!(coupon.trim_start_matches("SAVE").parse::<u64>());
+    if let Some(e) = coupon_err {
+        println!("    coupon {coupon:?} ignored: {e}");
     }
-    let scope = Scope::current();
-    println!(
-        "  in scope `{}`: {} task(s) still running as the body ends",
-        scope.name(),
-        scope.active_tasks()
-    );
+    let total: u64 = orders.iter().map(|o| o.total_cents).sum();
+    let due = total - total * percent.unwrap_or(0) / 100;
     Ok(format!(
-        "{} pays ${}.{:02}",
-        user.map_or("nobody", |u| u.name),
-        total / 100,
-        total % 100
+        "{} has {} orders, ${}.{:02} due, {} recommendations",
+        user.name,
+        orders.len(),
+        due / 100,
+        due % 100,
+        recs.map_or(0, |r| r.len())
     ))
 }
 
-/// Its scope is a child of the caller's, with a deadline of its own.
-#[scoped(timeout = "50ms")]
-async fn slow_recommendations(user_id: u64) -> Result<Vec<String>, Error> {
-    let ranked = go!(async move {
-        sleep(Duration::from_secs(5)).await;
-        vec![format!("bestseller for {user_id}")]
-    });
-    ranked.result().await
+/// The same handler, called inside a scope whose deadline is shorter than the work.
+#[scoped(name = "impatient-caller", timeout = "50ms", tracer)]
+async fn impatient_caller() -> Result<String, AppError> {
+    handle_request(8, "SAVEten").await
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    println!("handling a request for user 7:");
-    let page = handle_request(7).await?;
-    println!("result: {page}");
+async fn main() {
+    spans::print_closed_spans();
 
-    println!("\nthe same request with a deadline that is too short:");
-    let slow = Scope::run(
-        Scope::builder()
-            .name("too-slow")
-            .timeout(Duration::from_millis(20)),
-        |_| handle_request(8),
-    )
-    .await;
-    match slow.and_then(|inner| inner) {
-        Err(e) => println!("result: {e}"),
-        Ok(page) => println!("result: {page}"),
+    println!("1. a request, handled by a #[scoped] fn:");
+    match handle_request(7, "SAVE10").await {
+        Ok(page) => println!("  => {page}\n"),
+        Err(e) => println!("  => failed: {e}\n"),
     }
 
-    println!("\nthe DSL: a #[scoped] checkout with go! and try_go!:");
-    println!("result: {}", checkout(7, "SAVE10").await?);
-    println!("\nthe same with a coupon that does not parse:");
-    println!("result: {}", checkout(7, "SAVEten").await?);
-    Ok(())
+    println!("2. the same request under a 50 ms deadline (the parent's deadline reaches it):");
+    match impatient_caller().await {
+        Ok(page) => println!("  => {page}\n"),
+        Err(e) => println!("  => failed: {e}\n"),
+    }
+
+    println!("3. what the process-wide registry serves at /metrics:");
+    for line in go_go_scope::metrics::encode().lines() {
+        let ours = line.contains("scope=\"handle_request\"");
+        let wanted = [
+            "tasks_spawned",
+            "tasks_completed",
+            "tasks_failed",
+            "avg_seconds",
+        ];
+        if ours && wanted.iter().any(|w| line.contains(w)) {
+            println!("  {line}");
+        }
+    }
+}
+
+/// Prints each go-go-scope span when it closes: a small `tracing` layer, standing in for the
+/// OpenTelemetry exporter a service would install (see the `jaeger_tracing` example).
+mod spans {
+    use std::fmt::Write as _;
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Level, Subscriber};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::registry::LookupSpan;
+    use tracing_subscriber::{Layer, filter};
+
+    pub fn print_closed_spans() {
+        let layer =
+            SpanPrinter.with_filter(filter::Targets::new().with_target("go_go_scope", Level::INFO));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::set_global_default(subscriber).expect("the tour's only subscriber");
+    }
+
+    /// The fields worth printing, collected as the span records them.
+    #[derive(Default)]
+    struct Fields {
+        name: Option<String>,
+        shown: Vec<(&'static str, String)>,
+    }
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.record(field, format!("{value:?}").trim_matches('"').to_owned());
+        }
+
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.record(field, value.to_owned());
+        }
+    }
+
+    impl Fields {
+        fn record(&mut self, field: &Field, value: String) {
+            const SHOWN: [&str; 6] = [
+                "task.duration_ms",
+                "scope.duration_ms",
+                "task.retry_attempts",
+                "task.error_reason",
+                "scope.errors",
+                "otel.status_description",
+            ];
+            if field.name() == "otel.name" {
+                self.name = Some(value);
+            } else if let Some(key) = SHOWN.iter().find(|k| **k == field.name()) {
+                self.shown.retain(|(k, _)| k != key);
+                self.shown.push((key, value));
+            }
+        }
+    }
+
+    struct SpanPrinter;
+
+    impl<S> Layer<S> for SpanPrinter
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+            let mut fields = Fields::default();
+            attrs.record(&mut fields);
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(fields);
+            }
+        }
+
+        fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+            if let Some(span) = ctx.span(id)
+                && let Some(fields) = span.extensions_mut().get_mut::<Fields>()
+            {
+                values.record(fields);
+            }
+        }
+
+        fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+            let Some(span) = ctx.span(&id) else { return };
+            let depth = span.scope().skip(1).count();
+            let extensions = span.extensions();
+            let Some(fields) = extensions.get::<Fields>() else {
+                return;
+            };
+            let kind = span.name();
+            let mut line = format!(
+                "  {:indent$}span {} ({kind})",
+                "",
+                fields.name.as_deref().unwrap_or(kind),
+                indent = depth * 2
+            );
+            for (key, value) in &fields.shown {
+                let _ = write!(line, " {key}={value}");
+            }
+            println!("{line}");
+        }
+    }
 }
