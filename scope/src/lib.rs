@@ -24,26 +24,91 @@
 //! # }
 //! ```
 //!
-//! # The pieces
-//! - [`Scope`] and [`ScopeBuilder`]: create, [`spawn`](Scope::spawn), [`cancel`](Scope::cancel),
-//!   [`close`](Scope::close), or [`Scope::run`] a body that is always closed.
-//! - [`Task`]: awaiting it gives `(Option<Error>, Option<T>)`; [`Task::result`] a `Result`.
-//! - [`Error`]: one error type with data variants ([`Error::Cancelled`], [`Error::Timeout`],
-//!   [`Error::Panicked`], [`Error::Failed`] holding the task's own error, ...).
-//! - Cancellation is a tree: a child scope's token is a child of its parent's, and closing a
-//!   parent closes its children first. [`Scope::current`] is the ambient scope.
-//! - Services: [`Scope::provide`], [`Scope::provide_with`], [`Scope::service`]; cleanups with
-//!   [`Scope::defer`].
-//! - [`Hooks`] and [`ScopeMetrics`] to observe what happens.
-//! - Communication: [`Channel`] ([`Scope::channel`], capacity 0 is a rendezvous, a closed
-//!   channel hands values back), [`Broadcast`], [`Select`] over several channels, and
-//!   [`ScopedStream`] ([`Scope::stream`]) that ends when the scope is cancelled.
-//! - Timing helpers that end with their scope: [`Scope::poll`], [`Scope::debounce`],
-//!   [`Scope::throttle`], and the resource [`Pool`] ([`Scope::pool`]).
-//! - Spans for every scope and task through `tracing` ([`trace`]), exported to OpenTelemetry
-//!   with the feature `otel` (`otel::OtelPipeline`); metrics in Prometheus, JSON and OTLP/JSON
-//!   form, a process-wide registry and a Pushgateway client with the feature `metrics`
-//!   ([`metrics`]).
+//! # A tour
+//!
+//! ## Scopes and tasks
+//! [`Scope::run`] runs a body in a new scope and closes the scope when the body ends, on every
+//! path; [`Scope::builder`] sets its name, deadline ([`ScopeBuilder::timeout`]), concurrency
+//! limit and the rest; [`Scope::new`] + [`Scope::close`] do the same by hand. Inside, tasks
+//! start with [`Scope::spawn`] (any future), [`Scope::try_spawn`] (a future returning
+//! `Result`, whose error becomes the task's) or [`Scope::task`] (a factory, for a name, a
+//! per-attempt timeout and retries). Tasks are eager, like Go's `go`: they run from the moment
+//! they are spawned. The scope owns them, not the [`Task`] handle: dropping the handle does not
+//! cancel the task, the scope still ends it.
+//!
+//! ## The outcome pair
+//! Awaiting a [`Task`] gives an [`Outcome`], `(Option<Error>, Option<T>)` with exactly one side
+//! set, for handling a failure on the spot; [`Task::result`] gives a `Result` for `?`. Every
+//! failure is an [`Error`] variant — cancelled, timed out (saying whose deadline), panicked,
+//! refused by a breaker — and a task's own error is kept with its type in [`Error::Failed`]
+//! ([`Error::downcast_ref`] gets it back).
+//!
+//! ## The macros
+//! With the feature `macros` (on by default), `#[scoped]` gives an `async fn` a scope of its own,
+//! `go!` spawns into the current scope, and `try_go!` / `try_go_raw!` turn one fallible
+//! expression into a pair:
+//!
+//! ```
+//! use go_go_scope::{Error, go, scoped, try_go};
+//!
+//! async fn price(item: &str) -> Result<u32, std::io::Error> {
+//!     Ok(if item == "book" { 1999 } else { 500 })
+//! }
+//!
+//! #[scoped(timeout = "2s", concurrency = 4)]
+//! async fn total(items: &[&'static str], coupon: &str) -> Result<u32, Error> {
+//!     let prices: Vec<_> = items.iter().map(|&item| go!(retry = 2, price(item))).collect();
+//!     let (_, discount) = try_go!(coupon.parse::<u32>()); // a bad coupon is ignored
+//!     let mut sum = 0;
+//!     for p in prices {
+//!         sum += p.result().await?;
+//!     }
+//!     Ok(sum.saturating_sub(discount.unwrap_or(0)))
+//! } // whatever is still running here is cancelled and awaited
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! assert_eq!(total(&["book", "pen"], "499").await.unwrap(), 2000);
+//! assert_eq!(total(&["pen"], "none").await.unwrap(), 500);
+//! # }
+//! ```
+//!
+//! ## Cancellation
+//! Scopes form a tree: a scope built inside another's code (or with [`Scope::child`]) is its
+//! child, and cancelling a scope cancels its whole subtree. A scope is cancelled by its
+//! deadline, by [`Scope::cancel`], by its parent, or by closing with tasks still running. A
+//! cancelled task's future is dropped at its next `.await` and the task resolves to the
+//! cancellation's error. Code can find its scope with [`Scope::current`], wait for cancellation
+//! with [`cancelled`], or hand a [`CancellationToken`] ([`Scope::token`]) to APIs that take one.
+//!
+//! ## Resilience
+//! Retry policies ([`Retry`]: fixed, exponential, custom, jitter, `retry_if`), per-attempt
+//! timeouts nested in the scope's deadline ([`TaskBuilder::timeout`]), a [`CircuitBreaker`]
+//! shared by a scope and its children or by several scopes, a concurrency limit
+//! ([`ScopeBuilder::concurrency`]), [`Scope::race`] (first success wins, losers cancelled),
+//! [`Scope::parallel`] and [`Scope::parallel_aggregate`], a profiler ([`Scope::profile_report`])
+//! and deadlock detection ([`ScopeBuilder::deadlock_detection`], [`tracked_wait`]).
+//!
+//! ## Communication
+//! [`Channel`] ([`Scope::channel`]: bounded, multi-producer multi-consumer, capacity 0 is a
+//! rendezvous, a closed channel hands values back), [`Broadcast`], [`Select`] over several
+//! channels, [`ScopedStream`] ([`Scope::stream`]) that ends when the scope is cancelled, timing
+//! helpers that end with their scope ([`Scope::poll`], [`Scope::debounce`],
+//! [`Scope::throttle`]) and the resource [`Pool`] ([`Scope::pool`]).
+//!
+//! ## Observability
+//! Every scope and task is a `tracing` span ([`trace`]: names, parentage, the attributes, error
+//! status), so any subscriber sees them; with the feature `otel`, `otel::OtelPipeline` exports
+//! them over OTLP in one call, or [`ScopeBuilder::tracer`] sends them to a tracer of your own.
+//! [`Hooks`] see every task start and end, cancellations and disposals. [`ScopeMetrics`]
+//! ([`ScopeBuilder::metrics`]) counts and times tasks; with the feature `metrics`, the
+//! [`metrics`] module exports them as Prometheus text, JSON or OTLP/JSON, aggregates every scope
+//! by name in a process-wide registry for a `/metrics` endpoint, and pushes to a Pushgateway.
+//! Log events go through `tracing` too (target `go_go_scope`).
+//!
+//! ## Testing
+//! The module `testing` (feature `testing`) has a recording `TestScope`, `assert_closed`,
+//! helpers for Tokio's paused clock and a `Spy`.
 //!
 //! # What happens when a scope ends
 //! 1. The scope is cancelled: every task still running is dropped at its next await point and
@@ -54,6 +119,21 @@
 //!
 //! Dropping the last handle of a scope that was never closed cancels its tasks at once and
 //! closes the scope in the background (logged at `warn`, counted by [`unclosed_drops`]).
+//!
+//! # Cargo features
+//!
+//! | feature | default | adds |
+//! |---|---|---|
+//! | `macros` | yes | `#[scoped]`, `go!`, `try_go!`, `try_go_raw!` |
+//! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
+//! | `otel` | no | `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call; `ScopeTracer::new` for a tracer of your own |
+//! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, Pushgateway push, `MetricsReporter` |
+//! | `full` | no | all of them |
+//!
+//! # The guide
+//! The repository's [guide](https://github.com/go-go-scope/go-go-scope-rs/blob/main/docs/README.md)
+//! teaches all of this with runnable programs: concepts, resilience, concurrency patterns,
+//! observability, testing, and a comparison with hand-written Tokio.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -122,6 +202,7 @@ pub use trace::{AttrValue, ScopeTracer, record_task_attr};
 /// Re-exported so users can name the token type [`Scope::token`] returns.
 pub use tokio_util::sync::CancellationToken;
 
+/// *Feature `macros` (on by default).*
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use go_go_scope_macros::{go, scoped, try_go, try_go_raw};

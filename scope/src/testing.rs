@@ -40,6 +40,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// One task a [`TestScope`] saw.
+///
+/// *Feature `testing`.*
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct TaskCall {
@@ -94,6 +96,8 @@ impl TaskObserver for Recorder {
 }
 
 /// A real [`Scope`] (it derefs to one) that records every task spawned into it.
+///
+/// *Feature `testing`.*
 ///
 /// ```
 /// use go_go_scope::testing::TestScope;
@@ -186,6 +190,8 @@ impl Deref for TestScope {
 /// Asserts that `scope` kept the structured-concurrency promise: it is closed, cancelled, has
 /// no live task and no child scope left, and every disposer ran.
 ///
+/// *Feature `testing`.*
+///
 /// # Panics
 /// With a message naming the broken promise.
 ///
@@ -232,6 +238,8 @@ pub fn assert_closed(scope: &Scope) {
 }
 
 /// Closes `scope` (a failing disposer fails the test) and asserts [`assert_closed`].
+///
+/// *Feature `testing`.*
 pub async fn close_and_assert(scope: &Scope) {
     if let Err(error) = scope.close().await {
         panic!("closing scope `{}` failed: {error}", scope.name());
@@ -242,6 +250,8 @@ pub async fn close_and_assert(scope: &Scope) {
 /// Lets every task that is ready to run make progress before returning (on the
 /// current-thread runtime `#[tokio::test]` uses): yields to the scheduler until a round of
 /// yields found nothing new to run, at most 64 times.
+///
+/// *Feature `testing`.*
 ///
 /// ```
 /// use std::sync::atomic::{AtomicBool, Ordering};
@@ -278,6 +288,8 @@ pub async fn flush_tasks() {
 /// Moves the paused clock forward by `by` and lets the tasks that became ready run.
 /// Requires the paused clock (`#[tokio::test(start_paused = true)]`).
 ///
+/// *Feature `testing`.*
+///
 /// ```
 /// use std::time::Duration;
 /// use std::sync::atomic::{AtomicBool, Ordering};
@@ -306,6 +318,8 @@ pub async fn advance(by: Duration) {
 }
 
 /// One recorded call of a [`Spy`].
+///
+/// *Feature `testing`.*
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpyCall<A, R> {
     /// The arguments it was called with.
@@ -323,6 +337,8 @@ struct SpyState<A, R> {
 }
 
 /// A recording stand-in for a callback: call it, then assert on how it was called.
+///
+/// *Feature `testing`.*
 ///
 /// It answers with its implementation if one is set, else its return value, else
 /// `R::default()`. Clones share the same record.
