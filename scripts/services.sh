@@ -60,10 +60,25 @@ services_install() {
 }
 
 # True when every component answers.
+# True when the services answer and are this checkout's (started from here, so their output
+# files are in this checkout's work folder); another checkout's services on the same ports are
+# not used.
 services_ready() {
-    curl -sf -o /dev/null "http://$GOSCOPE_PROMETHEUS/-/ready" &&
+    _services_started_here &&
+        curl -sf -o /dev/null "http://$GOSCOPE_PROMETHEUS/-/ready" &&
         curl -sf -o /dev/null "http://$GOSCOPE_PUSHGATEWAY/-/ready" &&
         curl -sf -o /dev/null "http://$GOSCOPE_OTLP/healthz"
+}
+
+_services_started_here() {
+    local pid count=0
+    [[ -f $GOSCOPE_WORK/pids ]] || return 1
+    while read -r pid; do
+        [[ -n $pid ]] || continue
+        _services_alive "$pid" && _services_ours "$pid" || return 1
+        count=$((count + 1))
+    done <"$GOSCOPE_WORK/pids"
+    ((count > 0))
 }
 
 services_status() {
@@ -110,7 +125,8 @@ services_start() {
     local address
     for address in "$GOSCOPE_PROMETHEUS" "$GOSCOPE_PUSHGATEWAY" "$GOSCOPE_OTLP"; do
         if curl -s -o /dev/null "http://$address/"; then
-            echo "error: $address is taken by another program; stop it and retry" >&2
+            echo "error: $address is taken by another program (or another checkout's services);" \
+                "stop it and retry" >&2
             return 1
         fi
     done
