@@ -381,6 +381,25 @@ async fn the_stricter_of_task_and_scope_timeouts_wins() {
     s.close().await.unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_unnamed_task_s_timeout_names_it_by_its_number() {
+    let s = Scope::new().unwrap();
+    s.spawn(async {}).await;
+    let (err, _) = s
+        .task_once(async {
+            sleep(Duration::from_secs(5)).await;
+            Ok::<_, Error>(())
+        })
+        .timeout(Duration::from_millis(5))
+        .spawn()
+        .await;
+    assert_eq!(
+        err.unwrap().to_string(),
+        "task `task-2` timed out after 5ms"
+    );
+    s.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_zero_task_timeout_is_rejected_without_running() {
     let s = Scope::new().unwrap();

@@ -459,6 +459,9 @@ where
         },
     };
     tracing::trace!(scope = %shared.name, task = index, "task spawned");
+    if let Some(run) = &run {
+        run.set_index(index);
+    }
     let span_info = TaskSpanInfo {
         attrs,
         has_retry: run

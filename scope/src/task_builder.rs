@@ -346,6 +346,8 @@ pub(crate) struct TaskRun {
     timeout: Option<Duration>,
     retry: Option<Retry>,
     name: Option<Cow<'static, str>>,
+    /// The task's number in its scope, known once it is spawned (for its default name).
+    index: OnceLock<u64>,
     /// When the first attempt began (after its permit and breaker check).
     started: OnceLock<Instant>,
     retries: AtomicU32,
@@ -405,10 +407,19 @@ impl TaskRun {
 
 impl TaskRun {
     fn timeout_error(&self, after: Duration) -> Error {
+        let name = match (&self.name, self.index.get()) {
+            (Some(name), _) => name.clone(),
+            (None, Some(index)) => Cow::Owned(format!("task-{index}")),
+            (None, None) => Cow::Borrowed("task"),
+        };
         Error::Timeout {
             after,
-            scope_or_task: TimeoutOrigin::Task(self.name.clone().unwrap_or(Cow::Borrowed("task"))),
+            scope_or_task: TimeoutOrigin::Task(name),
         }
+    }
+
+    pub(crate) fn set_index(&self, index: u64) {
+        let _ = self.index.set(index);
     }
 }
 
