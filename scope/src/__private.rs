@@ -25,7 +25,7 @@ use pin_project_lite::pin_project;
 use crate::context::{self, Ambient};
 use crate::error::{BoxError, panic_message};
 use crate::scope::{CloseOnDrop, Shared};
-use crate::task::{Fallible, Plain, TaskSpec, spawn_body};
+use crate::task::{Fallible, Plain, spawn_single};
 
 pub use crate::circuit_breaker::CircuitBreaker;
 pub use crate::error::Error;
@@ -113,12 +113,7 @@ impl FallibleTag {
         E: Into<BoxError> + 'static,
     {
         with_ambient_scope(|shared| {
-            if shared.breaker.is_some() {
-                return Scope::from_shared(Arc::clone(shared))
-                    .task_once(future)
-                    .spawn();
-            }
-            spawn_body(shared, Fallible::new(future), TaskSpec::plain())
+            spawn_single(shared, Fallible::new(future))
         })
     }
 
@@ -150,12 +145,7 @@ impl PlainTag {
         F::Output: Send + 'static,
     {
         with_ambient_scope(|shared| {
-            if shared.breaker.is_some() {
-                return Scope::from_shared(Arc::clone(shared))
-                    .task_once(Infallibly { future })
-                    .spawn();
-            }
-            spawn_body(shared, Plain::new(future), TaskSpec::plain())
+            spawn_single(shared, Plain::new(future))
         })
     }
 

@@ -33,7 +33,7 @@ use crate::metrics::{MetricsCollector, ScopeMetrics};
 use crate::profiler::{ProfileReport, Profiler};
 use crate::resources::{DisposeResult, Resources};
 use crate::retry::Retry;
-use crate::task::{Fallible, Plain, Task, TaskSpec, spawn_body};
+use crate::task::{Fallible, Plain, Task, spawn_single};
 
 static NEXT_SCOPE_ID: AtomicU64 = AtomicU64::new(1);
 static UNCLOSED_DROPS: AtomicU64 = AtomicU64::new(0);
@@ -618,10 +618,7 @@ impl Scope {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        if self.shared.breaker.is_some() {
-            return self.task_once(Plain::new(future)).spawn();
-        }
-        spawn_body(&self.shared, Plain::new(future), TaskSpec::plain())
+        spawn_single(&self.shared, Plain::new(future))
     }
 
     /// Spawns a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error
@@ -645,10 +642,7 @@ impl Scope {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        if self.shared.breaker.is_some() {
-            return self.task_once(future).spawn();
-        }
-        spawn_body(&self.shared, Fallible::new(future), TaskSpec::plain())
+        spawn_single(&self.shared, Fallible::new(future))
     }
 
     /// Cancels outstanding tasks, waits until every task and child scope has ended, then runs

@@ -20,6 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 
+use crate::circuit_breaker::{Admission, CircuitBreaker};
 use crate::context::{self, Ambient, TaskIdent};
 use crate::deadlock::WaitGuard;
 use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
@@ -201,6 +202,74 @@ where
             .future
             .poll(cx)
             .map(|r| r.map_err(Error::from_task_error))
+    }
+}
+
+pin_project! {
+    /// A single-attempt body under the scope's circuit breaker: asks the breaker before the
+    /// body's first poll, and reports its outcome (a panic counts as a failure).
+    pub(crate) struct Guarded<B> {
+        #[pin]
+        body: B,
+        breaker: CircuitBreaker,
+        admission: Option<Admission>,
+        asked: bool,
+    }
+}
+
+impl<B, T> Future for Guarded<B>
+where
+    B: Future<Output = Result<T, Error>>,
+{
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if !*this.asked {
+            *this.asked = true;
+            match this.breaker.admit() {
+                Ok(admission) => *this.admission = Some(admission),
+                Err(refused) => return Poll::Ready(Err(refused)),
+            }
+        }
+        let body = this.body;
+        match catch_unwind(AssertUnwindSafe(|| body.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(result)) => {
+                if let Some(admission) = this.admission.take() {
+                    admission.settle(result.is_ok());
+                }
+                Poll::Ready(result)
+            }
+            Err(payload) => {
+                if let Some(admission) = this.admission.take() {
+                    admission.settle(false);
+                }
+                std::panic::resume_unwind(payload)
+            }
+        }
+    }
+}
+
+/// Spawns a single-attempt body (a plain or fallible future): straight into the scope, or
+/// through the scope's circuit breaker when it has one.
+pub(crate) fn spawn_single<B, T>(shared: &Arc<Shared>, body: B) -> Task<T>
+where
+    B: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    match &shared.breaker {
+        None => spawn_body(shared, body, TaskSpec::plain()),
+        Some(breaker) => spawn_body(
+            shared,
+            Guarded {
+                body,
+                breaker: breaker.clone(),
+                admission: None,
+                asked: false,
+            },
+            TaskSpec::plain(),
+        ),
     }
 }
 

@@ -346,8 +346,9 @@ pub(crate) struct TaskRun {
     timeout: Option<Duration>,
     retry: Option<Retry>,
     name: Option<Cow<'static, str>>,
-    /// The task's number in its scope, known once it is spawned (for its default name).
-    index: OnceLock<u64>,
+    /// The task's number in its scope, known once it is spawned (for its default name); 0
+    /// until then.
+    index: AtomicU64,
     /// When the first attempt began (after its permit and breaker check).
     started: OnceLock<Instant>,
     retries: AtomicU32,
@@ -407,10 +408,10 @@ impl TaskRun {
 
 impl TaskRun {
     fn timeout_error(&self, after: Duration) -> Error {
-        let name = match (&self.name, self.index.get()) {
+        let name = match (&self.name, self.index.load(Ordering::Relaxed)) {
             (Some(name), _) => name.clone(),
-            (None, Some(index)) => Cow::Owned(format!("task-{index}")),
-            (None, None) => Cow::Borrowed("task"),
+            (None, 0) => Cow::Borrowed("task"),
+            (None, index) => Cow::Owned(format!("task-{index}")),
         };
         Error::Timeout {
             after,
@@ -419,7 +420,7 @@ impl TaskRun {
     }
 
     pub(crate) fn set_index(&self, index: u64) {
-        let _ = self.index.set(index);
+        self.index.store(index, Ordering::Relaxed);
     }
 }
 
