@@ -112,9 +112,7 @@ impl FallibleTag {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        with_ambient_scope(|shared| {
-            spawn_single(shared, Fallible::new(future))
-        })
+        with_ambient_scope(|shared| spawn_single(shared, Fallible::new(future)))
     }
 
     /// Spawns into `scope`.
@@ -144,9 +142,7 @@ impl PlainTag {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        with_ambient_scope(|shared| {
-            spawn_single(shared, Plain::new(future))
-        })
+        with_ambient_scope(|shared| spawn_single(shared, Plain::new(future)))
     }
 
     /// Spawns into `scope`.

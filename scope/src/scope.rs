@@ -375,6 +375,10 @@ impl Shared {
 
     /// The last handle went away while the scope was open.
     fn dropped_unclosed(self: &Arc<Self>) {
+        if !self.is_open() {
+            // Closed (the usual case) or closing: nothing to do.
+            return;
+        }
         let live_tasks = self.live_tasks();
         if self.close_in_background(Cause::Cancelled(Cow::Borrowed(
             "scope dropped without close",
@@ -1092,13 +1096,20 @@ pub struct ScopeBuilder {
     timeout: Option<Duration>,
     concurrency: Option<usize>,
     parent: ParentChoice,
-    hooks: Option<Hooks>,
     metrics: bool,
     wait: bool,
+    profiler: bool,
+    /// The less common options, boxed: a builder is moved by every call, and short-lived
+    /// scopes (one per request) mostly set none of these.
+    extras: Option<Box<Extras>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Extras {
+    hooks: Option<Hooks>,
     deadlock: Option<(Duration, Arc<DeadlockCallback>)>,
     breaker: Option<CircuitBreaker>,
     retry: Option<Retry>,
-    profiler: bool,
     /// Tracer and span attributes (set in `crate::trace`).
     pub(crate) trace: crate::trace::TraceOptions,
 }
@@ -1118,6 +1129,10 @@ impl std::fmt::Debug for ScopeBuilder {
 }
 
 impl ScopeBuilder {
+    pub(crate) fn extras(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
     /// The scope's name, used for its span, its metrics label and its errors. Default `"scope"`.
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = Some(name.into());
@@ -1155,13 +1170,13 @@ impl ScopeBuilder {
     /// Sends every task of this scope (and of its child scopes, unless they set their own)
     /// through `breaker`; see [`CircuitBreaker`].
     pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.breaker = Some(breaker);
+        self.extras().breaker = Some(breaker);
         self
     }
 
     /// The retry policy of tasks built with [`Scope::task`] that set none themselves.
     pub fn retry(mut self, retry: impl Into<Retry>) -> Self {
-        self.retry = Some(retry.into());
+        self.extras().retry = Some(retry.into());
         self
     }
 
@@ -1173,16 +1188,17 @@ impl ScopeBuilder {
 
     /// Lifecycle callbacks; see [`Hooks`].
     pub fn hooks(mut self, hooks: Hooks) -> Self {
-        self.hooks = Some(hooks);
+        self.extras().hooks = Some(hooks);
         self
     }
 
     /// Adds the crate's own task observer (used by the testing scope) beside the user's hooks.
     #[cfg(feature = "testing")]
     pub(crate) fn observe(mut self, observer: Arc<dyn crate::hooks::TaskObserver>) -> Self {
-        let mut hooks = self.hooks.take().unwrap_or_default();
-        hooks.observer = Some(observer);
-        self.hooks = Some(hooks);
+        self.extras()
+            .hooks
+            .get_or_insert_with(Hooks::default)
+            .observer = Some(observer);
         self
     }
 
@@ -1202,7 +1218,7 @@ impl ScopeBuilder {
         threshold: Duration,
         on_deadlock: impl Fn(&[WaitingTask]) + Send + Sync + 'static,
     ) -> Self {
-        self.deadlock = Some((threshold, Arc::new(on_deadlock)));
+        self.extras().deadlock = Some((threshold, Arc::new(on_deadlock)));
         self
     }
 
@@ -1225,13 +1241,20 @@ impl ScopeBuilder {
     /// Builds the scope. Fails on invalid options, outside a Tokio runtime, or when the parent
     /// is already closed.
     pub fn build(self) -> Result<Scope, Error> {
+        let Extras {
+            hooks,
+            deadlock,
+            breaker,
+            retry,
+            trace: trace_options,
+        } = self.extras.map(|extras| *extras).unwrap_or_default();
         if self.concurrency == Some(0) {
             return Err(Error::invalid(
                 "concurrency",
                 "must be at least 1; leave it unset for no limit",
             ));
         }
-        if self.deadlock.as_ref().is_some_and(|(t, _)| t.is_zero()) {
+        if deadlock.as_ref().is_some_and(|(t, _)| t.is_zero()) {
             return Err(Error::invalid(
                 "deadlock_detection",
                 "the threshold must be greater than zero",
@@ -1253,15 +1276,13 @@ impl ScopeBuilder {
         let concurrency = self
             .concurrency
             .or_else(|| parent.as_ref().and_then(|p| p.concurrency));
-        let breaker = self
-            .breaker
-            .or_else(|| parent.as_ref().and_then(|p| p.breaker.clone()));
-        let hooks = self.hooks.filter(|h| !h.is_empty());
+        let breaker = breaker.or_else(|| parent.as_ref().and_then(|p| p.breaker.clone()));
+        let hooks = hooks.filter(|h| !h.is_empty());
         let custom_name = self.name.is_some();
         let name = self.name.unwrap_or(Cow::Borrowed("scope"));
         let metrics = self.metrics.then(|| MetricsCollector::new(&name));
         let trace = crate::trace::ScopeTrace::start(
-            self.trace,
+            trace_options,
             crate::trace::ScopeSpanInfo {
                 name: &name,
                 custom_name,
@@ -1293,13 +1314,12 @@ impl ScopeBuilder {
             metrics,
             limit: concurrency.map(|n| Arc::new(Semaphore::new(n))),
             breaker,
-            default_retry: self.retry,
+            default_retry: retry,
             concurrency,
             timeout: self.timeout,
             wait_on_exit: self.wait,
             timed,
-            detector: self
-                .deadlock
+            detector: deadlock
                 .map(|(threshold, callback)| Arc::new(Detector::new(threshold, callback))),
             profiler: self.profiler.then(Profiler::default),
             trace,

@@ -317,7 +317,7 @@ impl ScopeBuilder {
     /// # }
     /// ```
     pub fn tracer(mut self, tracer: impl Into<ScopeTracer>) -> Self {
-        self.trace.tracer = Some(tracer.into());
+        self.extras().trace.tracer = Some(tracer.into());
         self
     }
 
@@ -341,7 +341,7 @@ impl ScopeBuilder {
     /// # }
     /// ```
     pub fn attr(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<AttrValue>) -> Self {
-        self.trace.attrs.push((key.into(), value.into()));
+        self.extras().trace.attrs.push((key.into(), value.into()));
         self
     }
 }
