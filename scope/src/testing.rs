@@ -592,6 +592,8 @@ mod collector {
     /// What the layer keeps in a span's extensions until it closes.
     struct Open {
         id: u64,
+        /// Found when the span opens: the parent may close first.
+        parent_id: Option<u64>,
         fields: BTreeMap<String, String>,
     }
 
@@ -672,11 +674,16 @@ mod collector {
             }
             let mut fields = BTreeMap::new();
             attrs.record(&mut Fields(&mut fields));
-            let open = Open {
-                id: self.collector.next_id.fetch_add(1, Ordering::Relaxed) + 1,
-                fields,
-            };
             if let Some(span) = ctx.span(id) {
+                let parent_id = span
+                    .scope()
+                    .skip(1)
+                    .find_map(|parent| parent.extensions().get::<Open>().map(|p| p.id));
+                let open = Open {
+                    id: self.collector.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+                    parent_id,
+                    fields,
+                };
                 span.extensions_mut().insert(open);
             }
         }
@@ -694,10 +701,6 @@ mod collector {
             let Some(open) = span.extensions_mut().remove::<Open>() else {
                 return;
             };
-            let parent_id = span
-                .scope()
-                .skip(1)
-                .find_map(|parent| parent.extensions().get::<Open>().map(|p| p.id));
             let kind = if span.name() == "scope" {
                 "scope"
             } else {
@@ -712,7 +715,7 @@ mod collector {
                 name,
                 kind,
                 id: open.id,
-                parent_id,
+                parent_id: open.parent_id,
                 fields: open.fields,
             });
         }
