@@ -488,6 +488,12 @@ impl CollectedSpan {
 /// level). [`install`](SpanCollector::install) makes it the current thread's subscriber, which
 /// suits `#[tokio::test]`'s current-thread runtime.
 ///
+/// One caveat comes from `tracing` itself: it decides once per call site whether any subscriber
+/// wants it. When other tests of the same binary run go-go-scope code on their threads without
+/// a subscriber while this one is being installed, a call site can be cached as unwanted and
+/// its spans go missing. Keep span tests in a test binary of their own (a file under `tests/`),
+/// or run the binary with `--test-threads=1`.
+///
 /// ```
 /// use go_go_scope::testing::SpanCollector;
 /// use go_go_scope::Scope;
@@ -532,7 +538,14 @@ impl SpanCollector {
     /// dropped.
     pub fn install(&self) -> tracing::subscriber::DefaultGuard {
         use tracing_subscriber::layer::SubscriberExt;
-        tracing::subscriber::set_default(tracing_subscriber::registry().with(self.layer()))
+        let guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(self.layer()));
+        // `tracing` caches, per call site, whether any subscriber wants it. With tests on
+        // several threads, each with a subscriber of its own, a call site first reached on a
+        // thread without one can be cached as unwanted while this subscriber is being set up;
+        // asking for the caches to be rebuilt makes this subscriber count.
+        tracing::callsite::rebuild_interest_cache();
+        guard
     }
 
     /// The collector as a layer, to add to a subscriber of your own.
