@@ -5,53 +5,20 @@
 //! The groups without a subscriber run first; the last group installs a global subscriber (an
 //! OpenTelemetry layer at `INFO` over a provider without exporters) for the rest of the process.
 
-use std::future::Future;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use go_go_scope::{Scope, ScopeBuilder, ScopeTracer};
 use opentelemetry::trace::TracerProvider as _;
+use support::{on_worker, runtime, timed_on_worker};
 use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime for benchmarks")
-}
-
-/// Runs `fut` (which times its own loop) inside a task on a worker.
-fn timed_on_worker<Fut>(rt: &Runtime, fut: Fut) -> Duration
-where
-    Fut: Future<Output = Duration> + Send + 'static,
-{
-    rt.block_on(async move { tokio::spawn(fut).await.expect("benchmark loop") })
-}
-
-/// Runs `body` `iters` times inside a task on a worker and returns the time taken.
-fn on_worker<F, Fut>(rt: &Runtime, iters: u64, body: F) -> Duration
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let start = Instant::now();
-            for _ in 0..iters {
-                body().await;
-            }
-            start.elapsed()
-        })
-        .await
-        .expect("benchmark loop")
-    })
-}
 
 fn raw_spawn_await(rt: &Runtime, iters: u64) -> Duration {
     timed_on_worker(rt, async move {
