@@ -599,6 +599,62 @@ async fn circuit_open_is_not_retried() {
     s.close().await.unwrap();
 }
 
+// An attempt that itself fails with CircuitOpen (a guarded call inside it was refused) is not
+// retried either, whether the error comes as our `Error` or boxed; other error types are
+// retried with the policy's plain schedule, and the last one is the task's error.
+#[tokio::test]
+async fn an_attempt_s_own_circuit_open_is_not_retried() {
+    let s = Scope::new().unwrap();
+    let calls = counter();
+    let c = calls.clone();
+    let (err, _) = s
+        .task(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>(Error::CircuitOpen) }
+        })
+        .retry(3)
+        .spawn()
+        .await;
+    assert!(matches!(err, Some(Error::CircuitOpen)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let calls = counter();
+    let c = calls.clone();
+    let (err, _) = s
+        .task(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), go_go_scope::BoxError>(Box::new(Error::CircuitOpen)) }
+        })
+        .retry(3)
+        .spawn()
+        .await;
+    assert!(matches!(err, Some(Error::CircuitOpen)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    #[derive(Debug)]
+    struct Refused(u32);
+    impl std::fmt::Display for Refused {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "backend said no ({})", self.0)
+        }
+    }
+    impl std::error::Error for Refused {}
+    let calls = counter();
+    let c = calls.clone();
+    let (err, _) = s
+        .task(move |attempt| {
+            c.fetch_add(1, Ordering::SeqCst);
+            async move { Err::<(), _>(Refused(attempt)) }
+        })
+        .retry(Retry::fixed(2, Duration::from_millis(1)))
+        .spawn()
+        .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let err = err.unwrap();
+    assert_eq!(err.downcast_ref::<Refused>().map(|r| r.0), Some(3));
+    s.close().await.unwrap();
+}
+
 // The breaker is shared with child scopes.
 #[tokio::test]
 async fn child_scopes_share_the_parent_breaker() {

@@ -278,6 +278,153 @@ async fn a_built_task_reports_its_name_retries_timeout_breaker_and_attributes() 
     assert!(!is_error(task));
 }
 
+/// Runs tasks under a concurrency limit, a circuit breaker and retry policies, in child scopes of
+/// a root scope traced with `tracer`, for the detail attributes of their spans.
+async fn detail_scenario(tracer: ScopeTracer) {
+    use go_go_scope::{CircuitBreaker, Error, Retry};
+    use tokio::time::sleep;
+    let root = Scope::builder()
+        .name("details")
+        .tracer(tracer)
+        .build()
+        .unwrap();
+
+    let limited = root.child().name("limited").concurrency(1).build().unwrap();
+    let blocker = limited
+        .task_once(async {
+            sleep(Duration::from_millis(20)).await;
+            Ok::<_, Error>(())
+        })
+        .name("blocker")
+        .spawn();
+    let flaky = limited
+        .task(|attempt| async move {
+            if attempt == 1 {
+                Err("hiccup")
+            } else {
+                Ok(attempt)
+            }
+        })
+        .name("flaky")
+        .retry(Retry::fixed(2, Duration::from_millis(1)))
+        .spawn();
+    // Lets `flaky` start waiting for the permit.
+    sleep(Duration::from_millis(1)).await;
+    let third = limited
+        .task_once(async { Ok::<_, Error>(3) })
+        .name("third")
+        .spawn();
+    assert!(blocker.await.0.is_none());
+    assert_eq!(flaky.await.1, Some(2));
+    assert_eq!(third.await.1, Some(3));
+    limited.close().await.unwrap();
+
+    let retrying = root.child().name("retrying").build().unwrap();
+    let picky = retrying
+        .task(|_| async { Err::<(), _>("fatal") })
+        .name("picky")
+        .retry(Retry::new(3).retry_if(|_| false))
+        .spawn();
+    let hopeless = retrying
+        .task(|_| async { Err::<(), _>("down") })
+        .name("hopeless")
+        .retry(1)
+        .spawn();
+    let plain = retrying
+        .task_once(async { Ok::<_, Error>(()) })
+        .name("plain")
+        .spawn();
+    assert!(picky.await.0.is_some());
+    assert!(hopeless.await.0.is_some());
+    assert!(plain.await.0.is_none());
+    retrying.close().await.unwrap();
+
+    let breaker = CircuitBreaker::new(2, Duration::from_secs(30)).unwrap();
+    let guarded = root
+        .child()
+        .name("guarded")
+        .circuit_breaker(breaker)
+        .build()
+        .unwrap();
+    for name in ["fail-a", "fail-b"] {
+        let failing = guarded
+            .task_once(async { Err::<(), _>("refused by upstream") })
+            .name(name)
+            .spawn();
+        assert!(failing.await.0.is_some());
+    }
+    let refused = guarded
+        .task_once(async { Ok::<_, Error>(()) })
+        .name("refused")
+        .spawn();
+    assert!(matches!(refused.await.0, Some(Error::CircuitOpen)));
+    guarded.close().await.unwrap();
+    root.close().await.unwrap();
+}
+
+fn assert_details(spans: &[SpanData]) {
+    let blocker = one(spans, "blocker");
+    assert_eq!(int(blocker, "task.concurrency.available_before"), 1);
+    assert_eq!(int(blocker, "task.concurrency.waiting_before"), 0);
+    let flaky = one(spans, "flaky");
+    assert_eq!(int(flaky, "task.concurrency.available_before"), 0);
+    assert_eq!(int(flaky, "task.concurrency.waiting_before"), 0);
+    assert_eq!(int(flaky, "task.retry.max_retries"), 2);
+    assert!(boolean(flaky, "task.retry.has_delay"));
+    assert!(!boolean(flaky, "task.retry.has_condition"));
+    assert_eq!(int(flaky, "task.retry.succeeded_after"), 2);
+    assert_eq!(attr(flaky, "task.retry.max_retries_exceeded"), None);
+    let third = one(spans, "third");
+    assert_eq!(int(third, "task.concurrency.available_before"), 0);
+    assert_eq!(int(third, "task.concurrency.waiting_before"), 1);
+
+    let picky = one(spans, "picky");
+    assert!(boolean(picky, "task.retry.has_condition"));
+    assert!(boolean(picky, "task.retry.condition_rejected"));
+    assert_eq!(attr(picky, "task.retry.max_retries_exceeded"), None);
+    let hopeless = one(spans, "hopeless");
+    assert!(!boolean(hopeless, "task.retry.has_delay"));
+    assert!(boolean(hopeless, "task.retry.max_retries_exceeded"));
+    assert_eq!(int(hopeless, "task.retry.attempts_made"), 2);
+    assert_eq!(attr(hopeless, "task.retry.succeeded_after"), None);
+    let plain = one(spans, "plain");
+    for key in [
+        "task.retry.max_retries",
+        "task.concurrency.available_before",
+        "task.circuit_breaker.state",
+    ] {
+        assert_eq!(attr(plain, key), None, "{key} on a task without it");
+    }
+
+    let fail_a = one(spans, "fail-a");
+    assert_eq!(string(fail_a, "task.circuit_breaker.state"), "closed");
+    assert_eq!(int(fail_a, "task.circuit_breaker.failure_count"), 0);
+    assert_eq!(attr(fail_a, "task.circuit_breaker.rejected"), None);
+    let fail_b = one(spans, "fail-b");
+    assert_eq!(int(fail_b, "task.circuit_breaker.failure_count"), 1);
+    let refused = one(spans, "refused");
+    assert_eq!(string(refused, "task.circuit_breaker.state"), "open");
+    assert_eq!(int(refused, "task.circuit_breaker.failure_count"), 2);
+    assert!(boolean(refused, "task.circuit_breaker.rejected"));
+    assert_eq!(string(refused, "task.error_reason"), "circuit_breaker_open");
+}
+
+// OTEL-05/06/07: breaker, limit and retry details, through a tracing-opentelemetry layer.
+#[tokio::test(start_paused = true)]
+async fn task_spans_carry_breaker_limit_and_retry_details_through_a_layer() {
+    let traces = Traces::layer_at(Level::INFO);
+    detail_scenario(ScopeTracer::global()).await;
+    assert_details(&traces.spans());
+}
+
+// The same attributes when the spans are made directly with a tracer.
+#[tokio::test(start_paused = true)]
+async fn task_spans_carry_breaker_limit_and_retry_details_made_directly() {
+    let traces = Traces::without_subscriber();
+    detail_scenario(ScopeTracer::from(traces.provider.tracer("direct"))).await;
+    assert_details(&traces.spans());
+}
+
 #[go_go_scope::scoped(tracer, attrs("tenant" = "acme", "shard" = 3_i64), skip(secret))]
 async fn traced_handler(
     user_id: u64,

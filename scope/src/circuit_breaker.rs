@@ -250,6 +250,15 @@ impl CircuitBreaker {
         self.lock().consecutive_failures
     }
 
+    /// The state and the failure count, read together.
+    pub(crate) fn snapshot(&self) -> (CircuitState, u32) {
+        let state = self.lock();
+        (
+            state.mode.public(self.inner.reset_timeout),
+            state.consecutive_failures,
+        )
+    }
+
     /// Calls refused because the breaker was open (or a trial was already running).
     pub fn rejections(&self) -> u64 {
         self.inner.rejections.load(Ordering::Relaxed)

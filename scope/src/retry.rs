@@ -203,10 +203,33 @@ impl Retry {
         }
     }
 
-    /// The delay before retry number `retry` (1-based). A panicking delay function is the
-    /// task's error.
-    pub(crate) fn delay_before(&self, retry: u32, error: &Error) -> Result<Duration, Error> {
-        let computed = match &self.delay {
+    /// True when the policy waits before retries (a fixed, exponential or custom delay).
+    pub(crate) fn has_delay(&self) -> bool {
+        !matches!(self.delay, Delay::None)
+    }
+
+    /// True when a `retry_if` predicate decides which errors are retried.
+    pub(crate) fn has_condition(&self) -> bool {
+        self.retry_if.is_some()
+    }
+
+    /// True when deciding or announcing a retry looks at the error: a predicate, a callback or
+    /// a custom delay function.
+    pub(crate) fn inspects_errors(&self) -> bool {
+        self.retry_if.is_some() || self.on_retry.is_some() || matches!(self.delay, Delay::Custom(_))
+    }
+
+    /// The delay before retry number `retry` (1-based) of a policy that does not look at errors
+    /// (see [`inspects_errors`](Retry::inspects_errors)).
+    pub(crate) fn delay_without_error(&self, retry: u32) -> Duration {
+        debug_assert!(!self.inspects_errors());
+        self.jittered(self.computed_delay(retry).unwrap_or(Duration::ZERO))
+    }
+
+    /// The delay a policy's schedule gives before retry number `retry`, or `None` for a custom
+    /// delay function.
+    fn computed_delay(&self, retry: u32) -> Option<Duration> {
+        Some(match &self.delay {
             Delay::None => Duration::ZERO,
             Delay::Fixed(delay) => *delay,
             Delay::Exponential { base, factor, max } => {
@@ -218,6 +241,22 @@ impl Retry {
                     *max
                 }
             }
+            Delay::Custom(_) => return None,
+        })
+    }
+
+    fn jittered(&self, computed: Duration) -> Duration {
+        if self.jitter && !computed.is_zero() {
+            computed.mul_f64(fastrand::f64())
+        } else {
+            computed
+        }
+    }
+
+    /// The delay before retry number `retry` (1-based). A panicking delay function is the
+    /// task's error.
+    pub(crate) fn delay_before(&self, retry: u32, error: &Error) -> Result<Duration, Error> {
+        let computed = match &self.delay {
             Delay::Custom(f) => {
                 catch_unwind(AssertUnwindSafe(|| f(retry, error))).map_err(|p| Error::Panicked {
                     message: format!(
@@ -226,12 +265,9 @@ impl Retry {
                     ),
                 })?
             }
+            _ => self.computed_delay(retry).unwrap_or(Duration::ZERO),
         };
-        Ok(if self.jitter && !computed.is_zero() {
-            computed.mul_f64(fastrand::f64())
-        } else {
-            computed
-        })
+        Ok(self.jittered(computed))
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     parent: Option<Arc<Shared>>,
     children: Mutex<Children>,
     next_index: AtomicU64,
+    /// Tasks waiting for a concurrency permit (see [`Queued`]).
+    waiting: AtomicUsize,
     pub(crate) resources: Resources,
     pub(crate) hooks: Option<Hooks>,
     pub(crate) metrics: Option<MetricsCollector>,
@@ -127,6 +129,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here is a single insert/remove/take; poisoning cannot leave a
     // half-written value behind.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The state of a scope's concurrency limit as a task found it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LimitSnapshot {
+    pub(crate) available: usize,
+    pub(crate) waiting: usize,
+}
+
+/// Counts a task as waiting for a concurrency permit while it exists.
+pub(crate) struct Queued(Arc<Shared>);
+
+impl Queued {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Queued {
+        shared.waiting.fetch_add(1, Ordering::Relaxed);
+        Queued(Arc::clone(shared))
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -195,6 +220,16 @@ impl Shared {
         if self.life.exit() {
             self.idle.notify_waiters();
         }
+    }
+
+    /// Free permits and tasks waiting for one, when the scope has a limit and its task spans
+    /// are recorded (they report it); read before a new task takes its permit.
+    pub(crate) fn limit_snapshot(&self) -> Option<LimitSnapshot> {
+        let semaphore = self.limit.as_ref().filter(|_| self.trace.records())?;
+        Some(LimitSnapshot {
+            available: semaphore.available_permits(),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        })
     }
 
     pub(crate) fn live_tasks(&self) -> usize {
@@ -1309,6 +1344,7 @@ impl ScopeBuilder {
             parent,
             children: Mutex::new(Children::default()),
             next_index: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
             resources: Resources::default(),
             hooks,
             metrics,

@@ -26,7 +26,7 @@ use crate::deadlock::WaitGuard;
 use crate::error::{BoxError, Error, Outcome, into_outcome, into_result};
 use crate::hooks::SpawnInfo;
 use crate::profiler::TaskProfile;
-use crate::scope::Shared;
+use crate::scope::{LimitSnapshot, Queued, Shared};
 use crate::task_builder::TaskRun;
 use crate::trace::{Attrs, TaskSpanInfo, TaskTrace};
 
@@ -276,10 +276,19 @@ where
 /// The task's concurrency permit, if its scope has a limit.
 enum Permit {
     Unlimited,
-    /// Waiting; the guard keeps the wait registered with the deadlock detector (if the scope
-    /// has one) until the permit arrives or the task is dropped.
-    Waiting(PollSemaphore, #[allow(dead_code)] Option<WaitGuard>),
+    /// Waiting (boxed: most tasks never wait, and every task's future is as large as its
+    /// largest state).
+    Waiting(Box<PermitWait>),
     Held(#[allow(dead_code)] OwnedSemaphorePermit),
+}
+
+struct PermitWait {
+    semaphore: PollSemaphore,
+    /// Keeps the wait registered with the deadlock detector (if the scope has one) until the
+    /// permit arrives or the task is dropped.
+    _deadlock: Option<WaitGuard>,
+    /// Counts the task among the scope's waiting ones meanwhile.
+    _queued: Queued,
 }
 
 pin_project! {
@@ -310,8 +319,8 @@ where
             let error = this.record.shared.cancel_error();
             return this.record.end(Err(error));
         }
-        if let Permit::Waiting(semaphore, _) = this.permit {
-            match semaphore.poll_acquire(cx) {
+        if let Permit::Waiting(wait) = this.permit {
+            match wait.semaphore.poll_acquire(cx) {
                 Poll::Ready(Some(permit)) => *this.permit = Permit::Held(permit),
                 Poll::Ready(None) => return this.record.end(Err(Error::Closed)),
                 Poll::Pending => return this.record.watch_cancel(this.cancel, cx),
@@ -456,6 +465,9 @@ pub(crate) struct TaskSpec {
     pub(crate) run: Option<Arc<TaskRun>>,
     /// The task's own span attributes.
     pub(crate) attrs: Attrs,
+    /// The scope's limit as found before the task took a permit, when the caller took one
+    /// already (see [`Shared::limit_snapshot`]).
+    pub(crate) limit_before: Option<LimitSnapshot>,
 }
 
 impl TaskSpec {
@@ -465,6 +477,7 @@ impl TaskSpec {
             permit_in_body: false,
             run: None,
             attrs: Attrs::default(),
+            limit_before: None,
         }
     }
 }
@@ -480,6 +493,7 @@ where
         permit_in_body,
         run,
         attrs,
+        limit_before,
     } = spec;
     let index = match shared.admit() {
         Ok(index) => index,
@@ -511,20 +525,26 @@ where
     if let Some(metrics) = &shared.metrics {
         metrics.task_spawned();
     }
+    let limit_before = match limit_before {
+        Some(snapshot) => Some(snapshot),
+        None if permit_in_body => None,
+        None => shared.limit_snapshot(),
+    };
     let permit = match &shared.limit {
         _ if permit_in_body => Permit::Unlimited,
         None => Permit::Unlimited,
         Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
             Ok(permit) => Permit::Held(permit),
-            Err(_) => Permit::Waiting(
-                PollSemaphore::new(Arc::clone(semaphore)),
-                shared.detector.as_ref().map(|detector| {
+            Err(_) => Permit::Waiting(Box::new(PermitWait {
+                semaphore: PollSemaphore::new(Arc::clone(semaphore)),
+                _deadlock: shared.detector.as_ref().map(|detector| {
                     let task = name
                         .as_deref()
                         .map_or_else(|| format!("task-{index}"), str::to_owned);
                     detector.register(task, "concurrency permit")
                 }),
-            ),
+                _queued: Queued::new(shared),
+            })),
         },
     };
     tracing::trace!(scope = %shared.name, task = index, "task spawned");
@@ -539,6 +559,12 @@ where
             .is_some_and(|n| n > 0),
         timeout: run.as_ref().and_then(|r| r.timeout()),
         has_circuit_breaker: shared.breaker.is_some(),
+        breaker_before: shared
+            .breaker
+            .as_ref()
+            .filter(|_| shared.trace.records())
+            .map(CircuitBreaker::snapshot),
+        limit_before,
         run: run.clone(),
     };
     let trace = TaskTrace::start(&shared.trace, index, name.as_deref(), span_info);

@@ -10,7 +10,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use crate::deadlock::begin_wait;
 use crate::error::{BoxError, Error, TimeoutOrigin};
 use crate::resources::DisposeResult;
 use crate::retry::Retry;
-use crate::scope::{Scope, Shared};
+use crate::scope::{Queued, Scope, Shared};
 use crate::task::{Task, TaskSpec, spawn_body};
 use crate::trace::{AttrValue, Attrs};
 
@@ -37,7 +37,7 @@ pub trait Attempts: sealed::Sealed + Send + 'static {
     /// The task's value.
     type Output: Send + 'static;
     /// The attempt's own error type.
-    type Error: Into<BoxError>;
+    type Error: Into<BoxError> + 'static;
     /// One attempt.
     type Future: Future<Output = Result<Self::Output, Self::Error>> + Send + 'static;
 
@@ -65,7 +65,7 @@ where
     F: FnMut(u32) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
-    E: Into<BoxError>,
+    E: Into<BoxError> + 'static,
 {
     type Output = T;
     type Error = E;
@@ -80,7 +80,7 @@ impl<Fut, T, E> Attempts for Once<Fut>
 where
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
-    E: Into<BoxError>,
+    E: Into<BoxError> + 'static,
 {
     type Output = T;
     type Error = E;
@@ -251,6 +251,7 @@ impl<S: Attempts> TaskBuilder<S> {
         });
         // The first permit is taken now if one is free, like a plain spawn does, so tasks get
         // permits in spawn order.
+        let limit_before = self.shared.limit_snapshot();
         let first_permit = self
             .shared
             .limit
@@ -270,6 +271,7 @@ impl<S: Attempts> TaskBuilder<S> {
                 permit_in_body: true,
                 run: Some(run),
                 attrs: self.attrs,
+                limit_before,
             },
         )
     }
@@ -287,7 +289,7 @@ impl Scope {
         F: FnMut(u32) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
-        E: Into<BoxError>,
+        E: Into<BoxError> + 'static,
     {
         self.builder_for(Factory(factory))
     }
@@ -320,7 +322,7 @@ impl Scope {
     where
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
-        E: Into<BoxError>,
+        E: Into<BoxError> + 'static,
     {
         self.builder_for(Once(Some(future)))
     }
@@ -352,9 +354,21 @@ pub(crate) struct TaskRun {
     /// When the first attempt began (after its permit and breaker check).
     started: OnceLock<Instant>,
     retries: AtomicU32,
+    /// Why retrying stopped on a failure, as a [`RetryEnd`] (0 while it has not).
+    retry_end: AtomicU8,
     permit_wait_nanos: AtomicU64,
     /// Per-stage timings, kept only when the scope profiles.
     stages: Option<Mutex<Stages>>,
+}
+
+/// Why a failing task stopped retrying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum RetryEnd {
+    /// Every retry the policy allows was made.
+    Exhausted = 1,
+    /// The policy's `retry_if` predicate declined the error.
+    Rejected = 2,
 }
 
 /// The stage timings the profiler reports.
@@ -401,6 +415,23 @@ impl TaskRun {
         self.retries.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn retry_policy(&self) -> Option<&Retry> {
+        self.retry.as_ref()
+    }
+
+    fn retry_ended(&self, end: RetryEnd) {
+        self.retry_end.store(end as u8, Ordering::Relaxed);
+    }
+
+    /// Why retrying stopped, if the task failed after its policy gave up.
+    pub(crate) fn retry_end(&self) -> Option<RetryEnd> {
+        match self.retry_end.load(Ordering::Relaxed) {
+            1 => Some(RetryEnd::Exhausted),
+            2 => Some(RetryEnd::Rejected),
+            _ => None,
+        }
+    }
+
     pub(crate) fn permit_wait(&self) -> Duration {
         Duration::from_nanos(self.permit_wait_nanos.load(Ordering::Relaxed))
     }
@@ -426,7 +457,7 @@ impl TaskRun {
 
 /// Waits for a concurrency permit if the scope has a limit, visible to deadlock detection.
 async fn acquire_permit(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     stats: &TaskRun,
 ) -> Result<Option<OwnedSemaphorePermit>, Error> {
     let Some(semaphore) = &shared.limit else {
@@ -436,6 +467,7 @@ async fn acquire_permit(
         return Ok(Some(permit));
     }
     let _waiting = begin_wait("concurrency permit");
+    let _queued = Queued::new(shared);
     let since = Instant::now();
     let permit = Arc::clone(semaphore)
         .acquire_owned()
@@ -444,6 +476,36 @@ async fn acquire_permit(
     let waited = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
     stats.permit_wait_nanos.fetch_add(waited, Ordering::Relaxed);
     Ok(Some(permit))
+}
+
+/// A failed attempt: the attempt's own error, kept as it is until something needs it as an
+/// [`Error`], or an error of ours (timeout, panic).
+enum Failure<E> {
+    Task(E),
+    Ours(Error),
+}
+
+impl<E: Into<BoxError> + 'static> Failure<E> {
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Task(error) => Error::from_task_error(error),
+            Failure::Ours(error) => error,
+        }
+    }
+
+    /// True when the error cannot turn out to be one of ours once converted, so that the
+    /// retry decision (which never retries [`Error::CircuitOpen`]) can be made without
+    /// converting it. Only an `Error`, or a box that may hold one, can.
+    fn is_plain(&self) -> bool {
+        use std::any::TypeId;
+        matches!(self, Failure::Task(_))
+            && TypeId::of::<E>() != TypeId::of::<Error>()
+            && TypeId::of::<E>() != TypeId::of::<BoxError>()
+    }
+}
+
+fn debug_enabled() -> bool {
+    tracing::enabled!(tracing::Level::DEBUG)
 }
 
 /// The attempt loop of a built task.
@@ -488,39 +550,59 @@ async fn run_attempts<S: Attempts>(
         let attempt = AssertUnwindSafe(attempt).catch_unwind();
         let settle = |outcome: std::thread::Result<Result<S::Output, S::Error>>| match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(Error::from_task_error(error)),
-            Err(payload) => Err(Error::from_panic(payload)),
+            Ok(Err(error)) => Err(Failure::Task(error)),
+            Err(payload) => Err(Failure::Ours(Error::from_panic(payload))),
         };
-        let result = match plan.timeout {
-            Some(after) => match Box::pin(tokio::time::timeout(after, attempt)).await {
-                Ok(outcome) => settle(outcome),
-                Err(_elapsed) => Err(plan.timeout_error(after)),
-            },
-            None => settle(attempt.await),
+        // A block of its own: the attempt's error (which need not be `Send`) is gone before the
+        // retry delay is awaited.
+        let delay = {
+            let result = match plan.timeout {
+                Some(after) => match Box::pin(tokio::time::timeout(after, attempt)).await {
+                    Ok(outcome) => settle(outcome),
+                    Err(_elapsed) => Err(Failure::Ours(plan.timeout_error(after))),
+                },
+                None => settle(attempt.await),
+            };
+            if let Some(started) = attempt_started {
+                plan.stage(|s| s.attempts.push(started.elapsed()));
+            }
+            if let Some(admission) = admission {
+                admission.settle(result.is_ok());
+            }
+            drop(permit);
+            let failure = match result {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            let retry = match &plan.retry {
+                Some(retry) if retries < retry.max_retries() => retry,
+                Some(_) => {
+                    plan.retry_ended(RetryEnd::Exhausted);
+                    return Err(failure.into_error());
+                }
+                None => return Err(failure.into_error()),
+            };
+            // The attempt's own error becomes an `Error` (a boxing) only when something looks at
+            // it: a predicate, a callback, a custom delay, a DEBUG log, or the task's outcome.
+            if failure.is_plain() && !retry.inspects_errors() && !debug_enabled() {
+                drop(failure);
+                retries += 1;
+                retry.delay_without_error(retries)
+            } else {
+                let error = failure.into_error();
+                if !retry.should_retry(retries, &error) {
+                    if !matches!(error, Error::CircuitOpen) {
+                        plan.retry_ended(RetryEnd::Rejected);
+                    }
+                    return Err(error);
+                }
+                retries += 1;
+                tracing::debug!(task = ?plan.name, retry = retries, %error, "retrying task");
+                retry.notify_retry(&error, retries);
+                retry.delay_before(retries, &error)?
+            }
         };
-        if let Some(started) = attempt_started {
-            plan.stage(|s| s.attempts.push(started.elapsed()));
-        }
-        if let Some(admission) = admission {
-            admission.settle(result.is_ok());
-        }
-        drop(permit);
-        let error = match result {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
-        };
-        let Some(retry) = &plan.retry else {
-            return Err(error);
-        };
-        if !retry.should_retry(retries, &error) {
-            return Err(error);
-        }
-        retries += 1;
         plan.retries.store(retries, Ordering::Relaxed);
-        tracing::debug!(task = ?plan.name, retry = retries, %error, "retrying task");
-        retry.notify_retry(&error, retries);
-        let delay = retry.delay_before(retries, &error)?;
-        drop(error);
         if !delay.is_zero() {
             Box::pin(tokio::time::sleep(delay)).await;
             plan.stage(|s| s.retry_delays.push(delay));

@@ -17,6 +17,16 @@
 //! | scope | `scope.timeout` (ms, when set), `scope.has_parent_signal`, `scope.has_parent_scope`, `scope.concurrency` (when set on this scope), `scope.duration_ms` and `scope.errors` (failed tasks) at close |
 //! | task | `task.index`, `task.has_retry`, `task.has_timeout`, `task.has_circuit_breaker`, `task.scope_concurrency` (0: no limit), `task.wait_ms` (waiting for a concurrency permit), `task.duration_ms` (body start to end), `task.retry_attempts`, `task.error_reason` on failure |
 //!
+//! Tasks with a circuit breaker, a concurrency limit or a retry policy also get, only for the
+//! parts they have: `task.circuit_breaker.state` and `task.circuit_breaker.failure_count` (as
+//! found at spawn), `task.circuit_breaker.rejected` (refused by the breaker);
+//! `task.concurrency.available_before` and `task.concurrency.waiting_before` (free permits and
+//! waiting tasks before the task took its permit); `task.retry.max_retries`,
+//! `task.retry.has_delay`, `task.retry.has_condition`, and at the end
+//! `task.retry.succeeded_after` (attempts made, when a retry succeeded),
+//! `task.retry.condition_rejected` (its `retry_if` declined the error) or
+//! `task.retry.max_retries_exceeded` with `task.retry.attempts_made`.
+//!
 //! Attributes of your own are added with [`ScopeBuilder::attr`](crate::ScopeBuilder::attr) and,
 //! from inside a task, [`record_task_attr`]. In OpenTelemetry they are attributes under their own
 //! keys; a plain `tracing` subscriber sees them in one `attrs` field, since `tracing` fields are
@@ -75,9 +85,11 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tracing::{Dispatch, Level, Span, field};
 
+use crate::circuit_breaker::CircuitState;
 use crate::error::Error;
+use crate::scope::LimitSnapshot;
 use crate::scope::ScopeBuilder;
-use crate::task_builder::TaskRun;
+use crate::task_builder::{RetryEnd, TaskRun};
 
 /// The `tracing` target of every span and event of this module.
 const TARGET: &str = "go_go_scope";
@@ -486,6 +498,18 @@ macro_rules! task_span {
             task.duration_ms = field::Empty,
             task.retry_attempts = field::Empty,
             task.error_reason = field::Empty,
+            task.circuit_breaker.state = field::Empty,
+            task.circuit_breaker.failure_count = field::Empty,
+            task.circuit_breaker.rejected = field::Empty,
+            task.concurrency.available_before = field::Empty,
+            task.concurrency.waiting_before = field::Empty,
+            task.retry.max_retries = field::Empty,
+            task.retry.has_delay = field::Empty,
+            task.retry.has_condition = field::Empty,
+            task.retry.succeeded_after = field::Empty,
+            task.retry.condition_rejected = field::Empty,
+            task.retry.max_retries_exceeded = field::Empty,
+            task.retry.attempts_made = field::Empty,
             attrs = field::Empty,
             otel.status_code = field::Empty,
             otel.status_description = field::Empty,
@@ -508,7 +532,6 @@ macro_rules! exception_event {
 }
 
 impl ScopeTrace {
-    /// Opens the span of a scope being built.
     /// True when this scope's span is recorded, so its tasks' spans may be.
     pub(crate) fn records(&self) -> bool {
         self.live.is_some()
@@ -755,6 +778,11 @@ pub(crate) struct TaskSpanInfo {
     pub(crate) timeout: Option<Duration>,
     /// A circuit breaker guards the task.
     pub(crate) has_circuit_breaker: bool,
+    /// The breaker's state and failure count when the task was spawned (read only when the
+    /// span is recorded).
+    pub(crate) breaker_before: Option<(CircuitState, u32)>,
+    /// The scope's limit before the task took its permit (read only when recorded).
+    pub(crate) limit_before: Option<LimitSnapshot>,
     /// The attempt loop's record (retries made, when the first attempt began), if the task
     /// has one; read when the task ends.
     pub(crate) run: Option<Arc<TaskRun>>,
@@ -769,6 +797,8 @@ struct TaskSpan {
     /// The subscriber that recorded `span`.
     dispatch: Option<Dispatch>,
     traced: bool,
+    /// A circuit breaker guards the task.
+    guarded: bool,
     mode: Mode,
     spawned: Instant,
     started: Option<Instant>,
@@ -840,8 +870,10 @@ impl TaskTrace {
             Some((_, dispatch)) => tracing::dispatcher::with_default(dispatch, new_span),
             None => new_span(),
         };
+        let details = start_details(&info);
         #[cfg(feature = "otel")]
-        let direct = direct_parent.map(|d| d.start_task(index, name, &info, live.task_concurrency));
+        let direct = direct_parent
+            .map(|d| d.start_task(index, name, &info, &details, live.task_concurrency));
 
         #[cfg(feature = "otel")]
         if span.is_disabled() && direct.is_none() {
@@ -858,12 +890,14 @@ impl TaskTrace {
             if let Some(timeout) = info.timeout {
                 span.record("task.timeout_ms", millis_i64(timeout));
             }
+            record_details(&span, &details);
             apply_attrs(&span, live.mode, &info.attrs);
         }
         TaskTrace(Some(Box::new(TaskSpan {
             dispatch: span.with_subscriber(|(_, dispatch)| dispatch.clone()),
             span,
             traced,
+            guarded: info.has_circuit_breaker,
             mode: live.mode,
             spawned: Instant::now(),
             started: None,
@@ -943,14 +977,16 @@ impl TaskSpan {
         {
             live.errors.fetch_add(1, Ordering::Relaxed);
         }
+        let details = end_details(task.run.as_deref(), task.guarded, error);
         #[cfg(feature = "otel")]
         if let Some(cx) = &task.direct {
-            otel_direct::end_task(cx, duration_ms, attempts, error);
+            otel_direct::end_task(cx, duration_ms, attempts, &details, error);
         }
         let traced = task.traced;
         end_span(task.span, |span| {
             span.record("task.duration_ms", saturating_i64(duration_ms));
             span.record("task.retry_attempts", i64::from(attempts));
+            record_details(span, &details);
             if let Some(error) = error {
                 span.record("task.error_reason", error_reason(error));
                 span.record("otel.status_code", "ERROR");
@@ -982,6 +1018,78 @@ impl TaskSpan {
                 ));
             }
         }
+    }
+}
+
+/// Attributes of a task span beyond the fixed ones, each a declared field of the span.
+type Details = Vec<(&'static str, AttrValue)>;
+
+/// What a task found when it was spawned: its breaker's state, its scope's limit, its retry
+/// policy; only for the parts the task has.
+fn start_details(info: &TaskSpanInfo) -> Details {
+    let mut details = Details::new();
+    if let Some((state, failures)) = info.breaker_before {
+        details.push((
+            "task.circuit_breaker.state",
+            AttrValue::Str(Cow::Borrowed(breaker_state(state))),
+        ));
+        details.push(("task.circuit_breaker.failure_count", failures.into()));
+    }
+    if let Some(limit) = info.limit_before {
+        details.push(("task.concurrency.available_before", limit.available.into()));
+        details.push(("task.concurrency.waiting_before", limit.waiting.into()));
+    }
+    if let Some(retry) = info.run.as_ref().and_then(|run| run.retry_policy()) {
+        details.push(("task.retry.max_retries", retry.max_retries().into()));
+        details.push(("task.retry.has_delay", retry.has_delay().into()));
+        details.push(("task.retry.has_condition", retry.has_condition().into()));
+    }
+    details
+}
+
+/// How a task's breaker and retries ended.
+fn end_details(run: Option<&TaskRun>, guarded: bool, error: Option<&Error>) -> Details {
+    let mut details = Details::new();
+    if guarded && matches!(error, Some(Error::CircuitOpen)) {
+        details.push(("task.circuit_breaker.rejected", true.into()));
+    }
+    let Some(run) = run.filter(|run| run.retry_policy().is_some()) else {
+        return details;
+    };
+    let attempts = run.retries() + 1;
+    match (error, run.retry_end()) {
+        (None, _) if attempts > 1 => {
+            details.push(("task.retry.succeeded_after", attempts.into()));
+        }
+        (Some(_), Some(RetryEnd::Rejected)) => {
+            details.push(("task.retry.condition_rejected", true.into()));
+        }
+        (Some(_), Some(RetryEnd::Exhausted)) => {
+            details.push(("task.retry.max_retries_exceeded", true.into()));
+            details.push(("task.retry.attempts_made", attempts.into()));
+        }
+        _ => {}
+    }
+    details
+}
+
+fn breaker_state(state: CircuitState) -> &'static str {
+    match state {
+        CircuitState::Closed => "closed",
+        CircuitState::Open => "open",
+        CircuitState::HalfOpen => "half-open",
+    }
+}
+
+/// Records `details` into the span's declared fields.
+fn record_details(span: &Span, details: &Details) {
+    for (key, value) in details {
+        match value {
+            AttrValue::Bool(b) => span.record(*key, *b),
+            AttrValue::Int(i) => span.record(*key, *i),
+            AttrValue::Float(x) => span.record(*key, *x),
+            AttrValue::Str(text) => span.record(*key, text.as_ref()),
+        };
     }
 }
 
@@ -1134,6 +1242,7 @@ mod otel_direct {
             index: u64,
             name: Option<&str>,
             info: &TaskSpanInfo,
+            details: &super::Details,
             concurrency: u64,
         ) -> Context {
             let mut attributes = vec![
@@ -1146,6 +1255,7 @@ mod otel_direct {
             if let Some(timeout) = info.timeout {
                 attributes.push(KeyValue::new("task.timeout_ms", millis_u64(timeout) as i64));
             }
+            attributes.extend(details.iter().map(|(key, v)| KeyValue::new(*key, value(v))));
             attributes.extend(key_values(&info.attrs));
             let name = name.unwrap_or("scope.task").to_owned();
             let builder = SpanBuilder::from_name(name).with_attributes(attributes);
@@ -1164,10 +1274,19 @@ mod otel_direct {
         }
     }
 
-    pub(super) fn end_task(cx: &Context, duration_ms: u64, attempts: u32, error: Option<&Error>) {
+    pub(super) fn end_task(
+        cx: &Context,
+        duration_ms: u64,
+        attempts: u32,
+        details: &super::Details,
+        error: Option<&Error>,
+    ) {
         let span = cx.span();
         span.set_attribute(KeyValue::new("task.duration_ms", duration_ms as i64));
         span.set_attribute(KeyValue::new("task.retry_attempts", i64::from(attempts)));
+        for (key, v) in details {
+            span.set_attribute(KeyValue::new(*key, value(v)));
+        }
         if let Some(error) = error {
             span.set_attribute(KeyValue::new(
                 "task.error_reason",
