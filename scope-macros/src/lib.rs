@@ -4,8 +4,8 @@
 //! Use them through the runtime crate, which re-exports them (feature `macros`, on by default):
 //! `use go_go_scope::prelude::*;`. The generated code refers to the runtime only through the
 //! hidden path `::go_go_scope::__private`, so depending on `go-go-scope` alone is enough; for a
-//! renamed dependency give `crate = "name"` to `#[scoped]` and `go!` (or add
-//! `extern crate name as go_go_scope;` to the crate root, which also covers `try_go!`).
+//! renamed dependency give `crate = "name"` to `#[scoped]`, `go!`, `try_go!` and `try_go_raw!`
+//! (or add `extern crate name as go_go_scope;` to the crate root).
 //!
 //! ```
 //! use go_go_scope::prelude::*;
@@ -250,6 +250,9 @@ pub fn go(input: TokenStream) -> TokenStream {
 ///
 /// The expression is evaluated inside a closure (or an `async` block when it awaits): `?`,
 /// `return` and `break` in it refer to that closure, not to the enclosing fn.
+///
+/// For a renamed dependency, name the runtime's path first:
+/// `try_go!(crate = "my_scope", text.parse::<u32>())`.
 ///
 /// ```
 /// use go_go_scope::try_go;

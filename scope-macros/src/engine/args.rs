@@ -765,6 +765,45 @@ fn expr_value(input: ParseStream, key: &Key, example: &str) -> syn::Result<Expr>
     input.parse()
 }
 
+/// The input of `try_go!` / `try_go_raw!`: an optional leading `crate = "path",`, then the
+/// expression.
+pub struct TryGoArgs {
+    /// The `crate = ".."` path, if given.
+    pub krate: Option<syn::Path>,
+    /// The expression to run.
+    pub expr: TokenStream,
+}
+
+/// Splits a leading `crate = "path",` off a `try_go!` input. No expression starts with
+/// `crate =`, so the option cannot be mistaken for one.
+pub fn try_go_args(tokens: TokenStream, name: &str) -> syn::Result<TryGoArgs> {
+    let parser = |input: ParseStream| {
+        let mut krate = None;
+        if input.peek(Token![crate]) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            let ident = input.call(Ident::parse_any)?;
+            let key = Key {
+                name: "crate".to_owned(),
+                ident,
+            };
+            krate = Some(crate_value(input, &key)?);
+            if input.parse::<Token![,]>().is_err() {
+                return Err(syn::Error::new(
+                    input.span(),
+                    with_help(
+                        format!("expected `,` after the `crate` option of `{name}!`"),
+                        format!("write `{name}!(crate = \"my_scope\", text.parse::<u32>())`"),
+                    ),
+                ));
+            }
+        }
+        Ok(TryGoArgs {
+            krate,
+            expr: input.parse()?,
+        })
+    };
+    parser.parse2(tokens)
+}
+
 /// Parses the arguments of `#[scoped(..)]`, recording every problem in `errors`.
 pub fn scoped_args(tokens: TokenStream, errors: &mut Errors) -> ScopedArgs {
     let mut args = ScopedArgs::default();

@@ -420,8 +420,9 @@ pub fn awaits(tokens: TokenStream) -> bool {
 }
 
 /// `try_go!(..)` (`raw == false`) or `try_go_raw!(..)`.
-pub fn try_go(expr: TokenStream, raw: bool) -> TokenStream {
-    let private = quote!(::go_go_scope::__private);
+pub fn try_go(krate: Option<&syn::Path>, expr: TokenStream, raw: bool) -> TokenStream {
+    let krate = runtime_path(krate);
+    let private = quote!(#krate::__private);
     let caught = local("caught");
     let catch = if awaits(expr.clone()) {
         quote!(#private::catch_async(async { #expr }).await)

@@ -62,8 +62,12 @@ pub fn go(input: TokenStream) -> TokenStream {
 
 /// `try_go!(input)` or, with `raw`, `try_go_raw!(input)`.
 pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
-    if input.is_empty() {
-        let name = if raw { "try_go_raw" } else { "try_go" };
+    let name = if raw { "try_go_raw" } else { "try_go" };
+    let args = match args::try_go_args(input, name) {
+        Ok(args) => args,
+        Err(error) => return error.to_compile_error(),
+    };
+    if args.expr.is_empty() {
         return syn::Error::new(
             Span::call_site(),
             with_help(
@@ -75,7 +79,7 @@ pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
         )
         .to_compile_error();
     }
-    expand::try_go(input, raw)
+    expand::try_go(args.krate.as_ref(), args.expr, raw)
 }
 
 /// Parses and validates the arguments of `#[scoped(..)]` (the part inside the parentheses).
@@ -242,6 +246,46 @@ mod tests {
             );
             let _ = scoped(quote!(), input.clone());
             let _ = try_go(input, true);
+        }
+    }
+
+    #[test]
+    fn try_go_takes_a_leading_crate_path() {
+        let out = try_go(quote!(crate = "my_scope", text.parse::<u32>()), false).to_string();
+        assert!(
+            out.contains("my_scope :: __private :: try_go_message"),
+            "{out}"
+        );
+        assert!(!out.contains(":: go_go_scope"), "{out}");
+        let raw = try_go(quote!(crate = "::deps::scope", fetch().await), true).to_string();
+        assert!(
+            raw.contains(":: deps :: scope :: __private :: catch_async"),
+            "{raw}"
+        );
+        // Without the option, the default path; `crate::` paths are expressions, not options.
+        let plain = try_go(quote!(crate::parse(text)), false).to_string();
+        assert!(plain.contains(":: go_go_scope :: __private"), "{plain}");
+        assert!(plain.contains("crate :: parse (text)"), "{plain}");
+    }
+
+    #[test]
+    fn try_go_crate_option_errors_are_pointed() {
+        let cases = [
+            (
+                quote!(crate = 5, x),
+                "`crate` takes the path of go-go-scope as a string",
+            ),
+            (
+                quote!(crate = "my_scope" x),
+                "expected `,` after the `crate` option of `try_go!`",
+            ),
+            (quote!(crate = "not a path", x), "is not a path"),
+            (quote!(crate = "my_scope",), "`try_go!` needs an expression"),
+        ];
+        for (input, expected) in cases {
+            let out = try_go(input.clone(), false).to_string();
+            assert!(out.contains("compile_error"), "{input}: {out}");
+            assert!(out.contains(expected), "{input}: {out}");
         }
     }
 
