@@ -2,6 +2,8 @@
 //!
 //! Groups: a task that fails once and is retried (raw: a loop), a task under a 5 s timeout (raw:
 //! `tokio::time::timeout`), a race of two (raw: `select!` over two spawned tasks + abort),
+//! the first and third also beside a `raw_tokio_joinset` form whose tasks are tracked like a
+//! scope's,
 //! 10 000 tasks under a limit of 100 (raw: Semaphore + JoinSet), and a task spawned into a scope
 //! whose circuit breaker is closed (raw: the same spawn without a breaker).
 
@@ -41,6 +43,37 @@ fn retry_once(c: &mut Criterion) {
                         }
                     });
                     std::hint::black_box(task.await.expect("no panic").ok());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    // The same loop as a tracked task: spawned into a JoinSet, which is what hand-written
+    // structured code uses (and what a scope does: it owns its tasks).
+    g.bench_function("raw_tokio_joinset", |b| {
+        b.iter_custom(|iters| {
+            timed_on_worker(&rt, async move {
+                let mut set = JoinSet::new();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    set.spawn(async {
+                        let mut attempt = 0_u32;
+                        loop {
+                            attempt += 1;
+                            let result: Result<u32, &str> = if attempt == 1 {
+                                Err("transient")
+                            } else {
+                                Ok(attempt)
+                            };
+                            match result {
+                                Ok(v) => break Ok::<_, &str>(v),
+                                Err(e) if attempt > 1 => break Err(e),
+                                Err(_) => continue,
+                            }
+                        }
+                    });
+                    let v = set.join_next().await.expect("task").expect("no panic");
+                    std::hint::black_box(v.ok());
                 }
                 start.elapsed()
             })
@@ -125,6 +158,20 @@ fn race_of_two(c: &mut Criterion) {
                     r = &mut a => { b.abort(); let _ = b.await; r }
                     r = &mut b => { a.abort(); let _ = a.await; r }
                 };
+                std::hint::black_box(winner.ok());
+            })
+        })
+    });
+    // Racers tracked in a JoinSet: the first result wins, the rest are aborted and awaited.
+    g.bench_function("raw_tokio_joinset", |b| {
+        b.iter_custom(|iters| {
+            on_worker(&rt, iters, || async {
+                let mut set = JoinSet::new();
+                set.spawn(async { Ok::<u64, &str>(1) });
+                set.spawn(async { Ok::<u64, &str>(2) });
+                let winner = set.join_next().await.expect("a racer").expect("no panic");
+                set.abort_all();
+                while set.join_next().await.is_some() {}
                 std::hint::black_box(winner.ok());
             })
         })

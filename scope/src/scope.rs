@@ -138,19 +138,25 @@ pub(crate) struct LimitSnapshot {
     pub(crate) waiting: usize,
 }
 
-/// Counts a task as waiting for a concurrency permit while it exists.
-pub(crate) struct Queued(Arc<Shared>);
+/// Counts a task as waiting for a concurrency permit while it exists. Only scopes whose task
+/// spans are recorded count (the spans are what report it), so others pay nothing.
+pub(crate) struct Queued(Option<Arc<Shared>>);
 
 impl Queued {
     pub(crate) fn new(shared: &Arc<Shared>) -> Queued {
+        if !shared.trace.records() {
+            return Queued(None);
+        }
         shared.waiting.fetch_add(1, Ordering::Relaxed);
-        Queued(Arc::clone(shared))
+        Queued(Some(Arc::clone(shared)))
     }
 }
 
 impl Drop for Queued {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+        if let Some(shared) = &self.0 {
+            shared.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
