@@ -425,6 +425,56 @@ async fn task_spans_carry_breaker_limit_and_retry_details_made_directly() {
     assert_details(&traces.spans());
 }
 
+// A waiting task that is cancelled, or that gets its permit, stops counting as waiting.
+#[tokio::test(start_paused = true)]
+async fn waiting_counts_only_tasks_still_waiting() {
+    use go_go_scope::Error;
+    let traces = Traces::layer_at(Level::INFO);
+    let scope = Scope::builder()
+        .name("queue")
+        .concurrency(1)
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    let named = |name: &'static str| {
+        scope
+            .task_once(async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok::<_, Error>(())
+            })
+            .name(name)
+            .spawn()
+    };
+    let holder = named("holder");
+    let given_up = named("given-up");
+    let patient = named("patient");
+    given_up.cancel();
+    assert!(given_up.await.0.unwrap().is_cancelled());
+    let after_cancel = named("after-cancel");
+    assert!(holder.await.0.is_none());
+    assert!(patient.await.0.is_none());
+    assert!(after_cancel.await.0.is_none());
+    let last = named("last");
+    assert!(last.await.0.is_none());
+    scope.close().await.unwrap();
+
+    let spans = traces.spans();
+    let waiting = |name| int(one(&spans, name), "task.concurrency.waiting_before");
+    assert_eq!(waiting("holder"), 0);
+    assert_eq!(waiting("given-up"), 0);
+    assert_eq!(waiting("patient"), 1);
+    assert_eq!(
+        waiting("after-cancel"),
+        1,
+        "the cancelled task no longer waits"
+    );
+    assert_eq!(waiting("last"), 0, "every earlier task got its permit");
+    assert_eq!(
+        int(one(&spans, "last"), "task.concurrency.available_before"),
+        1
+    );
+}
+
 #[go_go_scope::scoped(tracer, attrs("tenant" = "acme", "shard" = 3_i64), skip(secret))]
 async fn traced_handler(
     user_id: u64,

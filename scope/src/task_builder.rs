@@ -252,16 +252,19 @@ impl<S: Attempts> TaskBuilder<S> {
         // The first permit is taken now if one is free, like a plain spawn does, so tasks get
         // permits in spawn order.
         let limit_before = self.shared.limit_snapshot();
-        let first_permit = self
-            .shared
-            .limit
-            .as_ref()
-            .and_then(|semaphore| Arc::clone(semaphore).try_acquire_owned().ok());
+        let start = match &self.shared.limit {
+            None => Start::Free,
+            Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
+                Ok(permit) => Start::Permit(permit),
+                // Waiting from now on, for whoever counts the scope's waiting tasks.
+                Err(_) => Start::Waiting(Queued::new(&self.shared)),
+            },
+        };
         let body = run_attempts(
             Arc::clone(&self.shared),
             self.attempts,
             Arc::clone(&run),
-            first_permit,
+            start,
         );
         spawn_body(
             &self.shared,
@@ -455,10 +458,22 @@ impl TaskRun {
     }
 }
 
-/// Waits for a concurrency permit if the scope has a limit, visible to deadlock detection.
+/// What a built task got when it was spawned.
+enum Start {
+    /// Its first concurrency permit.
+    Permit(OwnedSemaphorePermit),
+    /// None was free: its place among the scope's waiting tasks.
+    Waiting(Queued),
+    /// The scope has no limit (or the first attempt has begun).
+    Free,
+}
+
+/// Waits for a concurrency permit if the scope has a limit, visible to deadlock detection and
+/// counted among the waiting tasks (`queued`, when the task has been counted already).
 async fn acquire_permit(
     shared: &Arc<Shared>,
     stats: &TaskRun,
+    queued: Option<Queued>,
 ) -> Result<Option<OwnedSemaphorePermit>, Error> {
     let Some(semaphore) = &shared.limit else {
         return Ok(None);
@@ -467,7 +482,7 @@ async fn acquire_permit(
         return Ok(Some(permit));
     }
     let _waiting = begin_wait("concurrency permit");
-    let _queued = Queued::new(shared);
+    let _queued = queued.unwrap_or_else(|| Queued::new(shared));
     let since = Instant::now();
     let permit = Arc::clone(semaphore)
         .acquire_owned()
@@ -513,16 +528,21 @@ async fn run_attempts<S: Attempts>(
     shared: Arc<Shared>,
     mut attempts: S,
     plan: Arc<TaskRun>,
-    mut first_permit: Option<OwnedSemaphorePermit>,
+    mut start: Start,
 ) -> Result<S::Output, Error> {
     let mut retries = 0_u32;
     loop {
         // Rare, large waits (permit under contention, timeouts, retry delays) are boxed so the
         // task's state machine stays small on the common path.
-        let permit = match first_permit.take() {
-            Some(permit) => Some(permit),
-            None if shared.limit.is_some() => Box::pin(acquire_permit(&shared, &plan)).await?,
-            None => None,
+        let permit = match std::mem::replace(&mut start, Start::Free) {
+            Start::Permit(permit) => Some(permit),
+            Start::Waiting(queued) => {
+                Box::pin(acquire_permit(&shared, &plan, Some(queued))).await?
+            }
+            Start::Free if shared.limit.is_some() => {
+                Box::pin(acquire_permit(&shared, &plan, None)).await?
+            }
+            Start::Free => None,
         };
         let admission = match &shared.breaker {
             Some(breaker) => {
