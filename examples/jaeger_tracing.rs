@@ -8,8 +8,9 @@
 //! ```text
 //! process-order                      scope.timeout, scope.concurrency, scope.errors = 1, order.id
 //! ├── scope.task  step=validate-order
-//! ├── scope.task  step=process-payment   payment.attempts = 2
-//! │   ├── payment-attempt  attempt=1     exception: gateway timeout
+//! ├── scope.task  step=process-payment   payment.attempts = 2, task.retry.max_retries = 1,
+//! │   │                                  task.retry.succeeded_after = 2
+//! │   ├── payment-attempt  attempt=1     (gateway timeout: the task's retry policy runs it again)
 //! │   └── payment-attempt  attempt=2
 //! ├── scope.task  step=send-email
 //! └── scope.task  step=send-sms          status ERROR, exception: SMS provider unavailable
@@ -22,7 +23,7 @@
 use std::time::Duration;
 
 use go_go_scope::otel::OtelPipeline;
-use go_go_scope::{Error, Scope, ScopeTracer, record_task_attr};
+use go_go_scope::{Error, Retry, Scope, ScopeTracer, record_task_attr};
 use tokio::time::sleep;
 use tracing::Instrument;
 use tracing_subscriber::Layer;
@@ -55,38 +56,26 @@ async fn validate_order(order_id: u64) -> Result<u64, OrderError> {
     Ok(4_999)
 }
 
-/// Charges the card, retrying once when the gateway times out.
-async fn process_payment(order_id: u64, cents: u64) -> Result<Receipt, OrderError> {
+/// One attempt at charging the card; the gateway times out on the first. The task that runs it
+/// retries it (see `process_order`), so each attempt is a fresh call.
+async fn charge_card(order_id: u64, cents: u64, attempt: u32) -> Result<Receipt, OrderError> {
     record_task_attr("step", "process-payment");
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let charge = async {
-            sleep(Duration::from_millis(25)).await;
-            if attempt == 1 {
-                Err(OrderError::GatewayTimeout)
-            } else {
-                Ok(Receipt {
-                    order_id,
-                    charged_cents: cents,
-                })
-            }
-        };
-        let result = charge
-            .instrument(tracing::info_span!("payment-attempt", attempt))
-            .await;
-        match result {
-            Ok(receipt) => {
-                record_task_attr("payment.attempts", attempt);
-                return Ok(receipt);
-            }
-            Err(error) if attempt < 2 => {
-                tracing::warn!(%error, attempt, "charge failed, retrying");
-                sleep(Duration::from_millis(10)).await;
-            }
-            Err(error) => return Err(error),
+    let charge = async {
+        sleep(Duration::from_millis(25)).await;
+        if attempt == 1 {
+            Err(OrderError::GatewayTimeout)
+        } else {
+            Ok(Receipt {
+                order_id,
+                charged_cents: cents,
+            })
         }
-    }
+    };
+    let receipt = charge
+        .instrument(tracing::info_span!("payment-attempt", attempt))
+        .await?;
+    record_task_attr("payment.attempts", attempt);
+    Ok(receipt)
 }
 
 async fn send_email(order_id: u64) -> Result<(), OrderError> {
@@ -111,8 +100,13 @@ async fn process_order(order_id: u64) -> Result<Receipt, Error> {
         .attr("order.id", order_id);
     Scope::run(scope, |s| async move {
         let cents = s.try_spawn(validate_order(order_id)).result().await?;
+        // Retried once, 10 ms after a failure: the task's span records the policy and that
+        // the second attempt succeeded.
         let receipt = s
-            .try_spawn(process_payment(order_id, cents))
+            .task(move |attempt| charge_card(order_id, cents, attempt))
+            .retry(Retry::fixed(1, Duration::from_millis(10)))
+            .on_retry(|error, retry| tracing::warn!(%error, retry, "charge failed, retrying"))
+            .spawn()
             .result()
             .await?;
         // Notifications are best effort: a failure is logged, not fatal.

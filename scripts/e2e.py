@@ -148,6 +148,14 @@ def check_tracing_example_exports_the_span_tree():
     expect(len(attempts) == 2 and all(a["name"] == "payment-attempt" for a in attempts),
            "the user's own spans nest under the task span")
     expect(payment["attributes"]["payment.attempts"] == 2, "attribute recorded from inside the task")
+    retry = {k: v for k, v in payment["attributes"].items() if k.startswith("task.retry")}
+    expect(retry.get("task.retry.max_retries") == 1 and retry.get("task.retry.has_delay") is True
+           and retry.get("task.retry.has_condition") is False,
+           f"the payment's retry policy on its span: {retry}")
+    expect(retry.get("task.retry.succeeded_after") == 2 and retry.get("task.retry_attempts") == 1,
+           f"the payment succeeded on its second attempt: {retry}")
+    expect(payment["attributes"].get("task.concurrency.available_before") == 4,
+           f"limit details: {payment['attributes']}")
 
 
 def check_metrics_example_serves_valid_prometheus_text(state):
