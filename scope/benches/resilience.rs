@@ -18,6 +18,24 @@ use support::{on_worker, runtime, timed_on_worker};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+/// The hand-written retry: an attempt that fails once, tried again in a loop.
+async fn retry_loop() -> Result<u32, &'static str> {
+    let mut attempt = 0_u32;
+    loop {
+        attempt += 1;
+        let result: Result<u32, &str> = if attempt == 1 {
+            Err("transient")
+        } else {
+            Ok(attempt)
+        };
+        match result {
+            Ok(v) => break Ok(v),
+            Err(e) if attempt > 1 => break Err(e),
+            Err(_) => continue,
+        }
+    }
+}
+
 fn retry_once(c: &mut Criterion) {
     let rt = runtime();
     let mut g = c.benchmark_group("retry_once");
@@ -26,22 +44,7 @@ fn retry_once(c: &mut Criterion) {
             timed_on_worker(&rt, async move {
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let task = tokio::spawn(async {
-                        let mut attempt = 0_u32;
-                        loop {
-                            attempt += 1;
-                            let result: Result<u32, &str> = if attempt == 1 {
-                                Err("transient")
-                            } else {
-                                Ok(attempt)
-                            };
-                            match result {
-                                Ok(v) => break Ok::<_, &str>(v),
-                                Err(e) if attempt > 1 => break Err(e),
-                                Err(_) => continue,
-                            }
-                        }
-                    });
+                    let task = tokio::spawn(retry_loop());
                     std::hint::black_box(task.await.expect("no panic").ok());
                 }
                 start.elapsed()
@@ -56,22 +59,7 @@ fn retry_once(c: &mut Criterion) {
                 let mut set = JoinSet::new();
                 let start = Instant::now();
                 for _ in 0..iters {
-                    set.spawn(async {
-                        let mut attempt = 0_u32;
-                        loop {
-                            attempt += 1;
-                            let result: Result<u32, &str> = if attempt == 1 {
-                                Err("transient")
-                            } else {
-                                Ok(attempt)
-                            };
-                            match result {
-                                Ok(v) => break Ok::<_, &str>(v),
-                                Err(e) if attempt > 1 => break Err(e),
-                                Err(_) => continue,
-                            }
-                        }
-                    });
+                    set.spawn(retry_loop());
                     let v = set.join_next().await.expect("task").expect("no panic");
                     std::hint::black_box(v.ok());
                 }

@@ -37,13 +37,20 @@ pub enum CircuitState {
     HalfOpen,
 }
 
-impl fmt::Display for CircuitState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl CircuitState {
+    /// `closed`, `open` or `half-open`: the state's name in logs, spans and metrics.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
             CircuitState::Closed => "closed",
             CircuitState::Open => "open",
             CircuitState::HalfOpen => "half-open",
-        })
+        }
+    }
+}
+
+impl fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

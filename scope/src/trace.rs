@@ -1031,7 +1031,7 @@ fn start_details(info: &TaskSpanInfo) -> Details {
     if let Some((state, failures)) = info.breaker_before {
         details.push((
             "task.circuit_breaker.state",
-            AttrValue::Str(Cow::Borrowed(breaker_state(state))),
+            AttrValue::Str(Cow::Borrowed(state.as_str())),
         ));
         details.push(("task.circuit_breaker.failure_count", failures.into()));
     }
@@ -1071,14 +1071,6 @@ fn end_details(run: Option<&TaskRun>, guarded: bool, error: Option<&Error>) -> D
         _ => {}
     }
     details
-}
-
-fn breaker_state(state: CircuitState) -> &'static str {
-    match state {
-        CircuitState::Closed => "closed",
-        CircuitState::Open => "open",
-        CircuitState::HalfOpen => "half-open",
-    }
 }
 
 /// Records `details` into the span's declared fields.
