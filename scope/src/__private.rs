@@ -22,17 +22,17 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::context::{self, Ambient};
-use crate::error::{BoxError, panic_message};
-use crate::scope::{CloseOnDrop, Shared};
-use crate::task::{Fallible, Plain, spawn_single};
+use crate::core::context::{self, Ambient};
+use crate::core::error::{BoxError, panic_message};
+use crate::core::scope::{CloseOnDrop, Shared};
+use crate::core::task::{Fallible, Plain, spawn_single};
 
-pub use crate::circuit_breaker::CircuitBreaker;
-pub use crate::error::Error;
-pub use crate::retry::Retry;
-pub use crate::scope::{Scope, ScopeBuilder};
-pub use crate::task::Task;
-pub use crate::trace::{AttrValue, ScopeTracer};
+pub use crate::core::error::Error;
+pub use crate::core::scope::{Scope, ScopeBuilder};
+pub use crate::core::task::Task;
+pub use crate::observe::trace::{AttrValue, ScopeTracer};
+pub use crate::resilience::circuit_breaker::CircuitBreaker;
+pub use crate::resilience::retry::Retry;
 pub use std::sync::OnceLock;
 pub use std::time::Duration;
 

@@ -139,35 +139,21 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod answer;
-mod background;
-mod broadcast;
-mod channel;
-mod circuit_breaker;
-mod context;
-mod deadlock;
-mod debounce;
-mod error;
-mod hooks;
-mod lifecycle;
-pub mod metrics;
+// The layers, inside out: `core` knows no feature by name; every other folder builds on it.
+mod core;
+mod util;
+
+mod combinators;
+mod observe;
+mod resilience;
+mod sync;
+mod time;
+
+pub use observe::metrics;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
-pub mod otel;
-mod parallel;
-mod poll;
-mod pool;
-mod profiler;
-mod race;
-mod resources;
-mod retry;
-mod scope;
-mod select;
-mod stream;
-mod task;
-mod task_builder;
-mod throttle;
-pub mod trace;
+pub use observe::otel;
+pub use observe::trace;
 
 #[doc(hidden)]
 pub mod __private;
@@ -176,28 +162,28 @@ pub mod __private;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
-pub use broadcast::{Broadcast, DEFAULT_BROADCAST_CAPACITY, Lagged, Subscriber};
-pub use channel::{Channel, SendError, TryRecvError, TrySendError};
-pub use circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
-pub use deadlock::{WaitingTask, tracked_wait};
-pub use debounce::{DebounceOptions, Debounced};
-pub use error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};
-pub use hooks::Hooks;
+pub use combinators::parallel::{Aggregate, ParallelOpts, parallel, parallel_aggregate};
+pub use combinators::race::race;
+pub use core::error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};
+pub use core::resources::DisposeResult;
+pub use core::scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
+pub use core::task::Task;
 pub use metrics::ScopeMetrics;
-pub use parallel::{Aggregate, ParallelOpts, parallel, parallel_aggregate};
-pub use poll::{PollOptions, PollStatus, Poller, poll};
-pub use pool::{Pool, PoolGuard, PoolOptions, PoolStats};
-pub use profiler::{KEPT_PROFILES, ProfileReport, ProfileStatistics, TaskProfile};
-pub use race::race;
-pub use resources::DisposeResult;
-pub use retry::Retry;
-pub use scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
-pub use select::{Select, SelectFuture};
-pub use stream::ScopedStream;
-pub use task::Task;
-pub use task_builder::{Attempts, Factory, Once, TaskBuilder};
-pub use throttle::{ThrottleOptions, Throttled};
-pub use trace::{AttrValue, ScopeTracer, record_task_attr};
+pub use observe::deadlock::{WaitingTask, tracked_wait};
+pub use observe::hooks::Hooks;
+pub use observe::profiler::{KEPT_PROFILES, ProfileReport, ProfileStatistics, TaskProfile};
+pub use observe::trace::{AttrValue, ScopeTracer, record_task_attr};
+pub use resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
+pub use resilience::retry::Retry;
+pub use resilience::task_builder::{Attempts, Factory, Once, TaskBuilder};
+pub use sync::broadcast::{Broadcast, DEFAULT_BROADCAST_CAPACITY, Lagged, Subscriber};
+pub use sync::channel::{Channel, SendError, TryRecvError, TrySendError};
+pub use sync::pool::{Pool, PoolGuard, PoolOptions, PoolStats};
+pub use sync::select::{Select, SelectFuture};
+pub use sync::stream::ScopedStream;
+pub use time::debounce::{DebounceOptions, Debounced};
+pub use time::poll::{PollOptions, PollStatus, Poller, poll};
+pub use time::throttle::{ThrottleOptions, Throttled};
 
 /// Re-exported so users can name the token type [`Scope::token`] returns.
 pub use tokio_util::sync::CancellationToken;

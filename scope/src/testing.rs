@@ -28,16 +28,13 @@
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::Error;
-use crate::hooks::{SpawnInfo, TaskObserver};
-use crate::scope::{Scope, ScopeBuilder};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+use crate::core::scope::{Scope, ScopeBuilder};
+use crate::observe::hooks::{SpawnInfo, TaskObserver};
+use crate::util::sync::lock;
 
 /// One task a [`TestScope`] saw.
 ///

@@ -1,0 +1,4 @@
+//! Combinators over several tasks: race and parallel.
+
+pub(crate) mod parallel;
+pub(crate) mod race;
