@@ -602,6 +602,36 @@ async fn scope_run_body_events_and_user_spans_nest_inside_the_scope_span() {
     );
 }
 
+#[go_go_scope::scoped(tracer, name = "report")]
+async fn report_without_result() -> usize {
+    let _user = tracing::info_span!("render").entered();
+    3
+}
+
+#[go_go_scope::scoped(tracer, name = "report-result")]
+async fn report_with_result() -> Result<usize, go_go_scope::Error> {
+    let _user = tracing::info_span!("render-result").entered();
+    Ok(3)
+}
+
+// A `#[scoped]` fn whose return type cannot carry an error runs to completion, but through the
+// same run path as every other scope body: inside the scope's span.
+#[tokio::test]
+async fn a_scoped_fn_body_runs_inside_its_span_whatever_its_return_type() {
+    let traces = Traces::layer_at(Level::INFO);
+    assert_eq!(report_without_result().await, 3);
+    assert_eq!(report_with_result().await.unwrap(), 3);
+    let spans = traces.spans();
+    assert_eq!(
+        one(&spans, "render").parent_span_id,
+        one(&spans, "report").span_context.span_id()
+    );
+    assert_eq!(
+        one(&spans, "render-result").parent_span_id,
+        one(&spans, "report-result").span_context.span_id()
+    );
+}
+
 #[tokio::test]
 async fn attributes_from_the_builder_and_from_inside_a_task_reach_opentelemetry() {
     let traces = Traces::layer_at(Level::INFO);

@@ -22,10 +22,10 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::core::context::{self, Ambient};
+use crate::core::context;
 use crate::core::error::{BoxError, panic_message};
-use crate::core::scope::{CloseOnDrop, Shared};
-use crate::core::task::{Fallible, Plain, spawn_single};
+use crate::core::scope::{BodyEnd, Shared};
+use crate::core::task::{Fallible, Plain, TaskSpec, spawn_body};
 
 pub use crate::core::error::Error;
 pub use crate::core::scope::{Scope, ScopeBuilder};
@@ -112,7 +112,7 @@ impl FallibleTag {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        with_ambient_scope(|shared| spawn_single(shared, Fallible::new(future)))
+        with_ambient_scope(|shared| spawn_body(shared, Fallible::new(future), TaskSpec::plain()))
     }
 
     /// Spawns into `scope`.
@@ -142,7 +142,7 @@ impl PlainTag {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        with_ambient_scope(|shared| spawn_single(shared, Plain::new(future)))
+        with_ambient_scope(|shared| spawn_body(shared, Plain::new(future), TaskSpec::plain()))
     }
 
     /// Spawns into `scope`.
@@ -429,27 +429,13 @@ impl Completing {
     /// When the scope cannot be opened (no Tokio runtime, or a parent that already closed):
     /// the return type has no way to say so.
     pub async fn run<F: Future>(self, builder: ScopeBuilder, wait: bool, body: F) -> F::Output {
-        let scope = match builder.build() {
-            Ok(scope) => scope,
+        match Scope::run_body(builder.wait(wait), |_| body, BodyEnd::Completed).await {
+            Ok(value) => value,
             Err(error) => panic!(
                 "a #[scoped] fn could not open its scope: {error}; return a Result<T, E> with \
                  E: From<go_go_scope::Error> to receive this as a value"
             ),
-        };
-        let guard = CloseOnDrop::new(Arc::clone(scope.shared()));
-        let ambient = Ambient {
-            scope: Arc::clone(scope.shared()),
-            task: None,
-        };
-        let value = context::enter(ambient, body).await;
-        // Disposal failures were reported by the scope itself; the body's value is the answer.
-        let _closed = if wait {
-            scope.join().await
-        } else {
-            scope.close().await
-        };
-        guard.disarm();
-        value
+        }
     }
 }
 

@@ -141,6 +141,7 @@
 
 // The layers, inside out: `core` knows no feature by name; every other folder builds on it.
 mod core;
+mod features;
 mod util;
 
 mod combinators;

@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::Error;
+use crate::core::observer::{EndedTask, Observer, SpawnedTask, Wants};
 use crate::core::scope::{Scope, ScopeBuilder};
-use crate::observe::hooks::{SpawnInfo, TaskObserver};
 use crate::util::sync::lock;
 
 /// One task a [`TestScope`] saw.
@@ -68,26 +68,34 @@ struct Recorder {
     calls: Mutex<Vec<TaskCall>>,
 }
 
-impl TaskObserver for Recorder {
-    fn spawned(&self, info: &SpawnInfo<'_>) {
+impl Observer for Recorder {
+    fn wants(&self) -> Wants {
+        Wants {
+            durations: true,
+            ..Wants::default()
+        }
+    }
+
+    fn task_spawned(&self, task: &SpawnedTask<'_>) -> Result<(), Error> {
         lock(&self.calls).push(TaskCall {
-            index: info.index,
-            name: info.name.to_owned(),
-            timeout: info.timeout,
-            max_retries: info.max_retries,
+            index: task.index,
+            name: task.display_name().into_owned(),
+            timeout: task.details.and_then(|d| d.timeout()),
+            max_retries: task.details.and_then(|d| d.max_retries()),
             outcome: None,
             duration: None,
         });
+        Ok(())
     }
 
-    fn ended(&self, index: u64, duration: Duration, error: Option<&Error>) {
+    fn task_ended(&self, task: &EndedTask<'_>) {
         let mut calls = lock(&self.calls);
-        if let Some(call) = calls.iter_mut().rev().find(|c| c.index == index) {
-            call.outcome = Some(match error {
+        if let Some(call) = calls.iter_mut().rev().find(|c| c.index == task.index) {
+            call.outcome = Some(match task.error {
                 None => Ok(()),
                 Some(e) => Err(e.to_string()),
             });
-            call.duration = Some(duration);
+            call.duration = Some(task.duration);
         }
     }
 }
@@ -142,8 +150,9 @@ impl TestScope {
     /// A recording scope from your own builder (its hooks are kept; recording is added).
     pub fn from_builder(builder: ScopeBuilder) -> Result<TestScope, Error> {
         let recorder = Arc::new(Recorder::default());
-        let observer: Arc<dyn TaskObserver> = recorder.clone();
-        let scope = builder.observe(observer).build()?;
+        let mut builder = builder;
+        builder.features().observers.push(recorder.clone());
+        let scope = builder.build()?;
         Ok(TestScope { scope, recorder })
     }
 

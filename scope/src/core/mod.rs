@@ -4,6 +4,7 @@
 pub(crate) mod context;
 pub(crate) mod error;
 pub(crate) mod lifecycle;
+pub(crate) mod observer;
 pub(crate) mod resources;
 pub(crate) mod scope;
 pub(crate) mod task;

@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 
 use crate::core::error::{BoxError, Error};
-use crate::observe::hooks::Hooks;
-use crate::observe::metrics::MetricsCollector;
+use crate::core::observer::Features;
 use crate::util::sync::lock;
 
 type DisposeFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
@@ -133,8 +132,7 @@ impl Resources {
     pub(crate) async fn dispose_all(
         &self,
         scope_name: &str,
-        hooks: Option<&Hooks>,
-        metrics: Option<&MetricsCollector>,
+        features: Option<&Features>,
     ) -> Result<(), Error> {
         let mut errors = Vec::new();
         let mut index = 0;
@@ -154,11 +152,8 @@ impl Resources {
                 Ok(result) => result,
                 Err(payload) => Err(Error::from_panic(payload)),
             };
-            if let Some(metrics) = metrics {
-                metrics.resource_disposed(result.is_ok());
-            }
-            if let Some(hooks) = hooks {
-                hooks.call_on_dispose(index, result.as_ref().err());
+            if let Some(features) = features {
+                features.resource_disposed(index, result.as_ref().err());
             }
             if let Err(error) = result {
                 tracing::warn!(scope = scope_name, index, %error, "a disposer failed; the remaining disposers still run");

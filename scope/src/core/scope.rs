@@ -26,14 +26,10 @@ use tokio_util::sync::CancellationToken;
 use crate::core::context::{self, Ambient};
 use crate::core::error::{BoxError, Error, TimeoutOrigin};
 use crate::core::lifecycle::{Admission, Lifecycle};
+use crate::core::observer::{ClosedScope, Features, TaskWatch, Wants};
 use crate::core::resources::{DisposeResult, Resources};
-use crate::core::task::{Fallible, Plain, Task, spawn_single};
-use crate::observe::deadlock::{Detector, WaitingTask};
-use crate::observe::hooks::Hooks;
-use crate::observe::metrics::{MetricsCollector, ScopeMetrics};
-use crate::observe::profiler::{ProfileReport, Profiler};
-use crate::resilience::circuit_breaker::CircuitBreaker;
-use crate::resilience::retry::Retry;
+use crate::core::task::{Fallible, Plain, Task, TaskSpec, spawn_body};
+use crate::features::{FeatureOptions, ScopeInit, assemble};
 use crate::util::sync::lock;
 
 static NEXT_SCOPE_ID: AtomicU64 = AtomicU64::new(1);
@@ -100,24 +96,20 @@ pub(crate) struct Shared {
     /// Tasks waiting for a concurrency permit (see [`Queued`]).
     waiting: AtomicUsize,
     pub(crate) resources: Resources,
-    pub(crate) hooks: Option<Hooks>,
-    pub(crate) metrics: Option<MetricsCollector>,
     pub(crate) limit: Option<Arc<Semaphore>>,
-    pub(crate) breaker: Option<CircuitBreaker>,
-    pub(crate) default_retry: Option<Retry>,
     concurrency: Option<usize>,
     timeout: Option<Duration>,
     wait_on_exit: bool,
-    /// Whether tasks measure their durations (someone reads them).
-    pub(crate) timed: bool,
-    pub(crate) detector: Option<Arc<Detector>>,
-    pub(crate) profiler: Option<Profiler>,
-    /// The scope's span (see `crate::observe::trace`).
-    pub(crate) trace: crate::observe::trace::ScopeTrace,
+    /// Everything that watches this scope, through the seam (see `crate::core::observer`).
+    features: Option<Box<Features>>,
+    /// What the features need measured; all false without features.
+    wants: Wants,
     created: Option<Instant>,
     lifetime: OnceLock<Duration>,
-    /// The timeout timer and the deadlock watchdog; both end when the token fires.
+    /// The timeout timer and the features' background work; all end when the token fires.
     background: Mutex<Vec<JoinHandle<()>>>,
+    /// Whether anything was put in `background` (a quiet close skips the lock).
+    has_background: bool,
     pub(crate) runtime: Handle,
 }
 
@@ -139,7 +131,7 @@ pub(crate) struct Queued(Option<Arc<Shared>>);
 
 impl Queued {
     pub(crate) fn new(shared: &Arc<Shared>) -> Queued {
-        if !shared.trace.records() {
+        if !shared.wants.limit_details {
             return Queued(None);
         }
         shared.waiting.fetch_add(1, Ordering::Relaxed);
@@ -156,6 +148,39 @@ impl Drop for Queued {
 }
 
 impl Shared {
+    /// The scope's features, if it has any.
+    #[inline]
+    pub(crate) fn features(&self) -> Option<&Features> {
+        self.features.as_deref()
+    }
+
+    /// The scope's feature value or observer of type `T`, if it has one.
+    pub(crate) fn feature<T: std::any::Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.features()?.get::<T>()
+    }
+
+    /// Whether tasks measure their durations (a feature reads them).
+    #[inline]
+    pub(crate) fn timed(&self) -> bool {
+        self.wants.durations
+    }
+
+    /// Whether tasks note when they were spawned (a feature reads it).
+    #[inline]
+    pub(crate) fn notes_spawn_time(&self) -> bool {
+        self.wants.spawn_time
+    }
+
+    /// Registers a wait of the running task (or the scope body) with the features that track
+    /// waits; the wait ends when the returned value is dropped.
+    pub(crate) fn begin_wait(
+        &self,
+        task: Option<&str>,
+        what: &'static str,
+    ) -> Option<Box<dyn std::any::Any + Send>> {
+        self.features()?.wait_began(self, task, what)
+    }
+
     pub(crate) fn is_open(&self) -> bool {
         self.life.is_open()
     }
@@ -226,7 +251,7 @@ impl Shared {
     /// Free permits and tasks waiting for one, when the scope has a limit and its task spans
     /// are recorded (they report it); read before a new task takes its permit.
     pub(crate) fn limit_snapshot(&self) -> Option<LimitSnapshot> {
-        let semaphore = self.limit.as_ref().filter(|_| self.trace.records())?;
+        let semaphore = self.limit.as_ref().filter(|_| self.wants.limit_details)?;
         Some(LimitSnapshot {
             available: semaphore.available_permits(),
             waiting: self.waiting.load(Ordering::Relaxed),
@@ -263,9 +288,10 @@ impl Shared {
         }
         self.fire_token();
         if report == Report::Always || busy {
-            tracing::debug!(scope = %self.name, reason = %cause.to_error(), "scope cancelled");
-            if let Some(hooks) = &self.hooks {
-                hooks.call_on_cancel(&cause.to_error());
+            let reason = cause.to_error();
+            tracing::debug!(scope = ?self.name, %reason, "scope cancelled");
+            if let Some(features) = self.features() {
+                features.scope_cancelled(&reason);
             }
         }
         true
@@ -308,8 +334,7 @@ impl Shared {
     /// The rest of a close, once this caller won `begin_close`.
     async fn close_begun(self: &Arc<Self>) -> Result<(), Error> {
         let quiet = self.live_tasks() == 0
-            && self.timeout.is_none()
-            && self.detector.is_none()
+            && !self.has_background
             && lock(&self.children).by_id.is_empty()
             && self.resources.seal_if_empty();
         if quiet {
@@ -343,12 +368,27 @@ impl Shared {
         }
     }
 
-    /// Ends the scope's span, marks it closed and wakes the waiters.
+    /// Tells the features, marks the scope closed and wakes the waiters.
     fn end_close(&self, result: Result<(), Error>) -> Result<(), Error> {
-        let cancelled_by = self.cause.get().map(Cause::to_error);
-        self.trace
-            .close(cancelled_by.as_ref(), result.as_ref().err());
-        self.finish_close();
+        self.resources.clear_services();
+        let lifetime = self.created.map(|created| created.elapsed());
+        if let Some(lifetime) = lifetime {
+            let _ = self.lifetime.set(lifetime);
+        }
+        if let Some(features) = self.features() {
+            let cancelled_by = self.cause.get().map(Cause::to_error);
+            features.scope_closed(&ClosedScope {
+                lifetime,
+                cancelled_by: cancelled_by.as_ref(),
+                error: result.as_ref().err(),
+            });
+        }
+        if let Some(parent) = &self.parent {
+            lock(&parent.children).by_id.remove(&self.id);
+        }
+        if self.life.finish_close() {
+            self.closed.notify_waiters();
+        }
         result
     }
 
@@ -368,25 +408,8 @@ impl Shared {
             let _ = handle.await;
         }
         self.resources
-            .dispose_all(&self.name, self.hooks.as_ref(), self.metrics.as_ref())
+            .dispose_all(&self.name, self.features())
             .await
-    }
-
-    fn finish_close(&self) {
-        self.resources.clear_services();
-        if let Some(created) = self.created {
-            let lifetime = created.elapsed();
-            let _ = self.lifetime.set(lifetime);
-            if let Some(metrics) = &self.metrics {
-                metrics.scope_closed(lifetime);
-            }
-        }
-        if let Some(parent) = &self.parent {
-            lock(&parent.children).by_id.remove(&self.id);
-        }
-        if self.life.finish_close() {
-            self.closed.notify_waiters();
-        }
     }
 
     async fn wait_closed(&self) {
@@ -421,7 +444,7 @@ impl Shared {
         ))) {
             UNCLOSED_DROPS.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
-                scope = %self.name,
+                scope = ?self.name,
                 live_tasks,
                 "scope dropped without close(): its tasks are cancelled and it closes in the \
                  background; call close().await or use Scope::run / #[scoped] to end it \
@@ -572,6 +595,21 @@ impl Scope {
         F: FnOnce(Scope) -> Fut,
         Fut: Future,
     {
+        Scope::run_body(builder, body, BodyEnd::OnCancel).await
+    }
+
+    /// The one run path, shared by [`Scope::run`] and `#[scoped]` fns: builds the scope, runs
+    /// `body` as its ambient code inside its span, then closes (or joins) the scope, also when
+    /// this future is dropped half-way.
+    pub(crate) async fn run_body<F, Fut>(
+        builder: ScopeBuilder,
+        body: F,
+        end: BodyEnd,
+    ) -> Result<Fut::Output, Error>
+    where
+        F: FnOnce(Scope) -> Fut,
+        Fut: Future,
+    {
         let scope = builder.build()?;
         let guard = CloseOnDrop(Some(Arc::clone(&scope.shared)));
         let shared = Arc::clone(&scope.shared);
@@ -579,13 +617,17 @@ impl Scope {
             scope: Arc::clone(&shared),
             task: None,
         };
-        let body = shared
-            .trace
-            .instrument(context::enter(ambient, body(scope.clone())));
-        let outcome = tokio::select! {
-            biased;
-            value = body => Ok(value),
-            () = shared.token().cancelled() => Err(shared.cancel_error()),
+        let body = Watched::new(
+            shared.features().and_then(Features::watch_body),
+            context::enter(ambient, body(scope.clone())),
+        );
+        let outcome = match end {
+            BodyEnd::OnCancel => tokio::select! {
+                biased;
+                value = body => Ok(value),
+                () = shared.token().cancelled() => Err(shared.cancel_error()),
+            },
+            BodyEnd::Completed => Ok(body.await),
         };
         let closed = if shared.wait_on_exit && outcome.is_ok() {
             shared.join().await
@@ -658,7 +700,7 @@ impl Scope {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        spawn_single(&self.shared, Plain::new(future))
+        spawn_body(&self.shared, Plain::new(future), TaskSpec::plain())
     }
 
     /// Spawns a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error
@@ -682,7 +724,7 @@ impl Scope {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        spawn_single(&self.shared, Fallible::new(future))
+        spawn_body(&self.shared, Fallible::new(future), TaskSpec::plain())
     }
 
     /// Cancels outstanding tasks, waits until every task and child scope has ended, then runs
@@ -972,22 +1014,23 @@ impl Scope {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
     {
-        if let Some(metrics) = &self.shared.metrics {
-            metrics.resource_registered();
+        if let Some(features) = self.shared.features() {
+            features.resource_registered();
         }
         if let Err(late) = self.shared.resources.push_disposer(f) {
             // The scope already disposed everything: run this one now rather than never.
             tracing::warn!(
-                scope = %self.shared.name,
+                scope = ?self.shared.name,
                 "a disposer was registered after the scope closed; it runs immediately"
             );
-            let hooks = self.shared.hooks.clone();
+            let shared = Arc::clone(&self.shared);
             drop(self.shared.runtime.spawn(async move {
-                if let Err(error) = late.run().await {
+                let result = late.run().await;
+                if let Err(error) = &result {
                     tracing::warn!(%error, "a late disposer failed");
-                    if let Some(hooks) = hooks {
-                        hooks.call_on_dispose(1, Some(&error));
-                    }
+                }
+                if let Some(features) = shared.features() {
+                    features.resource_disposed(1, result.as_ref().err());
                 }
             }));
         }
@@ -1018,43 +1061,69 @@ impl Scope {
             type_name: std::any::type_name::<T>(),
         })
     }
-
-    /// The profile of this scope's tasks, or `None` unless it was built with
-    /// [`profiler(true)`](ScopeBuilder::profiler).
-    pub fn profile_report(&self) -> Option<ProfileReport> {
-        self.shared.profiler.as_ref().map(Profiler::report)
-    }
-
-    /// Forgets the profiles recorded so far (no effect without a profiler).
-    pub fn clear_profile(&self) {
-        if let Some(profiler) = &self.shared.profiler {
-            profiler.clear();
-        }
-    }
-
-    /// A snapshot of the scope's metrics, or `None` unless it was built with
-    /// [`metrics(true)`](ScopeBuilder::metrics).
-    pub fn metrics(&self) -> Option<ScopeMetrics> {
-        self.shared.metrics_snapshot()
-    }
 }
 
 impl Shared {
-    pub(crate) fn metrics_snapshot(&self) -> Option<ScopeMetrics> {
-        let collector = self.metrics.as_ref()?;
-        Some(collector.snapshot(&self.name, self.lifetime.get().copied()))
+    /// How long the scope lived, once it has closed (measured only when a feature wants
+    /// durations).
+    pub(crate) fn lifetime(&self) -> Option<Duration> {
+        self.lifetime.get().copied()
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A future polled under a [`TaskWatch`] (the `Scope::run` body, inside the scope's span).
+    pub(crate) struct Watched<F> {
+        #[pin]
+        inner: F,
+        watch: Option<Box<dyn TaskWatch>>,
+    }
+}
+
+impl<F> Watched<F> {
+    pub(crate) fn new(watch: Option<Box<dyn TaskWatch>>, inner: F) -> Watched<F> {
+        Watched { inner, watch }
+    }
+}
+
+impl<F: Future> Future for Watched<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        match this.watch {
+            None => this.inner.poll(cx),
+            Some(watch) => {
+                let mut inner = Some(this.inner);
+                let mut polled = std::task::Poll::Pending;
+                watch.poll(&mut || {
+                    if let Some(inner) = inner.take() {
+                        polled = inner.poll(cx);
+                    }
+                });
+                polled
+            }
+        }
+    }
+}
+
+/// When a scope body ends: at the scope's cancellation (its deadline, an explicit cancel, its
+/// parent), with the cancellation's error; or only when it completes, for bodies whose return
+/// type cannot carry an error (the scope's tasks are still cancelled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyEnd {
+    OnCancel,
+    Completed,
+}
+
 /// Cancels and closes the scope in the background if `Scope::run` is dropped mid-way.
-pub(crate) struct CloseOnDrop(Option<Arc<Shared>>);
+struct CloseOnDrop(Option<Arc<Shared>>);
 
 impl CloseOnDrop {
-    pub(crate) fn new(shared: Arc<Shared>) -> CloseOnDrop {
-        CloseOnDrop(Some(shared))
-    }
-
-    pub(crate) fn disarm(mut self) {
+    fn disarm(mut self) {
         self.0 = None;
     }
 }
@@ -1132,25 +1201,12 @@ pub struct ScopeBuilder {
     timeout: Option<Duration>,
     concurrency: Option<usize>,
     parent: ParentChoice,
-    metrics: bool,
     wait: bool,
-    profiler: bool,
-    /// The less common options, boxed: a builder is moved by every call, and short-lived
-    /// scopes (one per request) mostly set none of these.
-    extras: Option<Box<Extras>>,
+    /// The features' options (hooks, metrics, tracer, breaker, ...), set by each feature's own
+    /// builder methods; boxed, since a builder is moved by every call and short-lived scopes
+    /// (one per request) mostly set none.
+    features: Option<Box<FeatureOptions>>,
 }
-
-#[derive(Default)]
-pub(crate) struct Extras {
-    hooks: Option<Hooks>,
-    deadlock: Option<(Duration, Arc<DeadlockCallback>)>,
-    breaker: Option<CircuitBreaker>,
-    retry: Option<Retry>,
-    /// Tracer and span attributes (set in `crate::observe::trace`).
-    pub(crate) trace: crate::observe::trace::TraceOptions,
-}
-
-type DeadlockCallback = dyn Fn(&[WaitingTask]) + Send + Sync;
 
 impl std::fmt::Debug for ScopeBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1158,15 +1214,15 @@ impl std::fmt::Debug for ScopeBuilder {
             .field("name", &self.name)
             .field("timeout", &self.timeout)
             .field("concurrency", &self.concurrency)
-            .field("metrics", &self.metrics)
             .field("wait", &self.wait)
             .finish_non_exhaustive()
     }
 }
 
 impl ScopeBuilder {
-    pub(crate) fn extras(&mut self) -> &mut Extras {
-        self.extras.get_or_insert_with(Box::default)
+    /// The slot for the features' options (see `crate::features`).
+    pub(crate) fn feature_options(&mut self) -> &mut Option<Box<FeatureOptions>> {
+        &mut self.features
     }
 
     /// The scope's name, used for its span, its metrics label and its errors. Default `"scope"`.
@@ -1203,64 +1259,6 @@ impl ScopeBuilder {
         self
     }
 
-    /// Sends every task of this scope (and of its child scopes, unless they set their own)
-    /// through `breaker`; see [`CircuitBreaker`].
-    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
-        self.extras().breaker = Some(breaker);
-        self
-    }
-
-    /// The retry policy of tasks built with [`Scope::task`] that set none themselves.
-    pub fn retry(mut self, retry: impl Into<Retry>) -> Self {
-        self.extras().retry = Some(retry.into());
-        self
-    }
-
-    /// Records where each task's time goes; read it with [`Scope::profile_report`].
-    pub fn profiler(mut self, enabled: bool) -> Self {
-        self.profiler = enabled;
-        self
-    }
-
-    /// Lifecycle callbacks; see [`Hooks`].
-    pub fn hooks(mut self, hooks: Hooks) -> Self {
-        self.extras().hooks = Some(hooks);
-        self
-    }
-
-    /// Adds the crate's own task observer (used by the testing scope) beside the user's hooks.
-    #[cfg(feature = "testing")]
-    pub(crate) fn observe(
-        mut self,
-        observer: Arc<dyn crate::observe::hooks::TaskObserver>,
-    ) -> Self {
-        self.extras()
-            .hooks
-            .get_or_insert_with(Hooks::default)
-            .observer = Some(observer);
-        self
-    }
-
-    /// Collects [`ScopeMetrics`] for this scope. Off by default; when off, tasks do no metrics
-    /// work at all.
-    pub fn metrics(mut self, enabled: bool) -> Self {
-        self.metrics = enabled;
-        self
-    }
-
-    /// Reports tasks that wait longer than `threshold` on a concurrency permit, a channel or a
-    /// pool: a watchdog checks every `min(threshold / 2, 5 s)` and, while any task has waited
-    /// longer than `threshold`, calls `on_deadlock` with all of them (see [`WaitingTask`]).
-    /// `threshold` must be greater than zero.
-    pub fn deadlock_detection(
-        mut self,
-        threshold: Duration,
-        on_deadlock: impl Fn(&[WaitingTask]) + Send + Sync + 'static,
-    ) -> Self {
-        self.extras().deadlock = Some((threshold, Arc::new(on_deadlock)));
-        self
-    }
-
     /// For [`Scope::run`]: when the body ends, wait for outstanding tasks to finish instead of
     /// cancelling them.
     pub fn wait(mut self, enabled: bool) -> Self {
@@ -1280,23 +1278,10 @@ impl ScopeBuilder {
     /// Builds the scope. Fails on invalid options, outside a Tokio runtime, or when the parent
     /// is already closed.
     pub fn build(self) -> Result<Scope, Error> {
-        let Extras {
-            hooks,
-            deadlock,
-            breaker,
-            retry,
-            trace: trace_options,
-        } = self.extras.map(|extras| *extras).unwrap_or_default();
         if self.concurrency == Some(0) {
             return Err(Error::invalid(
                 "concurrency",
                 "must be at least 1; leave it unset for no limit",
-            ));
-        }
-        if deadlock.as_ref().is_some_and(|(t, _)| t.is_zero()) {
-            return Err(Error::invalid(
-                "deadlock_detection",
-                "the threshold must be greater than zero",
             ));
         }
         if self.timeout == Some(Duration::ZERO) {
@@ -1315,28 +1300,25 @@ impl ScopeBuilder {
         let concurrency = self
             .concurrency
             .or_else(|| parent.as_ref().and_then(|p| p.concurrency));
-        let breaker = breaker.or_else(|| parent.as_ref().and_then(|p| p.breaker.clone()));
-        let hooks = hooks.filter(|h| !h.is_empty());
         let custom_name = self.name.is_some();
         let name = self.name.unwrap_or(Cow::Borrowed("scope"));
-        let metrics = self.metrics.then(|| MetricsCollector::new(&name));
-        let trace = crate::observe::trace::ScopeTrace::start(
-            trace_options,
-            crate::observe::trace::ScopeSpanInfo {
+        let features = assemble(
+            self.features,
+            &ScopeInit {
                 name: &name,
                 custom_name,
                 timeout: self.timeout,
                 concurrency_option: self.concurrency,
                 concurrency,
-                parent: parent.as_ref().map(|p| &p.trace),
+                parent: parent.as_ref(),
                 explicit_parent,
             },
-        );
-        // Clocks are read in the task path only when something reports durations.
-        let timed = metrics.is_some()
-            || self.profiler
-            || trace.records()
-            || hooks.as_ref().is_some_and(|h| h.after_task.is_some());
+        )?;
+        let wants = features.as_deref().map(Features::wants).unwrap_or_default();
+        let background = features
+            .as_deref()
+            .map(Features::background)
+            .unwrap_or_default();
         let shared = Arc::new(Shared {
             id: NEXT_SCOPE_ID.fetch_add(1, Ordering::Relaxed),
             name,
@@ -1350,22 +1332,16 @@ impl ScopeBuilder {
             next_index: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             resources: Resources::default(),
-            hooks,
-            metrics,
             limit: concurrency.map(|n| Arc::new(Semaphore::new(n))),
-            breaker,
-            default_retry: retry,
             concurrency,
             timeout: self.timeout,
             wait_on_exit: self.wait,
-            timed,
-            detector: deadlock
-                .map(|(threshold, callback)| Arc::new(Detector::new(threshold, callback))),
-            profiler: self.profiler.then(Profiler::default),
-            trace,
-            created: timed.then(Instant::now),
+            features,
+            wants,
+            created: wants.durations.then(Instant::now),
             lifetime: OnceLock::new(),
             background: Mutex::new(Vec::new()),
+            has_background: self.timeout.is_some() || !background.is_empty(),
             runtime,
         });
         if let Some(parent) = &shared.parent {
@@ -1395,9 +1371,8 @@ impl ScopeBuilder {
             });
             lock(&shared.background).push(timer);
         }
-        if let Some(detector) = &shared.detector {
-            let watchdog = Arc::clone(detector).watch(shared.token().clone());
-            let handle = shared.runtime.spawn(watchdog);
+        for work in background {
+            let handle = shared.runtime.spawn(work(shared.token().clone()));
             lock(&shared.background).push(handle);
         }
         Ok(Scope { shared })

@@ -22,13 +22,8 @@ use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 
 use crate::core::context::{self, Ambient, TaskIdent};
 use crate::core::error::{BoxError, Error, Outcome, into_outcome, into_result};
+use crate::core::observer::{EndedTask, SpawnedTask, TaskDetails, TaskEnd, TaskWatch};
 use crate::core::scope::{LimitSnapshot, Queued, Shared};
-use crate::observe::deadlock::WaitGuard;
-use crate::observe::hooks::SpawnInfo;
-use crate::observe::profiler::TaskProfile;
-use crate::observe::trace::{Attrs, TaskSpanInfo, TaskTrace};
-use crate::resilience::circuit_breaker::{Admission, CircuitBreaker};
-use crate::resilience::task_builder::TaskRun;
 
 /// The handle of a task spawned into a [`Scope`](crate::Scope).
 ///
@@ -205,74 +200,6 @@ where
     }
 }
 
-pin_project! {
-    /// A single-attempt body under the scope's circuit breaker: asks the breaker before the
-    /// body's first poll, and reports its outcome (a panic counts as a failure).
-    pub(crate) struct Guarded<B> {
-        #[pin]
-        body: B,
-        breaker: CircuitBreaker,
-        admission: Option<Admission>,
-        asked: bool,
-    }
-}
-
-impl<B, T> Future for Guarded<B>
-where
-    B: Future<Output = Result<T, Error>>,
-{
-    type Output = Result<T, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if !*this.asked {
-            *this.asked = true;
-            match this.breaker.admit() {
-                Ok(admission) => *this.admission = Some(admission),
-                Err(refused) => return Poll::Ready(Err(refused)),
-            }
-        }
-        let body = this.body;
-        match catch_unwind(AssertUnwindSafe(|| body.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(result)) => {
-                if let Some(admission) = this.admission.take() {
-                    admission.settle(result.is_ok());
-                }
-                Poll::Ready(result)
-            }
-            Err(payload) => {
-                if let Some(admission) = this.admission.take() {
-                    admission.settle(false);
-                }
-                std::panic::resume_unwind(payload)
-            }
-        }
-    }
-}
-
-/// Spawns a single-attempt body (a plain or fallible future): straight into the scope, or
-/// through the scope's circuit breaker when it has one.
-pub(crate) fn spawn_single<B, T>(shared: &Arc<Shared>, body: B) -> Task<T>
-where
-    B: Future<Output = Result<T, Error>> + Send + 'static,
-    T: Send + 'static,
-{
-    match &shared.breaker {
-        None => spawn_body(shared, body, TaskSpec::plain()),
-        Some(breaker) => spawn_body(
-            shared,
-            Guarded {
-                body,
-                breaker: breaker.clone(),
-                admission: None,
-                asked: false,
-            },
-            TaskSpec::plain(),
-        ),
-    }
-}
-
 /// The task's concurrency permit, if its scope has a limit.
 enum Permit {
     Unlimited,
@@ -284,9 +211,9 @@ enum Permit {
 
 struct PermitWait {
     semaphore: PollSemaphore,
-    /// Keeps the wait registered with the deadlock detector (if the scope has one) until the
-    /// permit arrives or the task is dropped.
-    _deadlock: Option<WaitGuard>,
+    /// Keeps the wait registered with the features that track waits until the permit arrives
+    /// or the task is dropped.
+    _wait: Option<Box<dyn std::any::Any + Send>>,
     /// Counts the task among the scope's waiting ones meanwhile.
     _queued: Queued,
 }
@@ -317,22 +244,43 @@ where
         let this = self.project();
         if this.record.shared.is_cancelled() {
             let error = this.record.shared.cancel_error();
-            return this.record.end(Err(error));
+            return this.record.end(Err(error), false);
         }
         if let Permit::Waiting(wait) = this.permit {
             match wait.semaphore.poll_acquire(cx) {
                 Poll::Ready(Some(permit)) => *this.permit = Permit::Held(permit),
-                Poll::Ready(None) => return this.record.end(Err(Error::Closed)),
+                Poll::Ready(None) => return this.record.end(Err(Error::Closed), false),
                 Poll::Pending => return this.record.watch_cancel(this.cancel, cx),
             }
         }
-        if this.record.started.is_none() && this.record.shared.timed {
-            this.record.started = Some(Instant::now());
+        if !this.record.begun {
+            this.record.begun = true;
+            if this.record.shared.timed() {
+                this.record.started = Some(Instant::now());
+            }
+            if let Some(watch) = &mut this.record.watch
+                && let Err(refused) = watch.start()
+            {
+                return this.record.end(Err(refused), false);
+            }
         }
-        let (body, trace) = (this.body, &mut this.record.trace);
-        match catch_unwind(AssertUnwindSafe(|| trace.in_span(|| body.poll(cx)))) {
-            Ok(Poll::Ready(result)) => this.record.end(result),
-            Err(payload) => this.record.end(Err(Error::from_panic(payload))),
+        let (body, watch) = (this.body, &mut this.record.watch);
+        let polled = catch_unwind(AssertUnwindSafe(|| match watch {
+            None => body.poll(cx),
+            Some(watch) => {
+                let mut body = Some(body);
+                let mut polled = Poll::Pending;
+                watch.poll(&mut || {
+                    if let Some(body) = body.take() {
+                        polled = body.poll(cx);
+                    }
+                });
+                polled
+            }
+        }));
+        match polled {
+            Ok(Poll::Ready(result)) => this.record.end(result, true),
+            Err(payload) => this.record.end(Err(Error::from_panic(payload)), true),
             Ok(Poll::Pending) => this.record.watch_cancel(this.cancel, cx),
         }
     }
@@ -342,20 +290,23 @@ where
 struct Record {
     shared: Arc<Shared>,
     index: u64,
-    /// Kept only when a hook will need it.
+    /// Kept only when the scope has features (they are told the name at the end).
     name: Option<Cow<'static, str>>,
+    /// The body has been polled (or refused) once.
+    begun: bool,
     started: Option<Instant>,
-    /// Set only when the scope profiles.
+    /// Set only when a feature wants spawn times.
     spawned: Option<Instant>,
-    run: Option<Arc<TaskRun>>,
+    details: Option<Arc<dyn TaskDetails>>,
+    /// The features' per-task state (see `crate::core::observer`).
+    watch: Option<Box<dyn TaskWatch>>,
     ended: bool,
-    /// The task's span (see `crate::observe::trace`).
-    trace: TaskTrace,
 }
 
 impl Record {
-    fn end<T>(&mut self, result: Result<T, Error>) -> Poll<Result<T, Error>> {
-        self.report(result.as_ref().err());
+    /// Ends the task with `result`; `finished` when the body itself produced it.
+    fn end<T>(&mut self, result: Result<T, Error>, finished: bool) -> Poll<Result<T, Error>> {
+        self.report(result.as_ref().err(), finished);
         Poll::Ready(result)
     }
 
@@ -373,75 +324,38 @@ impl Record {
                 && waiter.poll(cx).is_ready()
             {
                 let error = self.shared.cancel_error();
-                return self.end(Err(error));
+                return self.end(Err(error), false);
             }
         }
         Poll::Pending
     }
 
-    fn report(&mut self, error: Option<&Error>) {
+    fn report(&mut self, error: Option<&Error>, finished: bool) {
         self.ended = true;
-        // from when the body started, after any wait for a permit or the breaker.
-        let started = match &self.run {
-            Some(run) => run.started(),
-            None => self.started,
-        };
-        let duration = started.map_or(Duration::ZERO, |s| s.elapsed());
-        if let Some(metrics) = &self.shared.metrics {
-            metrics.task_ended(error.is_none(), duration);
-        }
-        if let Some(hooks) = &self.shared.hooks {
-            let name = self
-                .name
-                .clone()
-                .unwrap_or_else(|| Cow::Owned(format!("task-{}", self.index)));
-            hooks.call_after_task(&name, duration, error);
-            if let Some(observer) = &hooks.observer {
-                observer.ended(self.index, duration, error);
-            }
-        }
-        if let Some(profiler) = &self.shared.profiler {
-            profiler.record(self.profile(error.is_none(), started, duration));
-        }
         if let Some(error) = error {
-            tracing::trace!(scope = %self.shared.name, task = self.index, %error, "task failed");
+            tracing::trace!(scope = ?self.shared.name, task = self.index, %error, "task failed");
         }
-        self.trace.finish(&self.shared.trace, error);
-    }
-
-    fn profile(&self, succeeded: bool, started: Option<Instant>, ran: Duration) -> TaskProfile {
-        let total = self.spawned.map_or(Duration::ZERO, |s| s.elapsed());
-        let name = self
-            .name
-            .as_deref()
-            .map_or_else(|| format!("task-{}", self.index), str::to_owned);
-        let mut profile = TaskProfile {
-            name,
-            index: self.index,
-            succeeded,
-            total,
-            ..TaskProfile::default()
+        let Some(features) = self.shared.features() else {
+            return;
         };
-        match &self.run {
-            Some(stats) => {
-                let stages = stats.take_stages();
-                profile.circuit_breaker = stages.circuit_breaker;
-                profile.permit_wait = stats.permit_wait();
-                profile.attempts = stages.attempts;
-                profile.retry_delays = stages.retry_delays;
-                profile.retry_attempts = stats.retries();
-            }
-            None => {
-                profile.permit_wait = match (self.spawned, started) {
-                    (Some(spawned), Some(started)) => started.saturating_duration_since(spawned),
-                    _ => Duration::ZERO,
-                };
-                if started.is_some() {
-                    profile.attempts = vec![ran];
-                }
-            }
+        if let Some(watch) = self.watch.take() {
+            watch.end(&TaskEnd { error, finished });
         }
-        profile
+        // from when the body started, after any wait for a permit or the breaker.
+        let started = self
+            .details
+            .as_ref()
+            .and_then(|details| details.started())
+            .or(self.started);
+        features.task_ended(&EndedTask {
+            index: self.index,
+            name: self.name.as_deref(),
+            error,
+            duration: started.map_or(Duration::ZERO, |s| s.elapsed()),
+            started,
+            spawned: self.spawned,
+            details: self.details.as_ref(),
+        });
     }
 }
 
@@ -449,7 +363,7 @@ impl Drop for Record {
     fn drop(&mut self) {
         if !self.ended {
             // Dropped before finishing: aborted by `Task::cancel`, or the runtime shut down.
-            self.report(Some(&Error::cancelled("task cancelled")));
+            self.report(Some(&Error::cancelled("task cancelled")), false);
         }
         self.shared.task_exited();
     }
@@ -458,13 +372,12 @@ impl Drop for Record {
 /// How a task is to be run, besides its body.
 pub(crate) struct TaskSpec {
     pub(crate) name: Option<Cow<'static, str>>,
-    /// The body takes its own concurrency permits (one per attempt) instead of the wrapper
-    /// taking one for the task's whole life.
-    pub(crate) permit_in_body: bool,
-    /// Filled in by an attempt loop; read when the task ends.
-    pub(crate) run: Option<Arc<TaskRun>>,
-    /// The task's own span attributes.
-    pub(crate) attrs: Attrs,
+    /// The body runs its own attempts: it takes its own concurrency permits (one per attempt)
+    /// instead of the wrapper taking one for the task's whole life, and asks the breaker
+    /// itself.
+    pub(crate) runs_attempts: bool,
+    /// What the body tells the features (its options, what its attempts did).
+    pub(crate) details: Option<Arc<dyn TaskDetails>>,
     /// The scope's limit as found before the task took a permit, when the caller took one
     /// already (see [`Shared::limit_snapshot`]).
     pub(crate) limit_before: Option<LimitSnapshot>,
@@ -474,15 +387,15 @@ impl TaskSpec {
     pub(crate) fn plain() -> TaskSpec {
         TaskSpec {
             name: None,
-            permit_in_body: false,
-            run: None,
-            attrs: Attrs::default(),
+            runs_attempts: false,
+            details: None,
             limit_before: None,
         }
     }
 }
 
 /// Spawns `body` into the scope behind `shared`: the single entry point for every task.
+#[track_caller]
 pub(crate) fn spawn_body<B, T>(shared: &Arc<Shared>, body: B, spec: TaskSpec) -> Task<T>
 where
     B: Future<Output = Result<T, Error>> + Send + 'static,
@@ -490,84 +403,58 @@ where
 {
     let TaskSpec {
         name,
-        permit_in_body,
-        run,
-        attrs,
+        runs_attempts,
+        details,
         limit_before,
     } = spec;
     let index = match shared.admit() {
         Ok(index) => index,
         Err(error) => return Task::rejected(error, 0, name),
     };
-    // The name is kept for the end of the task only when a hook or the profiler reports it.
-    let reported_name = if shared.hooks.is_some() || shared.profiler.is_some() {
-        Some(
-            name.clone()
-                .unwrap_or_else(|| Cow::Owned(format!("task-{index}"))),
-        )
-    } else {
-        None
-    };
-    if let (Some(hooks), Some(task_name)) = (&shared.hooks, &reported_name) {
-        if let Err(error) = hooks.call_before_task(task_name, index) {
+    if let Some(details) = &details {
+        details.admitted(index);
+    }
+    let mut watch = None;
+    let mut reported_name = None;
+    if let Some(features) = shared.features() {
+        let limit_before = match limit_before {
+            Some(snapshot) => Some(snapshot),
+            None if runs_attempts => None,
+            None => shared.limit_snapshot(),
+        };
+        let task = SpawnedTask {
+            scope: shared,
+            index,
+            name: name.as_deref(),
+            runs_attempts,
+            details: details.as_ref(),
+            limit_before,
+        };
+        if let Err(error) = features.task_spawned(&task) {
             shared.task_exited();
             return Task::rejected(error, index, name);
         }
-        if let Some(observer) = &hooks.observer {
-            observer.spawned(&SpawnInfo {
-                index,
-                name: task_name,
-                timeout: run.as_ref().and_then(|r| r.timeout()),
-                max_retries: run.as_ref().and_then(|r| r.max_retries()),
-            });
-        }
+        watch = features.watch_task(&task);
+        reported_name = name.clone();
     }
-    if let Some(metrics) = &shared.metrics {
-        metrics.task_spawned();
-    }
-    let limit_before = match limit_before {
-        Some(snapshot) => Some(snapshot),
-        None if permit_in_body => None,
-        None => shared.limit_snapshot(),
-    };
     let permit = match &shared.limit {
-        _ if permit_in_body => Permit::Unlimited,
+        _ if runs_attempts => Permit::Unlimited,
         None => Permit::Unlimited,
         Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
             Ok(permit) => Permit::Held(permit),
             Err(_) => Permit::Waiting(Box::new(PermitWait {
                 semaphore: PollSemaphore::new(Arc::clone(semaphore)),
-                _deadlock: shared.detector.as_ref().map(|detector| {
+                _wait: shared.features().and_then(|_| {
                     let task = name
                         .as_deref()
                         .map_or_else(|| format!("task-{index}"), str::to_owned);
-                    detector.register(task, "concurrency permit")
+                    shared.begin_wait(Some(&task), "concurrency permit")
                 }),
                 _queued: Queued::new(shared),
             })),
         },
     };
-    tracing::trace!(scope = %shared.name, task = index, "task spawned");
-    if let Some(run) = &run {
-        run.set_index(index);
-    }
-    let span_info = TaskSpanInfo {
-        attrs,
-        has_retry: run
-            .as_ref()
-            .and_then(|r| r.max_retries())
-            .is_some_and(|n| n > 0),
-        timeout: run.as_ref().and_then(|r| r.timeout()),
-        has_circuit_breaker: shared.breaker.is_some(),
-        breaker_before: shared
-            .breaker
-            .as_ref()
-            .filter(|_| shared.trace.records())
-            .map(CircuitBreaker::snapshot),
-        limit_before,
-        run: run.clone(),
-    };
-    let trace = TaskTrace::start(&shared.trace, index, name.as_deref(), span_info);
+    tracing::trace!(scope = ?shared.name, task = index, "task spawned");
     let future = TaskFuture {
         body,
         cancel: None,
@@ -576,11 +463,12 @@ where
             shared: Arc::clone(shared),
             index,
             name: reported_name,
+            begun: false,
             started: None,
-            spawned: shared.profiler.as_ref().map(|_| Instant::now()),
-            run,
+            spawned: shared.notes_spawn_time().then(Instant::now),
+            details,
+            watch,
             ended: false,
-            trace,
         },
     };
     let ambient = Ambient {

@@ -18,7 +18,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::context::with_ambient;
+use crate::core::context::{TaskIdent, with_ambient};
+use crate::core::observer::{BackgroundWork, Observer};
+use crate::core::scope::{ScopeBuilder, Shared};
 use crate::util::sync::lock;
 
 /// One task that has been waiting longer than the deadlock threshold.
@@ -59,11 +61,11 @@ pub struct WaitingTask {
     pub waited: Duration,
 }
 
-type Callback = dyn Fn(&[WaitingTask]) + Send + Sync;
+pub(crate) type DeadlockCallback = dyn Fn(&[WaitingTask]) + Send + Sync;
 
 pub(crate) struct Detector {
     threshold: Duration,
-    on_deadlock: Arc<Callback>,
+    on_deadlock: Arc<DeadlockCallback>,
     waits: Mutex<HashMap<u64, Wait>>,
     next_id: AtomicU64,
 }
@@ -75,7 +77,7 @@ struct Wait {
 }
 
 impl Detector {
-    pub(crate) fn new(threshold: Duration, on_deadlock: Arc<Callback>) -> Detector {
+    pub(crate) fn new(threshold: Duration, on_deadlock: Arc<DeadlockCallback>) -> Detector {
         Detector {
             threshold,
             on_deadlock,
@@ -84,7 +86,7 @@ impl Detector {
         }
     }
 
-    pub(crate) fn register(self: &Arc<Self>, task: String, resource: &'static str) -> WaitGuard {
+    pub(crate) fn register(self: &Arc<Self>, task: String, resource: &'static str) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.waits).insert(
             id,
@@ -94,7 +96,7 @@ impl Detector {
                 since: Instant::now(),
             },
         );
-        WaitGuard {
+        Registration {
             detector: Arc::clone(self),
             id,
         }
@@ -143,26 +145,61 @@ impl Detector {
 }
 
 /// Deregisters a wait when dropped (the wait ended, or the waiting future was dropped).
-pub(crate) struct WaitGuard {
+pub(crate) struct Registration {
     detector: Arc<Detector>,
     id: u64,
 }
 
-impl Drop for WaitGuard {
+impl Drop for Registration {
     fn drop(&mut self) {
         lock(&self.detector.waits).remove(&self.id);
     }
 }
 
-/// Registers the running task as waiting on `resource`, if its scope detects deadlocks.
+/// A wait registered through the seam; dropping it ends the wait.
+pub(crate) type WaitGuard = Box<dyn std::any::Any + Send>;
+
+impl Observer for Detector {
+    fn background(self: Arc<Self>) -> Option<BackgroundWork> {
+        Some(Box::new(move |cancelled| Box::pin(self.watch(cancelled))))
+    }
+
+    fn wait_began(
+        self: Arc<Self>,
+        scope: &Shared,
+        task: Option<&str>,
+        what: &'static str,
+    ) -> Option<WaitGuard> {
+        let task = match task {
+            Some(task) => task.to_owned(),
+            None => format!("{} (scope body)", scope.name),
+        };
+        Some(Box::new(self.register(task, what)))
+    }
+}
+
+impl ScopeBuilder {
+    /// Reports tasks that wait longer than `threshold` on a concurrency permit, a channel or a
+    /// pool: a watchdog checks every `min(threshold / 2, 5 s)` and, while any task has waited
+    /// longer than `threshold`, calls `on_deadlock` with all of them (see [`WaitingTask`]).
+    /// `threshold` must be greater than zero.
+    pub fn deadlock_detection(
+        mut self,
+        threshold: Duration,
+        on_deadlock: impl Fn(&[WaitingTask]) + Send + Sync + 'static,
+    ) -> Self {
+        self.features().deadlock = Some((threshold, Arc::new(on_deadlock)));
+        self
+    }
+}
+
+/// Registers the running task as waiting on `resource` with its scope's features that track
+/// waits (the deadlock detector); the wait ends when the returned value is dropped.
 pub(crate) fn begin_wait(resource: &'static str) -> Option<WaitGuard> {
     with_ambient(|ambient| {
-        let detector = ambient.scope.detector.as_ref()?;
-        let task = match &ambient.task {
-            Some(task) => task.display_name(),
-            None => format!("{} (scope body)", ambient.scope.name),
-        };
-        Some(detector.register(task, resource))
+        ambient.scope.features()?;
+        let task = ambient.task.as_ref().map(TaskIdent::display_name);
+        ambient.scope.begin_wait(task.as_deref(), resource)
     })
     .flatten()
 }

@@ -12,26 +12,13 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::core::error::panic_message;
+use crate::core::observer::{EndedTask, Observer, SpawnedTask, Wants};
+use crate::core::scope::ScopeBuilder;
 
 type BeforeTask = dyn Fn(&str, u64) + Send + Sync;
 type AfterTask = dyn Fn(&str, Duration, Option<&Error>) + Send + Sync;
 type OnCancel = dyn Fn(&Error) + Send + Sync;
 type OnDispose = dyn Fn(usize, Option<&Error>) + Send + Sync;
-
-/// What a task looked like when spawned, for the crate's own observers (the testing scope).
-#[cfg_attr(not(feature = "testing"), allow(dead_code))]
-pub(crate) struct SpawnInfo<'a> {
-    pub(crate) index: u64,
-    pub(crate) name: &'a str,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) max_retries: Option<u32>,
-}
-
-/// Sees every task's spawn and end with its index (hooks only see names).
-pub(crate) trait TaskObserver: Send + Sync {
-    fn spawned(&self, info: &SpawnInfo<'_>);
-    fn ended(&self, index: u64, duration: Duration, error: Option<&Error>);
-}
 
 /// The set of lifecycle callbacks a scope calls; pass it to
 /// [`ScopeBuilder::hooks`](crate::ScopeBuilder::hooks).
@@ -58,7 +45,6 @@ pub struct Hooks {
     pub(crate) after_task: Option<Arc<AfterTask>>,
     pub(crate) on_cancel: Option<Arc<OnCancel>>,
     pub(crate) on_dispose: Option<Arc<OnDispose>>,
-    pub(crate) observer: Option<Arc<dyn TaskObserver>>,
 }
 
 impl fmt::Debug for Hooks {
@@ -118,7 +104,6 @@ impl Hooks {
             && self.after_task.is_none()
             && self.on_cancel.is_none()
             && self.on_dispose.is_none()
-            && self.observer.is_none()
     }
 
     /// Runs `before_task`; a panic comes back as the error that fails the task.
@@ -149,6 +134,44 @@ impl Hooks {
         if let Some(hook) = &self.on_dispose {
             guarded("on_dispose", || hook(index, error));
         }
+    }
+}
+
+impl Observer for Hooks {
+    fn wants(&self) -> Wants {
+        Wants {
+            durations: self.after_task.is_some(),
+            ..Wants::default()
+        }
+    }
+
+    fn task_spawned(&self, task: &SpawnedTask<'_>) -> Result<(), Error> {
+        if self.before_task.is_none() {
+            return Ok(());
+        }
+        self.call_before_task(&task.display_name(), task.index)
+    }
+
+    fn task_ended(&self, task: &EndedTask<'_>) {
+        if self.after_task.is_some() {
+            self.call_after_task(&task.display_name(), task.duration, task.error);
+        }
+    }
+
+    fn scope_cancelled(&self, reason: &Error) {
+        self.call_on_cancel(reason);
+    }
+
+    fn resource_disposed(&self, position: usize, error: Option<&Error>) {
+        self.call_on_dispose(position, error);
+    }
+}
+
+impl ScopeBuilder {
+    /// Lifecycle callbacks; see [`Hooks`].
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.features().hooks = Some(hooks);
+        self
     }
 }
 

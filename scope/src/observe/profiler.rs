@@ -5,6 +5,9 @@
 //! Memory stays bounded: the statistics cover every task, the per-task list keeps the most
 //! recent [`KEPT_PROFILES`] tasks.
 
+use crate::core::observer::{EndedTask, Observer, Wants};
+use crate::core::scope::{Scope, ScopeBuilder};
+use crate::resilience::task_builder::TaskRun;
 use crate::util::sync::lock;
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
@@ -168,6 +171,79 @@ impl Profiler {
 
     pub(crate) fn clear(&self) {
         *self.lock() = (VecDeque::new(), Totals::default());
+    }
+}
+
+impl Observer for Profiler {
+    fn wants(&self) -> Wants {
+        Wants {
+            durations: true,
+            spawn_time: true,
+            ..Wants::default()
+        }
+    }
+
+    fn task_ended(&self, task: &EndedTask<'_>) {
+        self.record(profile_of(task));
+    }
+}
+
+/// The profile of a task that has ended.
+fn profile_of(task: &EndedTask<'_>) -> TaskProfile {
+    let mut profile = TaskProfile {
+        name: task.display_name().into_owned(),
+        index: task.index,
+        succeeded: task.error.is_none(),
+        total: task.spawned.map_or(Duration::ZERO, |s| s.elapsed()),
+        ..TaskProfile::default()
+    };
+    let run = task
+        .details
+        .and_then(|details| details.as_any().downcast_ref::<TaskRun>());
+    match run {
+        Some(run) => {
+            let stages = run.take_stages();
+            profile.circuit_breaker = stages.circuit_breaker;
+            profile.permit_wait = run.permit_wait();
+            profile.attempts = stages.attempts;
+            profile.retry_delays = stages.retry_delays;
+            profile.retry_attempts = run.retries();
+        }
+        None => {
+            profile.permit_wait = match (task.spawned, task.started) {
+                (Some(spawned), Some(started)) => started.saturating_duration_since(spawned),
+                _ => Duration::ZERO,
+            };
+            if task.started.is_some() {
+                profile.attempts = vec![task.duration];
+            }
+        }
+    }
+    profile
+}
+
+impl Scope {
+    /// The profile of this scope's tasks, or `None` unless it was built with
+    /// [`profiler(true)`](ScopeBuilder::profiler).
+    pub fn profile_report(&self) -> Option<ProfileReport> {
+        self.shared()
+            .feature::<Profiler>()
+            .map(|profiler| profiler.report())
+    }
+
+    /// Forgets the profiles recorded so far (no effect without a profiler).
+    pub fn clear_profile(&self) {
+        if let Some(profiler) = self.shared().feature::<Profiler>() {
+            profiler.clear();
+        }
+    }
+}
+
+impl ScopeBuilder {
+    /// Records where each task's time goes; read it with [`Scope::profile_report`].
+    pub fn profiler(mut self, enabled: bool) -> Self {
+        self.features().profiler = enabled;
+        self
     }
 }
 

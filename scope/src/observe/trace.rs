@@ -74,22 +74,21 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tracing::{Dispatch, Level, Span, field};
 
 use crate::core::error::Error;
+use crate::core::observer::{
+    ClosedScope, Observer, SpawnedTask, TaskDetails, TaskEnd, TaskWatch, Wants,
+};
 use crate::core::scope::LimitSnapshot;
 use crate::core::scope::ScopeBuilder;
-use crate::resilience::circuit_breaker::CircuitState;
-use crate::resilience::task_builder::{RetryEnd, TaskRun};
+use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitState};
+use crate::resilience::task_builder::{RetryEnd, TaskRun, task_run};
 use crate::util::sync::lock;
 
 /// The `tracing` target of every span and event of this module.
@@ -330,7 +329,7 @@ impl ScopeBuilder {
     /// # }
     /// ```
     pub fn tracer(mut self, tracer: impl Into<ScopeTracer>) -> Self {
-        self.extras().trace.tracer = Some(tracer.into());
+        self.features().trace.tracer = Some(tracer.into());
         self
     }
 
@@ -354,7 +353,7 @@ impl ScopeBuilder {
     /// # }
     /// ```
     pub fn attr(mut self, key: impl Into<Cow<'static, str>>, value: impl Into<AttrValue>) -> Self {
-        self.extras().trace.attrs.push((key.into(), value.into()));
+        self.features().trace.attrs.push((key.into(), value.into()));
         self
     }
 }
@@ -415,7 +414,8 @@ struct LiveScope {
     /// Taken (and so ended) when the scope closes.
     open: Mutex<Option<OpenScope>>,
     created: Instant,
-    errors: AtomicU64,
+    /// Failed tasks, counted by their spans as they end.
+    errors: Arc<AtomicU64>,
     /// The limit tasks report as `task.scope_concurrency` (0: none).
     task_concurrency: u64,
     mode: Mode,
@@ -450,7 +450,10 @@ pub(crate) struct ScopeSpanInfo<'a> {
     pub(crate) concurrency_option: Option<usize>,
     /// The limit in force (own or inherited).
     pub(crate) concurrency: Option<usize>,
+    /// The parent scope's span state, when it keeps one.
     pub(crate) parent: Option<&'a ScopeTrace>,
+    /// The scope has a parent scope.
+    pub(crate) has_parent: bool,
     /// True when the parent was given with `.parent(..)`/`child()` rather than found ambient.
     pub(crate) explicit_parent: bool,
 }
@@ -533,12 +536,18 @@ impl ScopeTrace {
         self.live.is_some()
     }
 
+    /// True when the scope must keep this state: its span is recorded, or it has a tracer its
+    /// children inherit.
+    pub(crate) fn is_kept(&self) -> bool {
+        self.live.is_some() || self.tracer.is_some()
+    }
+
     pub(crate) fn start(options: TraceOptions, info: ScopeSpanInfo<'_>) -> ScopeTrace {
         let tracer = options
             .tracer
             .or_else(|| info.parent.and_then(|p| p.tracer.clone()));
         let traced = tracer.is_some();
-        let has_parent = info.parent.is_some();
+        let has_parent = info.has_parent;
         // An explicit parent's span, with the subscriber that recorded it.
         let parent = info
             .parent
@@ -592,7 +601,7 @@ impl ScopeTrace {
                     direct,
                 })),
                 created: Instant::now(),
-                errors: AtomicU64::new(0),
+                errors: Arc::new(AtomicU64::new(0)),
                 task_concurrency: info.concurrency.map_or(0, |n| n as u64),
                 mode,
             })),
@@ -636,22 +645,61 @@ impl ScopeTrace {
         });
     }
 
-    /// A future that runs inside the scope's span (for `Scope::run` bodies).
-    pub(crate) fn instrument<F: Future>(&self, future: F) -> InScope<F> {
-        let entry = self.live.as_ref().and_then(|live| {
-            let open = lock(&live.open);
-            let open = open.as_ref()?;
-            Some(Entry {
-                span: open.span.clone(),
-                dispatch: open.span.with_subscriber(|(_, dispatch)| dispatch.clone()),
-                #[cfg(feature = "otel")]
-                cx: open.direct.as_ref().map(|d| d.cx.clone()),
-            })
-        });
-        InScope {
-            inner: future,
-            entry,
+    /// The scope body's entry into the scope's span, while the span is open.
+    fn body_entry(&self) -> Option<Entry> {
+        let live = self.live.as_ref()?;
+        let open = lock(&live.open);
+        let open = open.as_ref()?;
+        Some(Entry {
+            span: open.span.clone(),
+            dispatch: open.span.with_subscriber(|(_, dispatch)| dispatch.clone()),
+            #[cfg(feature = "otel")]
+            cx: open.direct.as_ref().map(|d| d.cx.clone()),
+        })
+    }
+}
+
+/// Spans plug into the core's seam: the scope's span ends when the scope closes, each task's
+/// span is a watch over the task's polls, and the scope body runs inside the scope's span.
+impl Observer for ScopeTrace {
+    fn wants(&self) -> Wants {
+        Wants {
+            durations: self.records(),
+            spawn_time: false,
+            limit_details: self.records(),
         }
+    }
+
+    fn watch_task(&self, task: &SpawnedTask<'_>) -> Option<Box<dyn TaskWatch>> {
+        let live = self.live.as_ref()?;
+        let run = task_run(task.details);
+        let breaker = task.scope.feature::<CircuitBreaker>();
+        let info = TaskSpanInfo {
+            attrs: run
+                .as_ref()
+                .map(|run| run.attrs().clone())
+                .unwrap_or_default(),
+            has_retry: task
+                .details
+                .and_then(|d| d.max_retries())
+                .is_some_and(|n| n > 0),
+            timeout: task.details.and_then(|d| d.timeout()),
+            has_circuit_breaker: breaker.is_some(),
+            breaker_before: breaker.as_deref().map(CircuitBreaker::snapshot),
+            limit_before: task.limit_before,
+            run,
+        };
+        let span = TaskTrace::start_recorded(self, live, task.index, task.name, info).0?;
+        Some(span)
+    }
+
+    fn watch_body(&self) -> Option<Box<dyn TaskWatch>> {
+        self.body_entry()
+            .map(|entry| Box::new(entry) as Box<dyn TaskWatch>)
+    }
+
+    fn scope_closed(&self, scope: &ClosedScope<'_>) {
+        self.close(scope.cancelled_by, scope.error);
     }
 }
 
@@ -722,15 +770,7 @@ fn apply_attrs(span: &Span, mode: Mode, attrs: &Attrs) {
     }
 }
 
-pin_project! {
-    /// A future polled inside a scope's span (and OpenTelemetry context).
-    pub(crate) struct InScope<F> {
-        #[pin]
-        inner: F,
-        entry: Option<Entry>,
-    }
-}
-
+/// The scope body's place in the scope's span.
 struct Entry {
     span: Span,
     /// The subscriber that recorded `span`.
@@ -739,28 +779,22 @@ struct Entry {
     cx: Option<opentelemetry::Context>,
 }
 
-impl<F: Future> Future for InScope<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        match this.entry {
-            None => this.inner.poll(cx),
-            Some(entry) => {
-                let inner = this.inner;
-                let poll = || {
-                    let _entered = entry.span.enter();
-                    #[cfg(feature = "otel")]
-                    let _attached = entry.cx.clone().map(opentelemetry::Context::attach);
-                    inner.poll(cx)
-                };
-                match &entry.dispatch {
-                    Some(dispatch) => tracing::dispatcher::with_default(dispatch, poll),
-                    None => poll(),
-                }
-            }
+impl TaskWatch for Entry {
+    fn poll(&mut self, poll_body: &mut dyn FnMut()) {
+        let entry = self;
+        let mut poll = || {
+            let _entered = entry.span.enter();
+            #[cfg(feature = "otel")]
+            let _attached = entry.cx.clone().map(opentelemetry::Context::attach);
+            poll_body();
+        };
+        match &entry.dispatch {
+            Some(dispatch) => tracing::dispatcher::with_default(dispatch, poll),
+            None => poll(),
         }
     }
+
+    fn end(self: Box<Self>, _end: &TaskEnd<'_>) {}
 }
 
 /// What a task tells its span besides its index and name; the task builder fills it.
@@ -799,27 +833,23 @@ struct TaskSpan {
     spawned: Instant,
     started: Option<Instant>,
     run: Option<Arc<TaskRun>>,
+    /// The scope span's count of failed tasks.
+    scope_errors: Arc<AtomicU64>,
     #[cfg(feature = "otel")]
     direct: Option<opentelemetry::Context>,
 }
 
-// The untraced path of every function here is one branch, inlined into the task's own code;
-// the rest is out of line.
-impl TaskTrace {
-    /// Opens the span of task `index` of the scope behind `scope`.
-    #[inline]
-    pub(crate) fn start(
-        scope: &ScopeTrace,
-        index: u64,
-        name: Option<&str>,
-        info: TaskSpanInfo,
-    ) -> TaskTrace {
-        match &scope.live {
-            None => TaskTrace(None),
-            Some(live) => TaskTrace::start_recorded(scope, live, index, name, info),
-        }
+impl TaskWatch for TaskSpan {
+    fn poll(&mut self, poll: &mut dyn FnMut()) {
+        self.poll_in_span(poll);
     }
 
+    fn end(self: Box<Self>, end: &TaskEnd<'_>) {
+        (*self).finish(end.error);
+    }
+}
+
+impl TaskTrace {
     #[inline(never)]
     fn start_recorded(
         scope: &ScopeTrace,
@@ -898,31 +928,15 @@ impl TaskTrace {
             spawned: Instant::now(),
             started: None,
             run: info.run,
+            scope_errors: Arc::clone(&live.errors),
             #[cfg(feature = "otel")]
             direct,
         })))
     }
-
-    /// Polls the task's body inside its span; the first call marks the body's start.
-    #[inline]
-    pub(crate) fn in_span<R>(&mut self, poll_body: impl FnOnce() -> R) -> R {
-        match &mut self.0 {
-            None => poll_body(),
-            Some(task) => task.poll_in_span(poll_body),
-        }
-    }
-
-    /// Ends the task's span with its outcome, and counts a failure in its scope's span.
-    #[inline]
-    pub(crate) fn finish(&mut self, scope: &ScopeTrace, error: Option<&Error>) {
-        if let Some(task) = self.0.take() {
-            (*task).finish(scope, error);
-        }
-    }
 }
 
 impl TaskSpan {
-    fn poll_in_span<R>(&mut self, poll_body: impl FnOnce() -> R) -> R {
+    fn poll_in_span(&mut self, poll_body: &mut dyn FnMut()) {
         let task = self;
         if task.started.is_none() {
             let now = Instant::now();
@@ -934,26 +948,25 @@ impl TaskSpan {
             }
         }
         let outer = PENDING_ATTRS.with(|p| p.replace(Some(Vec::new())));
-        let poll = || {
+        let mut poll = || {
             let _entered = task.span.enter();
             #[cfg(feature = "otel")]
             let _attached = task.direct.clone().map(opentelemetry::Context::attach);
             poll_body()
         };
         // The task's own spans and events go where its span goes, on whatever worker it runs.
-        let result = match &task.dispatch {
+        match &task.dispatch {
             Some(dispatch) => tracing::dispatcher::with_default(dispatch, poll),
             None => poll(),
-        };
+        }
         let recorded = PENDING_ATTRS.with(|p| p.replace(outer));
         if let Some(attrs) = recorded.filter(|a| !a.is_empty()) {
             task.apply_recorded(&attrs);
         }
-        result
     }
 
     #[inline(never)]
-    fn finish(self, scope: &ScopeTrace, error: Option<&Error>) {
+    fn finish(self, error: Option<&Error>) {
         let task = self;
         let now = Instant::now();
         // A task with an attempt loop starts when its first attempt began (after its permit
@@ -968,10 +981,8 @@ impl TaskSpan {
         let started = run_started.or(task.started);
         let duration_ms = started.map_or(0, |s| round_millis(now - s));
         let attempts = task.run.as_ref().map_or(0, |run| run.retries());
-        if error.is_some()
-            && let Some(live) = &scope.live
-        {
-            live.errors.fetch_add(1, Ordering::Relaxed);
+        if error.is_some() {
+            task.scope_errors.fetch_add(1, Ordering::Relaxed);
         }
         let details = end_details(task.run.as_deref(), task.guarded, error);
         #[cfg(feature = "otel")]
@@ -1191,8 +1202,8 @@ mod otel_direct {
             })
             .unwrap_or_else(Context::current);
         let mut attributes = vec![
-            KeyValue::new("scope.has_parent_signal", info.parent.is_some()),
-            KeyValue::new("scope.has_parent_scope", info.parent.is_some()),
+            KeyValue::new("scope.has_parent_signal", info.has_parent),
+            KeyValue::new("scope.has_parent_scope", info.has_parent),
         ];
         if let Some(timeout) = info.timeout {
             attributes.push(KeyValue::new("scope.timeout", millis_u64(timeout) as i64));

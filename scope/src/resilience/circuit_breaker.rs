@@ -25,6 +25,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::core::error::{BoxError, Error};
+use crate::core::observer::{Observer, SpawnedTask, TaskEnd, TaskWatch};
+use crate::core::scope::ScopeBuilder;
 use crate::util::sync::lock;
 
 /// The state of a [`CircuitBreaker`].
@@ -219,6 +221,51 @@ impl Drop for Admission {
                 *trial_running = false;
             }
         }
+    }
+}
+
+/// A scope's breaker guards every single-attempt task of the scope: it is asked before the
+/// task's body first runs and told the body's outcome (a panic is a failure). Tasks that run
+/// their own attempts (the task builder's) ask it once per attempt themselves.
+impl Observer for CircuitBreaker {
+    fn watch_task(&self, task: &SpawnedTask<'_>) -> Option<Box<dyn TaskWatch>> {
+        (!task.runs_attempts).then(|| {
+            Box::new(Guard {
+                breaker: self.clone(),
+                admission: None,
+            }) as Box<dyn TaskWatch>
+        })
+    }
+}
+
+/// A single-attempt task's admission by its scope's breaker.
+struct Guard {
+    breaker: CircuitBreaker,
+    admission: Option<Admission>,
+}
+
+impl TaskWatch for Guard {
+    fn start(&mut self) -> Result<(), Error> {
+        self.admission = Some(self.breaker.admit()?);
+        Ok(())
+    }
+
+    fn end(self: Box<Self>, end: &TaskEnd<'_>) {
+        // A task stopped from outside decided nothing: its admission is dropped unsettled.
+        if let Some(admission) = self.admission
+            && end.finished
+        {
+            admission.settle(end.error.is_none());
+        }
+    }
+}
+
+impl ScopeBuilder {
+    /// Sends every task of this scope (and of its child scopes, unless they set their own)
+    /// through `breaker`; see [`CircuitBreaker`].
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.features().breaker = Some(breaker);
+        self
     }
 }
 

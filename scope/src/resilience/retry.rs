@@ -86,6 +86,15 @@ impl From<u32> for Retry {
     }
 }
 
+impl crate::core::scope::ScopeBuilder {
+    /// The retry policy of tasks built with [`Scope::task`](crate::Scope::task) that set none
+    /// themselves.
+    pub fn retry(mut self, retry: impl Into<Retry>) -> Self {
+        self.features().retry = Some(retry.into());
+        self
+    }
+}
+
 impl Retry {
     /// `max_retries` retries, each as soon as the previous attempt failed. `0` means the task
     /// runs once.

@@ -19,11 +19,14 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::core::error::{BoxError, Error, TimeoutOrigin};
+use crate::core::observer::TaskDetails;
 use crate::core::resources::DisposeResult;
 use crate::core::scope::{Queued, Scope, Shared};
 use crate::core::task::{Task, TaskSpec, spawn_body};
 use crate::observe::deadlock::begin_wait;
+use crate::observe::profiler::Profiler;
 use crate::observe::trace::{AttrValue, Attrs};
+use crate::resilience::circuit_breaker::CircuitBreaker;
 use crate::resilience::retry::Retry;
 use crate::util::sync::lock;
 
@@ -213,7 +216,7 @@ impl<F> TaskBuilder<Factory<F>> {
     fn policy(&mut self) -> Retry {
         self.retry
             .take()
-            .or_else(|| self.shared.default_retry.clone())
+            .or_else(|| self.shared.feature::<Retry>().map(|r| (*r).clone()))
             .unwrap_or_else(|| Retry::new(0))
     }
 }
@@ -240,14 +243,19 @@ impl<S: Attempts> TaskBuilder<S> {
         let retry = self.retry.or_else(|| {
             self.attempts
                 .repeatable()
-                .then(|| self.shared.default_retry.clone())
+                .then(|| self.shared.feature::<Retry>().map(|r| (*r).clone()))
                 .flatten()
         });
         let run = Arc::new(TaskRun {
             timeout: self.timeout,
             retry,
             name: self.name.clone(),
-            stages: self.shared.profiler.is_some().then(Mutex::default),
+            stages: self
+                .shared
+                .feature::<Profiler>()
+                .is_some()
+                .then(Mutex::default),
+            attrs: self.attrs,
             ..TaskRun::default()
         });
         // The first permit is taken now if one is free, like a plain spawn does, so tasks get
@@ -261,10 +269,12 @@ impl<S: Attempts> TaskBuilder<S> {
                 Err(_) => Start::Waiting(Queued::new(&self.shared)),
             },
         };
+        let breaker = self.shared.feature::<CircuitBreaker>();
         let body = run_attempts(
             Arc::clone(&self.shared),
             self.attempts,
             Arc::clone(&run),
+            breaker,
             start,
         );
         spawn_body(
@@ -272,9 +282,8 @@ impl<S: Attempts> TaskBuilder<S> {
             body,
             TaskSpec {
                 name: self.name,
-                permit_in_body: true,
-                run: Some(run),
-                attrs: self.attrs,
+                runs_attempts: true,
+                details: Some(run),
                 limit_before,
             },
         )
@@ -363,6 +372,37 @@ pub(crate) struct TaskRun {
     permit_wait_nanos: AtomicU64,
     /// Per-stage timings, kept only when the scope profiles.
     stages: Option<Mutex<Stages>>,
+    /// The task's own span attributes.
+    attrs: Attrs,
+}
+
+/// The task builder's run record behind a task's details, if that is what they are.
+pub(crate) fn task_run(details: Option<&Arc<dyn TaskDetails>>) -> Option<Arc<TaskRun>> {
+    let details: Arc<dyn TaskDetails> = Arc::clone(details?);
+    let details: Arc<dyn std::any::Any + Send + Sync> = details;
+    details.downcast::<TaskRun>().ok()
+}
+
+impl TaskDetails for TaskRun {
+    fn admitted(&self, index: u64) {
+        self.index.store(index, Ordering::Relaxed);
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    fn max_retries(&self) -> Option<u32> {
+        self.retry.as_ref().map(Retry::max_retries)
+    }
+
+    fn started(&self) -> Option<Instant> {
+        self.started.get().copied()
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// Why a failing task stopped retrying.
@@ -397,16 +437,9 @@ impl TaskRun {
         }
     }
 
-    pub(crate) fn started(&self) -> Option<Instant> {
-        self.started.get().copied()
-    }
-
-    pub(crate) fn timeout(&self) -> Option<Duration> {
-        self.timeout
-    }
-
-    pub(crate) fn max_retries(&self) -> Option<u32> {
-        self.retry.as_ref().map(Retry::max_retries)
+    /// The task's own span attributes.
+    pub(crate) fn attrs(&self) -> &Attrs {
+        &self.attrs
     }
 
     pub(crate) fn retries(&self) -> u32 {
@@ -446,10 +479,6 @@ impl TaskRun {
             after,
             scope_or_task: TimeoutOrigin::Task(name),
         }
-    }
-
-    pub(crate) fn set_index(&self, index: u64) {
-        self.index.store(index, Ordering::Relaxed);
     }
 }
 
@@ -523,6 +552,7 @@ async fn run_attempts<S: Attempts>(
     shared: Arc<Shared>,
     mut attempts: S,
     plan: Arc<TaskRun>,
+    breaker: Option<Arc<CircuitBreaker>>,
     mut start: Start,
 ) -> Result<S::Output, Error> {
     let mut retries = 0_u32;
@@ -539,9 +569,9 @@ async fn run_attempts<S: Attempts>(
             }
             Start::Free => None,
         };
-        let admission = match &shared.breaker {
+        let admission = match &breaker {
             Some(breaker) => {
-                let asked = shared.timed.then(Instant::now);
+                let asked = shared.timed().then(Instant::now);
                 let admission = breaker.admit();
                 if let Some(asked) = asked {
                     plan.stage(|s| s.circuit_breaker += asked.elapsed());
@@ -551,7 +581,7 @@ async fn run_attempts<S: Attempts>(
             None => None,
         };
         // Clocks are read only when something reports durations.
-        let attempt_started = shared.timed.then(Instant::now);
+        let attempt_started = shared.timed().then(Instant::now);
         if let Some(started) = attempt_started {
             let _ = plan.started.set(started);
         }

@@ -5,6 +5,9 @@
 //! read a scope's numbers while the scope is alive; when the scope's state is dropped its final
 //! numbers are folded into the registry's per-name totals, so exported counters never go back.
 
+use crate::core::error::Error;
+use crate::core::observer::{ClosedScope, EndedTask, Observer, SpawnedTask, Wants};
+use crate::core::scope::{Scope, ScopeBuilder, Shared};
 use crate::util::sync::lock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -199,6 +202,63 @@ impl MetricsCollector {
             scope_duration,
             ..ScopeMetrics::default()
         })
+    }
+}
+
+impl Shared {
+    /// A snapshot of the scope's metrics, if it collects them.
+    pub(crate) fn metrics_snapshot(&self) -> Option<ScopeMetrics> {
+        let collector = self.feature::<MetricsCollector>()?;
+        Some(collector.snapshot(&self.name, self.lifetime()))
+    }
+}
+
+impl Scope {
+    /// A snapshot of the scope's metrics, or `None` unless it was built with
+    /// [`metrics(true)`](ScopeBuilder::metrics).
+    pub fn metrics(&self) -> Option<ScopeMetrics> {
+        self.shared().metrics_snapshot()
+    }
+}
+
+impl ScopeBuilder {
+    /// Collects [`ScopeMetrics`] for this scope. Off by default; when off, tasks do no metrics
+    /// work at all.
+    pub fn metrics(mut self, enabled: bool) -> Self {
+        self.features().metrics = enabled;
+        self
+    }
+}
+
+impl Observer for MetricsCollector {
+    fn wants(&self) -> Wants {
+        Wants {
+            durations: true,
+            ..Wants::default()
+        }
+    }
+
+    fn task_spawned(&self, _task: &SpawnedTask<'_>) -> Result<(), Error> {
+        MetricsCollector::task_spawned(self);
+        Ok(())
+    }
+
+    fn task_ended(&self, task: &EndedTask<'_>) {
+        MetricsCollector::task_ended(self, task.error.is_none(), task.duration);
+    }
+
+    fn resource_registered(&self) {
+        MetricsCollector::resource_registered(self);
+    }
+
+    fn resource_disposed(&self, _position: usize, error: Option<&Error>) {
+        MetricsCollector::resource_disposed(self, error.is_none());
+    }
+
+    fn scope_closed(&self, scope: &ClosedScope<'_>) {
+        if let Some(lifetime) = scope.lifetime {
+            MetricsCollector::scope_closed(self, lifetime);
+        }
     }
 }
 

@@ -192,7 +192,7 @@ impl MetricsReporter {
     /// [`auto_start(false)`](ReporterOptions::auto_start) was set.
     pub fn new(scope: &Scope, options: ReporterOptions) -> MetricsReporter {
         let shared = scope.shared();
-        if shared.metrics.is_none() {
+        if shared.feature::<super::MetricsCollector>().is_none() {
             tracing::debug!(
                 scope = %shared.name,
                 "MetricsReporter on a scope built without metrics(true): nothing will be exported"

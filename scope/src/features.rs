@@ -1,0 +1,123 @@
+//! Which features a new scope gets: the one place that knows them all.
+//!
+//! The builder methods of each feature (in its own module) fill [`FeatureOptions`]; when the
+//! scope is built, [`assemble`] turns the options, and what the parent passes down, into the
+//! scope's [`Features`]: observers plugged into the core's seam and values kept for the
+//! features' own code. The core calls nothing else of any feature.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::core::error::Error;
+use crate::core::observer::Features;
+use crate::core::scope::{ScopeBuilder, Shared};
+use crate::observe::deadlock::{DeadlockCallback, Detector};
+use crate::observe::hooks::Hooks;
+use crate::observe::metrics::MetricsCollector;
+use crate::observe::profiler::Profiler;
+use crate::observe::trace::{ScopeSpanInfo, ScopeTrace, TraceOptions};
+use crate::resilience::circuit_breaker::CircuitBreaker;
+use crate::resilience::retry::Retry;
+
+/// The feature options of a [`ScopeBuilder`], boxed in it: most scopes set none.
+#[derive(Default)]
+pub(crate) struct FeatureOptions {
+    pub(crate) hooks: Option<Hooks>,
+    pub(crate) metrics: bool,
+    pub(crate) profiler: bool,
+    pub(crate) deadlock: Option<(Duration, Arc<DeadlockCallback>)>,
+    pub(crate) breaker: Option<CircuitBreaker>,
+    pub(crate) retry: Option<Retry>,
+    pub(crate) trace: TraceOptions,
+    /// The crate's own observers (the testing scope's recorder).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) observers: Vec<Arc<dyn crate::core::observer::Observer>>,
+}
+
+/// What the core tells the features about a scope it is building.
+pub(crate) struct ScopeInit<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) custom_name: bool,
+    pub(crate) timeout: Option<Duration>,
+    /// The `concurrency` given to this scope's builder.
+    pub(crate) concurrency_option: Option<usize>,
+    /// The limit in force (own or inherited).
+    pub(crate) concurrency: Option<usize>,
+    pub(crate) parent: Option<&'a Arc<Shared>>,
+    /// True when the parent was given with `.parent(..)`/`child()` rather than found ambient.
+    pub(crate) explicit_parent: bool,
+}
+
+/// Checks the options, then builds the scope's features (`None` when it has none).
+pub(crate) fn assemble(
+    options: Option<Box<FeatureOptions>>,
+    init: &ScopeInit<'_>,
+) -> Result<Option<Box<Features>>, Error> {
+    let FeatureOptions {
+        hooks,
+        metrics,
+        profiler,
+        deadlock,
+        breaker,
+        retry,
+        trace,
+        observers,
+    } = options.map(|options| *options).unwrap_or_default();
+    if deadlock.as_ref().is_some_and(|(t, _)| t.is_zero()) {
+        return Err(Error::invalid(
+            "deadlock_detection",
+            "the threshold must be greater than zero",
+        ));
+    }
+    let parent = init.parent.and_then(|p| p.features());
+    let mut features = Features::default();
+    let trace = ScopeTrace::start(
+        trace,
+        ScopeSpanInfo {
+            name: init.name,
+            custom_name: init.custom_name,
+            timeout: init.timeout,
+            concurrency_option: init.concurrency_option,
+            concurrency: init.concurrency,
+            parent: parent.and_then(|p| p.get::<ScopeTrace>()).as_deref(),
+            has_parent: init.parent.is_some(),
+            explicit_parent: init.explicit_parent,
+        },
+    );
+    if trace.is_kept() {
+        features.observe(Arc::new(trace));
+    }
+    // A breaker is shared by the scope and its children unless a child sets its own.
+    let breaker = breaker
+        .map(Arc::new)
+        .or_else(|| parent.and_then(|p| p.get::<CircuitBreaker>()));
+    if let Some(breaker) = breaker {
+        features.observe(breaker);
+    }
+    if let Some(retry) = retry {
+        features.keep(Arc::new(retry));
+    }
+    if let Some(hooks) = hooks.filter(|h| !h.is_empty()) {
+        features.observe(Arc::new(hooks));
+    }
+    if metrics {
+        features.observe(Arc::new(MetricsCollector::new(init.name)));
+    }
+    if profiler {
+        features.observe(Arc::new(Profiler::default()));
+    }
+    if let Some((threshold, callback)) = deadlock {
+        features.observe(Arc::new(Detector::new(threshold, callback)));
+    }
+    for observer in observers {
+        features.observe(observer);
+    }
+    Ok((!features.is_empty()).then(|| Box::new(features)))
+}
+
+impl ScopeBuilder {
+    /// The builder's feature options, created on first use.
+    pub(crate) fn features(&mut self) -> &mut FeatureOptions {
+        self.feature_options().get_or_insert_with(Box::default)
+    }
+}
