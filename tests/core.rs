@@ -1007,3 +1007,84 @@ async fn a_task_closing_its_own_scope_does_not_deadlock() {
         .expect("the scope closed");
     s.close().await.unwrap();
 }
+
+/// Bounds a wait that must end: a hang becomes a failure that says what was waited for.
+async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(10), future).await {
+        Ok(value) => value,
+        Err(_) => panic!("hung: {what} did not finish within 10 s"),
+    }
+}
+
+// Cancelling, closing and asking for the token of a chain of 10 000 nested scopes walks the
+// tree with loops: no depth overflows the stack.
+#[tokio::test]
+async fn a_chain_of_ten_thousand_nested_scopes_cancels_and_closes() {
+    const DEPTH: usize = 10_000;
+    let root = Scope::builder().name("root").detached().build().unwrap();
+    let mut chain = vec![root.clone()];
+    for _ in 1..DEPTH {
+        let child = chain.last().unwrap().child().build().unwrap();
+        chain.push(child);
+    }
+    let leaf = chain.last().unwrap().clone();
+    let token = leaf.token();
+    let task = leaf.spawn(std::future::pending::<()>());
+    root.cancel("deep");
+    assert!(token.is_cancelled());
+    assert!(leaf.is_cancelled());
+    let (err, _) = within("the leaf's task", task).await;
+    assert_eq!(err.unwrap().to_string(), "cancelled: deep");
+    within("closing the root", root.close()).await.unwrap();
+    assert!(chain.iter().all(Scope::is_closed));
+    assert_eq!(root.child_scopes(), 0);
+}
+
+// A disposer that awaits the close of its own scope would wait for itself: it gets an error
+// at once, and the close still ends.
+#[tokio::test]
+async fn a_disposer_awaiting_its_own_scopes_close_gets_an_error_instead_of_a_hang() {
+    let scope = Scope::new().unwrap();
+    let own = scope.clone();
+    scope.defer(move || async move { own.close().await });
+    let err = within("the close", scope.close()).await.unwrap_err();
+    match err {
+        Error::Disposal { errors } => {
+            assert!(
+                matches!(errors.as_slice(), [Error::WouldDeadlock(_)]),
+                "{errors:?}"
+            );
+        }
+        other => panic!("expected a disposal error, got {other:?}"),
+    }
+    assert!(scope.is_closed());
+
+    // A child's disposer awaiting its parent's close, while the parent closes it.
+    let parent = Scope::new().unwrap();
+    let child = parent.child().build().unwrap();
+    let outer = parent.clone();
+    child.defer(move || async move { outer.close().await });
+    within("the parent's close", parent.close()).await.unwrap();
+    assert!(child.is_closed());
+}
+
+// A service whose `Drop` panics is reported like a failed disposer; the scope still reaches
+// its closed state, so later closes (its own and its parent's) return at once.
+#[tokio::test]
+async fn a_service_whose_drop_panics_does_not_wedge_the_scope() {
+    struct Exploding;
+    impl Drop for Exploding {
+        fn drop(&mut self) {
+            panic!("service drop failed");
+        }
+    }
+    let parent = Scope::new().unwrap();
+    let scope = parent.child().build().unwrap();
+    scope.provide(Exploding);
+    scope.spawn(async {}).await;
+    let err = within("the first close", scope.close()).await.unwrap_err();
+    assert!(err.to_string().contains("service drop failed"), "{err}");
+    assert!(scope.is_closed());
+    within("a second close", scope.close()).await.unwrap();
+    within("the parent's close", parent.close()).await.unwrap();
+}

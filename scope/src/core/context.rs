@@ -33,6 +33,33 @@ impl TaskIdent {
 
 tokio::task_local! {
     static CURRENT: Ambient;
+    /// The scope whose close (and disposers) the running task carries out.
+    static CLOSING: Arc<Shared>;
+}
+
+/// Runs `future` as the close of `scope`.
+pub(crate) fn closing<F: std::future::Future>(
+    scope: Arc<Shared>,
+    future: F,
+) -> tokio::task::futures::TaskLocalFuture<Arc<Shared>, F> {
+    CLOSING.scope(scope, future)
+}
+
+/// True when the running task carries out the close of `scope` or of one of its descendants
+/// (whose close `scope`'s close awaits).
+pub(crate) fn is_closing(scope: &Shared) -> bool {
+    CLOSING
+        .try_with(|closing| {
+            let mut next = Some(&**closing);
+            while let Some(current) = next {
+                if std::ptr::eq(current, scope) {
+                    return true;
+                }
+                next = current.parent();
+            }
+            false
+        })
+        .unwrap_or(false)
 }
 
 /// Runs `f` with the ambient context, if there is one.

@@ -121,6 +121,13 @@ pub enum Error {
     /// A scope was built outside a Tokio runtime.
     #[error("no Tokio runtime: build scopes inside a runtime (e.g. under #[tokio::main])")]
     NoRuntime,
+    /// The call would wait for itself: a disposer awaited the close of the scope that is
+    /// running it (or of an ancestor closing it), as a task joining itself would.
+    #[error(
+        "deadlock avoided: {0}; a disposer runs as part of its scope's close, so it cannot \
+         wait for that close to end"
+    )]
+    WouldDeadlock(&'static str),
 }
 
 struct AllFailedList<'a>(&'a [Error]);

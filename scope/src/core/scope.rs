@@ -13,6 +13,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
@@ -181,6 +182,11 @@ impl Shared {
         self.features()?.wait_began(self, task, what)
     }
 
+    /// The parent scope's state, if any.
+    pub(crate) fn parent(&self) -> Option<&Shared> {
+        self.parent.as_deref()
+    }
+
     pub(crate) fn is_open(&self) -> bool {
         self.life.is_open()
     }
@@ -207,6 +213,22 @@ impl Shared {
         if let Some(token) = self.token.get() {
             return token;
         }
+        // Ancestors without a token get theirs first, root-most first: a loop, not a
+        // recursion, so a deep chain of scopes cannot overflow the stack.
+        let mut missing = Vec::new();
+        let mut ancestor = self.parent.as_deref();
+        while let Some(scope) = ancestor.filter(|s| s.token.get().is_none()) {
+            missing.push(scope);
+            ancestor = scope.parent.as_deref();
+        }
+        for scope in missing.into_iter().rev() {
+            scope.init_token();
+        }
+        self.init_token()
+    }
+
+    /// Creates the token once the parent has one (see [`Shared::token`]).
+    fn init_token(&self) -> &CancellationToken {
         let token = self.token.get_or_init(|| match &self.parent {
             Some(parent) => parent.token().child_token(),
             None => CancellationToken::new(),
@@ -277,21 +299,36 @@ impl Shared {
 
     /// Cancels this scope and its subtree with `cause`, unless already cancelled. Reasons are
     /// written top-down before any token fires, so whoever wakes finds a reason.
+    ///
+    /// The subtree is walked with a loop, not a recursion, so any depth is fine: first every
+    /// scope not yet cancelled gets the cause (parents before children), then tokens fire and
+    /// cancellations are reported, children before parents.
     fn cancel_tree(self: &Arc<Self>, cause: &Cause, report: Report) -> bool {
         if self.cause.set(cause.clone()).is_err() {
             return false;
         }
-        let children: Vec<Arc<Shared>> = lock(&self.children).by_id.values().cloned().collect();
-        let busy = !children.is_empty() || self.live_tasks() > 0;
-        for child in &children {
-            child.cancel_tree(cause, report);
+        // Each cancelled scope, with whether it was busy (tasks or children) when cancelled.
+        let mut cancelled: Vec<(Arc<Shared>, bool)> = Vec::new();
+        let mut pending = vec![Arc::clone(self)];
+        while let Some(scope) = pending.pop() {
+            let children: Vec<Arc<Shared>> =
+                lock(&scope.children).by_id.values().cloned().collect();
+            let busy = !children.is_empty() || scope.live_tasks() > 0;
+            pending.extend(
+                children
+                    .into_iter()
+                    .filter(|child| child.cause.set(cause.clone()).is_ok()),
+            );
+            cancelled.push((scope, busy));
         }
-        self.fire_token();
-        if report == Report::Always || busy {
-            let reason = cause.to_error();
-            tracing::debug!(scope = ?self.name, %reason, "scope cancelled");
-            if let Some(features) = self.features() {
-                features.scope_cancelled(&reason);
+        let reason = cause.to_error();
+        for (scope, busy) in cancelled.iter().rev() {
+            scope.fire_token();
+            if report == Report::Always || *busy {
+                tracing::debug!(scope = ?scope.name, %reason, "scope cancelled");
+                if let Some(features) = scope.features() {
+                    features.scope_cancelled(&reason);
+                }
             }
         }
         true
@@ -301,6 +338,11 @@ impl Shared {
     /// Idempotent: later callers wait for the first close to finish and get `Ok`.
     pub(crate) async fn close(self: &Arc<Self>) -> Result<(), Error> {
         if !self.life.begin_close() {
+            if !self.life.is_closed() && context::is_closing(self) {
+                return Err(Error::WouldDeadlock(
+                    "a disposer awaited the close of the scope that runs it",
+                ));
+            }
             self.wait_closed().await;
             return Ok(());
         }
@@ -354,10 +396,12 @@ impl Shared {
             );
             self.fire_token();
             let shared = Arc::clone(self);
-            let closing = self.runtime.spawn(async move {
-                let result = shared.close_busy().await;
-                shared.end_close(result)
-            });
+            let closing = self
+                .runtime
+                .spawn(context::closing(Arc::clone(self), async move {
+                    let result = shared.close_busy().await;
+                    shared.end_close(result)
+                }));
             match closing.await {
                 Ok(result) => result,
                 Err(error) if error.is_panic() => Err(Error::from_panic(error.into_panic())),
@@ -370,7 +414,25 @@ impl Shared {
 
     /// Tells the features, marks the scope closed and wakes the waiters.
     fn end_close(&self, result: Result<(), Error>) -> Result<(), Error> {
-        self.resources.clear_services();
+        // A service's `Drop` is user code: a panic there is reported like a failed disposer,
+        // and the close still reaches its end (later closes must not wait for ever).
+        let result = match catch_unwind(AssertUnwindSafe(|| self.resources.clear_services())) {
+            Ok(()) => result,
+            Err(payload) => {
+                let error = Error::from_panic(payload);
+                tracing::warn!(scope = ?self.name, %error, "dropping a service panicked");
+                match result {
+                    Ok(()) => Err(Error::Disposal {
+                        errors: vec![error],
+                    }),
+                    Err(Error::Disposal { mut errors }) => {
+                        errors.push(error);
+                        Err(Error::Disposal { errors })
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+        };
         let lifetime = self.created.map(|created| created.elapsed());
         if let Some(lifetime) = lifetime {
             let _ = self.lifetime.set(lifetime);
