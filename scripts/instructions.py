@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Runs the instruction-count benchmark (scope/benches/instructions.rs) once and prints
+instructions per operation as a Markdown table: raw TaskTracker, raw JoinSet, go-go-scope, and
+the ratios.
+
+The benchmark runs each measured function once under Callgrind (through gungraun) on a
+current-thread runtime, so one run is enough: the counts do not depend on the machine's load.
+Each function runs a batch of operations; the batch sizes are read from the benchmark's source
+(`BATCH`, and `MESSAGES` for the channel rows) and divided out here.
+
+Needs valgrind and `gungraun-runner` of the same version as the `gungraun` dev-dependency.
+
+Usage: scripts/instructions.py [--from FILE] [--save FILE]
+  --from FILE   read gungraun's JSON lines from FILE instead of running the benchmark
+  --save FILE   also write the JSON lines the run produced to FILE
+Exits non-zero if the benchmark does not build or run, or a measured function is missing; the
+figures themselves never fail it.
+"""
+
+import argparse
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BENCH = ROOT / "scope" / "benches" / "instructions.rs"
+
+# (operation, TaskTracker function, JoinSet function, go-go-scope function, batch constant)
+ROWS = [
+    ("scope create + close", "create_close_tracker", "create_close_joinset",
+     "create_close_scope", "BATCH"),
+    ("spawn + await one task (one scope per 1 000 tasks)", "spawn_await_tracker",
+     "spawn_await_joinset", "spawn_await_scope", "BATCH"),
+    ("the same with `go!` in a `#[scoped]` fn", "spawn_await_tracker", "spawn_await_joinset",
+     "go_scoped_scope", "BATCH"),
+    ("task with a 5 s timeout", "timeout_tracker", "timeout_joinset", "timeout_scope", "BATCH"),
+    ("task that fails once, retried at once", "retry_once_tracker", "retry_once_joinset",
+     "retry_once_scope", "BATCH"),
+    ("spawn + await, `metrics(true)` (raw: two clock reads + an atomic add)",
+     "metrics_tracker", "metrics_joinset", "metrics_scope", "BATCH"),
+    ("`parallel` of 3 trivial tasks", "parallel3_tracker", "parallel3_joinset",
+     "parallel3_scope", "BATCH"),
+    ("channel, per message, capacity 100 (raw: tokio mpsc)", "channel_tokio", None,
+     "channel_scope", "MESSAGES"),
+]
+
+
+def batch_sizes():
+    source = BENCH.read_text()
+    sizes = {}
+    for name in ("BATCH", "MESSAGES"):
+        m = re.search(rf"^const {name}: \w+ = ([0-9_]+);", source, re.MULTILINE)
+        if not m:
+            sys.exit(f"error: no `const {name}` in {BENCH.relative_to(ROOT)}")
+        sizes[name] = int(m.group(1).replace("_", ""))
+    return sizes
+
+
+def run_bench():
+    cmd = ["cargo", "bench", "-q", "-p", "go-go-scope", "--bench", "instructions", "--",
+           "--output-format=json"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        sys.exit(f"error: `{' '.join(cmd)}` failed (exit {proc.returncode})")
+    return proc.stdout
+
+
+def parse(lines):
+    """Function name -> instructions (Callgrind's `Ir`) of the whole measured batch."""
+    counts = {}
+    for line in lines.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        summary = json.loads(line)
+        for profile in summary["profiles"]:
+            if profile["tool"] != "Callgrind":
+                continue
+            ir = profile["data"]["total"]["metrics"]["Ir"]["values"]["new"]
+            counts[summary["function_name"]] = ir
+    return counts
+
+
+def fmt(n):
+    return f"{n:,.0f}".replace(",", " ")
+
+
+def table(counts, sizes):
+    missing = sorted({f for row in ROWS for f in row[1:4] if f and f not in counts})
+    if missing:
+        sys.exit(f"error: no instruction count for {', '.join(missing)}")
+    out = [
+        "| operation | TaskTracker | JoinSet | go-go-scope | vs TaskTracker | vs JoinSet |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, tracker, joinset, scope, batch in ROWS:
+        n = sizes[batch]
+        t = counts[tracker] / n
+        s = counts[scope] / n
+        j = counts[joinset] / n if joinset else None
+        out.append(
+            f"| {label} | {fmt(t)} | {fmt(j) if j else '—'} | {fmt(s)} | {s / t:.2f}× | "
+            f"{f'{s / j:.2f}×' if j else '—'} |"
+        )
+    go = counts["go_scoped_scope"] / counts["spawn_await_scope"]
+    out.append("")
+    out.append(f"Instructions per operation (Callgrind `Ir`, batches of {fmt(sizes['BATCH'])} "
+               f"operations, {fmt(sizes['MESSAGES'])} messages for the channel). "
+               f"`go!` in a `#[scoped]` fn against `Scope::spawn`: {go:.2f}×.")
+    return "\n".join(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--from", dest="source", type=pathlib.Path)
+    parser.add_argument("--save", type=pathlib.Path)
+    args = parser.parse_args()
+    sizes = batch_sizes()
+    lines = args.source.read_text() if args.source else run_bench()
+    if args.save:
+        args.save.write_text(lines)
+    print(table(parse(lines), sizes))
+
+
+if __name__ == "__main__":
+    main()
