@@ -60,12 +60,13 @@ fn no_scope() -> ! {
     )
 }
 
-/// Runs `spawn` with the ambient scope's state, without taking a handle to it (the common `go!`
-/// path pays no reference counting).
+/// Runs `spawn` with the ambient scope's state.
 #[track_caller]
 fn with_ambient_scope<R>(spawn: impl FnOnce(&Arc<Shared>) -> R) -> R {
-    match context::with_ambient(|ambient| spawn(&ambient.scope)) {
-        Some(value) => value,
+    // Copied out: spawning may run user code (a `before_task` hook), which may look for its
+    // scope too.
+    match context::ambient_scope() {
+        Some(scope) => spawn(&scope),
         None => no_scope(),
     }
 }

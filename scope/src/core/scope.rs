@@ -179,7 +179,7 @@ impl Scope {
         };
         let body = Watched::new(
             shared.features().and_then(Features::watch_body),
-            context::enter(ambient, body(scope.clone())),
+            context::in_ambient(ambient, body(scope.clone())),
         );
         let outcome = match end {
             BodyEnd::OnCancel => tokio::select! {

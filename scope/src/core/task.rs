@@ -242,8 +242,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if this.record.shared.is_cancelled() {
-            let error = this.record.shared.cancel_error();
+        let shared = this.record.shared();
+        if shared.is_cancelled() {
+            let error = shared.cancel_error();
             return this.record.end(Err(error), false);
         }
         if let Permit::Waiting(wait) = this.permit {
@@ -255,7 +256,7 @@ where
         }
         if !this.record.begun {
             this.record.begun = true;
-            if this.record.shared.timed() {
+            if this.record.shared().timed() {
                 this.record.started = Some(Instant::now());
             }
             if let Some(watch) = &mut this.record.watch
@@ -264,19 +265,22 @@ where
                 return this.record.end(Err(refused), false);
             }
         }
-        let (body, watch) = (this.body, &mut this.record.watch);
-        let polled = catch_unwind(AssertUnwindSafe(|| match watch {
-            None => body.poll(cx),
-            Some(watch) => {
-                let mut body = Some(body);
-                let mut polled = Poll::Pending;
-                watch.poll(&mut || {
-                    if let Some(body) = body.take() {
-                        polled = body.poll(cx);
-                    }
-                });
-                polled
-            }
+        let record = &mut *this.record;
+        let (body, watch, ambient) = (this.body, &mut record.watch, &mut record.ambient);
+        let polled = catch_unwind(AssertUnwindSafe(|| {
+            context::enter(ambient, || match watch {
+                None => body.poll(cx),
+                Some(watch) => {
+                    let mut body = Some(body);
+                    let mut polled = Poll::Pending;
+                    watch.poll(&mut || {
+                        if let Some(body) = body.take() {
+                            polled = body.poll(cx);
+                        }
+                    });
+                    polled
+                }
+            })
         }));
         match polled {
             Ok(Poll::Ready(result)) => this.record.end(result, true),
@@ -288,10 +292,9 @@ where
 
 /// What a task reports when it ends, and its place in the scope's live count.
 struct Record {
-    shared: Arc<Shared>,
-    index: u64,
-    /// Kept only when the scope has features (they are told the name at the end).
-    name: Option<Cow<'static, str>>,
+    /// The task's scope and identity, as its code finds them while it runs (moved into the
+    /// thread's ambient slot during each poll of the body, and back; `None` only then).
+    ambient: Option<Ambient>,
     /// The body has been polled (or refused) once.
     begun: bool,
     started: Option<Instant>,
@@ -304,6 +307,23 @@ struct Record {
 }
 
 impl Record {
+    /// The task's scope.
+    #[inline]
+    fn shared(&self) -> &Arc<Shared> {
+        match &self.ambient {
+            Some(ambient) => &ambient.scope,
+            None => unreachable!("a task's context is away only while its body is polled"),
+        }
+    }
+
+    /// The task's number and name.
+    fn ident(&self) -> (u64, Option<&str>) {
+        match self.ambient.as_ref().and_then(|a| a.task.as_ref()) {
+            Some(task) => (task.index, task.name.as_deref()),
+            None => (0, None),
+        }
+    }
+
     /// Ends the task with `result`; `finished` when the body itself produced it.
     fn end<T>(&mut self, result: Result<T, Error>, finished: bool) -> Poll<Result<T, Error>> {
         self.report(result.as_ref().err(), finished);
@@ -319,11 +339,11 @@ impl Record {
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error>> {
         if cancel.is_none() {
-            cancel.set(Some(self.shared.token().clone().cancelled_owned()));
+            cancel.set(Some(self.shared().token().clone().cancelled_owned()));
             if let Some(waiter) = cancel.as_pin_mut()
                 && waiter.poll(cx).is_ready()
             {
-                let error = self.shared.cancel_error();
+                let error = self.shared().cancel_error();
                 return self.end(Err(error), false);
             }
         }
@@ -333,14 +353,19 @@ impl Record {
     fn report(&mut self, error: Option<&Error>, finished: bool) {
         self.ended = true;
         if let Some(error) = error {
-            tracing::trace!(scope = ?self.shared.name, task = self.index, %error, "task failed");
+            let (index, _) = self.ident();
+            tracing::trace!(scope = ?self.shared().name, task = index, %error, "task failed");
         }
-        let Some(features) = self.shared.features() else {
+        if self.shared().features().is_none() {
             return;
-        };
+        }
         if let Some(watch) = self.watch.take() {
             watch.end(&TaskEnd { error, finished });
         }
+        let (index, name) = self.ident();
+        let Some(features) = self.shared().features() else {
+            return;
+        };
         // from when the body started, after any wait for a permit or the breaker.
         let started = self
             .details
@@ -348,8 +373,8 @@ impl Record {
             .and_then(|details| details.started())
             .or(self.started);
         features.task_ended(&EndedTask {
-            index: self.index,
-            name: self.name.as_deref(),
+            index,
+            name,
             error,
             duration: started.map_or(Duration::ZERO, |s| s.elapsed()),
             started,
@@ -365,7 +390,7 @@ impl Drop for Record {
             // Dropped before finishing: aborted by `Task::cancel`, or the runtime shut down.
             self.report(Some(&Error::cancelled("task cancelled")), false);
         }
-        self.shared.task_exited();
+        self.shared().task_exited();
     }
 }
 
@@ -415,7 +440,6 @@ where
         details.admitted(index);
     }
     let mut watch = None;
-    let mut reported_name = None;
     if let Some(features) = shared.features() {
         let limit_before = match limit_before {
             Some(snapshot) => Some(snapshot),
@@ -435,7 +459,6 @@ where
             return Task::rejected(error, index, name);
         }
         watch = features.watch_task(&task);
-        reported_name = name.clone();
     }
     let permit = match &shared.limit {
         _ if runs_attempts => Permit::Unlimited,
@@ -460,9 +483,13 @@ where
         cancel: None,
         permit,
         record: Record {
-            shared: Arc::clone(shared),
-            index,
-            name: reported_name,
+            ambient: Some(Ambient {
+                scope: Arc::clone(shared),
+                task: Some(TaskIdent {
+                    index,
+                    name: name.clone(),
+                }),
+            }),
             begun: false,
             started: None,
             spawned: shared.notes_spawn_time().then(Instant::now),
@@ -471,14 +498,7 @@ where
             ended: false,
         },
     };
-    let ambient = Ambient {
-        scope: Arc::clone(shared),
-        task: Some(TaskIdent {
-            index,
-            name: name.clone(),
-        }),
-    };
-    let handle = shared.runtime.spawn(context::enter(ambient, future));
+    let handle = shared.runtime.spawn(future);
     Task {
         state: State::Running(handle),
         index,

@@ -111,7 +111,7 @@ impl Background {
         };
         let scope = self.scope.as_ref().and_then(Weak::upgrade);
         let future = match scope {
-            Some(scope) => Either::Left(context::enter(
+            Some(scope) => Either::Left(context::in_ambient(
                 Ambient {
                     scope,
                     task: Some(TaskIdent {
