@@ -37,6 +37,9 @@ pub(crate) struct Wants {
     /// The concurrency limit as each task found it, and the count of tasks waiting for a
     /// permit.
     pub(crate) limit_details: bool,
+    /// A watch over each task ([`Observer::watch_task`]) or over the scope body
+    /// ([`Observer::watch_body`]); without it those are not asked.
+    pub(crate) watches: bool,
 }
 
 impl Wants {
@@ -45,6 +48,7 @@ impl Wants {
             durations: self.durations || other.durations,
             spawn_time: self.spawn_time || other.spawn_time,
             limit_details: self.limit_details || other.limit_details,
+            watches: self.watches || other.watches,
         }
     }
 }
@@ -170,7 +174,8 @@ pub(crate) trait Observer: Any + Send + Sync {
         Ok(())
     }
 
-    /// Per-task state to keep across the task's polls, if this observer needs any.
+    /// Per-task state to keep across the task's polls, if this observer needs any (asked only
+    /// when [`Observer::wants`] says it `watches`).
     fn watch_task(&self, _task: &SpawnedTask<'_>) -> Option<Box<dyn TaskWatch>> {
         None
     }
@@ -263,10 +268,16 @@ impl Features {
 
     /// The watches of a new task, combined into one.
     pub(crate) fn watch_task(&self, task: &SpawnedTask<'_>) -> Option<Box<dyn TaskWatch>> {
+        if !self.wants.watches {
+            return None;
+        }
         combine(self.observers.iter().filter_map(|o| o.watch_task(task)))
     }
 
     pub(crate) fn watch_body(&self) -> Option<Box<dyn TaskWatch>> {
+        if !self.wants.watches {
+            return None;
+        }
         combine(self.observers.iter().filter_map(|o| o.watch_body()))
     }
 

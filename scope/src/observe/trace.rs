@@ -667,6 +667,7 @@ impl Observer for ScopeTrace {
             durations: self.records(),
             spawn_time: false,
             limit_details: self.records(),
+            watches: self.records(),
         }
     }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::core::error::{BoxError, Error};
-use crate::core::observer::{Observer, SpawnedTask, TaskEnd, TaskWatch};
+use crate::core::observer::{Observer, SpawnedTask, TaskEnd, TaskWatch, Wants};
 use crate::core::scope::ScopeBuilder;
 use crate::util::sync::lock;
 
@@ -228,6 +228,13 @@ impl Drop for Admission {
 /// task's body first runs and told the body's outcome (a panic is a failure). Tasks that run
 /// their own attempts (the task builder's) ask it once per attempt themselves.
 impl Observer for CircuitBreaker {
+    fn wants(&self) -> Wants {
+        Wants {
+            watches: true,
+            ..Wants::default()
+        }
+    }
+
     fn watch_task(&self, task: &SpawnedTask<'_>) -> Option<Box<dyn TaskWatch>> {
         (!task.runs_attempts).then(|| {
             Box::new(Guard {
