@@ -1,0 +1,161 @@
+//! The fault suite: user code that panics, fails or never ends, injected into every callback the
+//! crate calls, and the regressions found by adversarial testing. Each test is bounded: a hang
+//! becomes a failure that says what was being waited for.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use go_go_scope::{CircuitBreaker, CircuitState, Error, Scope};
+
+/// How long any one wait in this suite may take before it counts as a hang.
+const HANG: Duration = Duration::from_secs(10);
+
+/// Awaits `future`, failing the test with `what` if it has not finished within [`HANG`].
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    match tokio::time::timeout(HANG, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("hang: still waiting for {what} after {HANG:?}"),
+    }
+}
+
+/// Runs `body` on a current-thread runtime of its own thread and fails with `what` if it has
+/// not finished within [`HANG`] of wall-clock time. Unlike [`within`], this also catches code
+/// that never yields, which would starve an in-runtime timeout.
+fn on_one_thread<F, Fut>(what: &str, body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
+    let (done, finished) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime");
+        runtime.block_on(body());
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(HANG) {
+        Ok(()) => worker.join().expect("the runtime thread"),
+        // The body panicked: report its own panic.
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(payload) = worker.join() {
+                std::panic::resume_unwind(payload);
+            }
+        }
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("hang: still waiting for {what} after {HANG:?} (the runtime thread is stuck)")
+        }
+    }
+}
+
+fn counter() -> Arc<AtomicU32> {
+    Arc::new(AtomicU32::new(0))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regressions
+// ---------------------------------------------------------------------------------------------
+
+/// A task that retries for ever with no delay must still meet the scope's deadline.
+#[test]
+fn retry_forever_without_delay_meets_the_scope_deadline() {
+    on_one_thread(
+        "a task retrying for ever to hit its scope's deadline",
+        || async {
+            let s = Scope::builder()
+                .timeout(Duration::from_millis(20))
+                .build()
+                .unwrap();
+            let task = s
+                .task(|_| async { Err::<(), _>("always fails") })
+                .retry(u32::MAX)
+                .spawn();
+            let (err, _) = task.await;
+            assert!(matches!(err, Some(Error::Timeout { .. })), "{err:?}");
+            let _ = s.close().await;
+            assert_eq!(s.active_tasks(), 0);
+        },
+    );
+}
+
+/// The same task lets other tasks run, and `cancel` and `close` end it.
+#[test]
+fn retry_forever_without_delay_yields_and_can_be_closed() {
+    on_one_thread(
+        "close() of a scope with a task retrying for ever",
+        || async {
+            let s = Scope::new().unwrap();
+            let attempts = counter();
+            let a = attempts.clone();
+            let _task = s
+                .task(move |_| {
+                    a.fetch_add(1, Ordering::Relaxed);
+                    async { Err::<(), _>("always fails") }
+                })
+                .retry(u32::MAX)
+                .spawn();
+            let ticks = counter();
+            let t = ticks.clone();
+            let _ticker = s.spawn(async move {
+                loop {
+                    t.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            });
+            // Both tasks get turns while this one waits for the retrying task to make progress.
+            while attempts.load(Ordering::Relaxed) < 1000 || ticks.load(Ordering::Relaxed) < 3 {
+                tokio::task::yield_now().await;
+            }
+            s.cancel("enough");
+            s.close().await.unwrap();
+            assert_eq!(s.active_tasks(), 0);
+            let after_close = attempts.load(Ordering::Relaxed);
+            tokio::task::yield_now().await;
+            assert_eq!(attempts.load(Ordering::Relaxed), after_close);
+        },
+    );
+}
+
+/// A factory that panics before its future exists is a failed attempt: retried per policy.
+#[tokio::test]
+async fn a_panicking_retry_factory_is_a_retried_attempt() {
+    let s = Scope::new().unwrap();
+    let calls = counter();
+    let c = calls.clone();
+    let task = s
+        .task(move |attempt| {
+            c.fetch_add(1, Ordering::SeqCst);
+            assert!(attempt > 2, "factory panics on attempt {attempt}");
+            async { Ok::<_, Error>("made it") }
+        })
+        .retry(3)
+        .spawn();
+    assert_eq!(
+        within("the retried task", task.result()).await.unwrap(),
+        "made it"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    within("close", s.close()).await.unwrap();
+}
+
+/// ... and counted by the breaker.
+#[tokio::test]
+async fn a_panicking_retry_factory_counts_as_a_breaker_failure() {
+    let breaker = CircuitBreaker::new(2, Duration::from_secs(60)).unwrap();
+    let s = Scope::builder()
+        .circuit_breaker(breaker.clone())
+        .build()
+        .unwrap();
+    let task = s
+        .task(|_| -> std::future::Ready<Result<(), Error>> { panic!("no connection") })
+        .retry(1)
+        .spawn();
+    let err = within("the failing task", task.result()).await.unwrap_err();
+    assert!(matches!(err, Error::Panicked { .. }), "{err:?}");
+    assert_eq!(breaker.failure_count(), 2);
+    assert_eq!(breaker.state(), CircuitState::Open);
+    within("close", s.close()).await.unwrap();
+}
