@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use go_go_scope::{CircuitBreaker, CircuitState, Error, Scope};
+use go_go_scope::{Broadcast, CircuitBreaker, CircuitState, Error, Scope};
 
 /// How long any one wait in this suite may take before it counts as a hang.
 const HANG: Duration = Duration::from_secs(10);
@@ -157,5 +157,48 @@ async fn a_panicking_retry_factory_counts_as_a_breaker_failure() {
     assert!(matches!(err, Error::Panicked { .. }), "{err:?}");
     assert_eq!(breaker.failure_count(), 2);
     assert_eq!(breaker.state(), CircuitState::Open);
+    within("close", s.close()).await.unwrap();
+}
+
+/// Options that the runtime underneath cannot honour are refused with the accepted range,
+/// not a panic or an abort.
+#[tokio::test]
+async fn out_of_range_options_are_invalid_not_panics() {
+    for limit in [usize::MAX, tokio::sync::Semaphore::MAX_PERMITS + 1] {
+        match Scope::builder().concurrency(limit).build() {
+            Err(Error::InvalidOption { option, message }) => {
+                assert_eq!(option, "concurrency");
+                assert!(
+                    message.contains(&tokio::sync::Semaphore::MAX_PERMITS.to_string()),
+                    "{message}"
+                );
+            }
+            other => panic!("concurrency({limit}) gave {other:?}"),
+        }
+    }
+    assert!(
+        Scope::builder()
+            .concurrency(tokio::sync::Semaphore::MAX_PERMITS)
+            .build()
+            .is_ok()
+    );
+    let s = Scope::new().unwrap();
+    for capacity in [usize::MAX / 2, 1 << 40, Broadcast::<u8>::MAX_CAPACITY + 1] {
+        match s.broadcast_with_capacity::<u8>(capacity) {
+            Err(Error::InvalidOption { option, message }) => {
+                assert_eq!(option, "capacity");
+                assert!(
+                    message.contains(&Broadcast::<u8>::MAX_CAPACITY.to_string()),
+                    "{message}"
+                );
+            }
+            Err(other) => panic!("broadcast_with_capacity({capacity}) gave {other:?}"),
+            Ok(_) => panic!("broadcast_with_capacity({capacity}) was accepted"),
+        }
+    }
+    assert!(
+        s.broadcast_with_capacity::<u8>(Broadcast::<u8>::MAX_CAPACITY)
+            .is_ok()
+    );
     within("close", s.close()).await.unwrap();
 }

@@ -401,7 +401,14 @@ impl<T: Send + 'static> Pool<T> {
             ));
         }
         if options.max > Semaphore::MAX_PERMITS {
-            return Err(Error::invalid("max", "too large for the pool's semaphore"));
+            return Err(Error::invalid(
+                "max",
+                format!(
+                    "must be between 1 and {} (got {})",
+                    Semaphore::MAX_PERMITS,
+                    options.max
+                ),
+            ));
         }
         if options.min > options.max {
             return Err(Error::invalid("min", "must not be above max"));
