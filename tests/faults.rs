@@ -4,10 +4,10 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use go_go_scope::{Broadcast, CircuitBreaker, CircuitState, Error, Scope};
+use go_go_scope::{Broadcast, CircuitBreaker, CircuitState, Error, Pool, PoolOptions, Scope};
 
 /// How long any one wait in this suite may take before it counts as a hang.
 const HANG: Duration = Duration::from_secs(10);
@@ -201,4 +201,72 @@ async fn out_of_range_options_are_invalid_not_panics() {
             .is_ok()
     );
     within("close", s.close()).await.unwrap();
+}
+
+/// A pool whose numbered resources log their destruction; `destroy` panics for the ids in
+/// `panics_for` (once while making its future, once inside it).
+fn numbered_pool(
+    panics_for: &'static [u32],
+    create_panics_at: Option<u32>,
+) -> (PoolOptions<u32>, Arc<Mutex<Vec<u32>>>) {
+    let destroyed = Arc::new(Mutex::new(Vec::new()));
+    let log = destroyed.clone();
+    let next = counter();
+    let options = PoolOptions::new(move || {
+        let id = next.fetch_add(1, Ordering::SeqCst);
+        assert_ne!(
+            Some(id),
+            create_panics_at,
+            "create panics for resource {id}"
+        );
+        async move { Ok::<_, Error>(id) }
+    })
+    .destroy(move |id: u32| {
+        log.lock().unwrap().push(id);
+        assert!(
+            !panics_for.contains(&id) || id % 2 == 1,
+            "destroy panics for {id}"
+        );
+        async move {
+            assert!(
+                !panics_for.contains(&id),
+                "destroy's future panics for {id}"
+            );
+        }
+    });
+    (options, destroyed)
+}
+
+fn sorted(ids: &Mutex<Vec<u32>>) -> Vec<u32> {
+    let mut ids = ids.lock().unwrap().clone();
+    ids.sort_unstable();
+    ids
+}
+
+/// A `destroy` that panics while the pool closes does not skip the idle resources after it.
+#[tokio::test]
+async fn a_panicking_destroy_skips_no_other_resource() {
+    let (options, destroyed) = numbered_pool(&[0, 1], None);
+    let s = Scope::new().unwrap();
+    let pool = within("the pool's min resources", s.pool(options.min(4).max(4)))
+        .await
+        .unwrap();
+    within("close", s.close()).await.unwrap();
+    assert!(pool.is_closed());
+    assert_eq!(
+        sorted(&destroyed),
+        [0, 1, 2, 3],
+        "each destroyed exactly once"
+    );
+}
+
+/// `Pool::new` whose `create` panics part-way through `min` destroys what it made.
+#[tokio::test]
+async fn a_panicking_create_in_pool_new_destroys_the_resources_made() {
+    let (options, destroyed) = numbered_pool(&[], Some(2));
+    let err = within("Pool::new", Pool::new(options.min(4).max(4)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Panicked { .. }), "{err:?}");
+    assert_eq!(sorted(&destroyed), [0, 1]);
 }
