@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use go_go_scope::metrics::{MetricsReporter, ReporterOptions};
 use go_go_scope::{Broadcast, CircuitBreaker, CircuitState, Error, Pool, PoolOptions, Scope};
 
 /// How long any one wait in this suite may take before it counts as a hang.
@@ -269,4 +270,51 @@ async fn a_panicking_create_in_pool_new_destroys_the_resources_made() {
         .unwrap_err();
     assert!(matches!(err, Error::Panicked { .. }), "{err:?}");
     assert_eq!(sorted(&destroyed), [0, 1]);
+}
+
+/// A reporter whose first export never ends, once that export has started, and a receiver that
+/// resolves once that export's future has been dropped.
+async fn stuck_reporter(scope: &Scope) -> (MetricsReporter, tokio::sync::oneshot::Receiver<()>) {
+    let (dropped, when_dropped) = tokio::sync::oneshot::channel::<()>();
+    let (started, when_started) = tokio::sync::oneshot::channel::<()>();
+    let signals = Arc::new(Mutex::new(Some((dropped, started))));
+    let reporter = MetricsReporter::new(
+        scope,
+        ReporterOptions::new(move |_text: String| {
+            let signals = signals.lock().unwrap().take();
+            async move {
+                if let Some((_held_until_dropped, started)) = signals {
+                    let _ = started.send(());
+                    std::future::pending::<()>().await;
+                }
+            }
+        }),
+    );
+    within("the first export to start", when_started)
+        .await
+        .unwrap();
+    (reporter, when_dropped)
+}
+
+/// A stuck export is dropped when the reporter stops.
+#[tokio::test]
+async fn a_stuck_export_ends_when_the_reporter_stops() {
+    let s = Scope::builder().metrics(true).build().unwrap();
+    let (reporter, dropped) = stuck_reporter(&s).await;
+    reporter.stop();
+    within("the stuck export to be dropped after stop()", dropped)
+        .await
+        .unwrap_err();
+    within("close", s.close()).await.unwrap();
+}
+
+/// ... and when its scope closes, even while the reporter handle lives on.
+#[tokio::test]
+async fn a_stuck_export_ends_when_the_scope_closes() {
+    let s = Scope::builder().metrics(true).build().unwrap();
+    let (_reporter, dropped) = stuck_reporter(&s).await;
+    within("close", s.close()).await.unwrap();
+    within("the stuck export to be dropped after close()", dropped)
+        .await
+        .unwrap_err();
 }
