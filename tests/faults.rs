@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use go_go_scope::metrics::{MetricsReporter, ReporterOptions};
+use go_go_scope::testing::{advance, flush_tasks};
 use go_go_scope::{Broadcast, CircuitBreaker, CircuitState, Error, Pool, PoolOptions, Scope};
 
 /// How long any one wait in this suite may take before it counts as a hang.
@@ -317,4 +318,57 @@ async fn a_stuck_export_ends_when_the_scope_closes() {
     within("the stuck export to be dropped after close()", dropped)
         .await
         .unwrap_err();
+}
+
+/// `flush_tasks` lets every ready task run, however many there are, on the current-thread
+/// runtime: here 1 000 spawned tasks and a chain of 300 tasks each waking the next.
+#[tokio::test(start_paused = true)]
+async fn flush_tasks_runs_every_ready_task() {
+    let s = Scope::new().unwrap();
+    let ran = counter();
+    for _ in 0..1000 {
+        let ran = ran.clone();
+        s.spawn(async move {
+            ran.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+    let start = tokio::time::Instant::now();
+    within("flush_tasks", flush_tasks()).await;
+    assert_eq!(ran.load(Ordering::Relaxed), 1000);
+
+    let (first, mut next) = tokio::sync::oneshot::channel::<()>();
+    let reached = counter();
+    for _ in 0..300 {
+        let (wake, woken) = tokio::sync::oneshot::channel::<()>();
+        let reached = reached.clone();
+        s.spawn(async move {
+            if next.await.is_ok() {
+                reached.fetch_add(1, Ordering::Relaxed);
+                let _ = wake.send(());
+            }
+        });
+        next = woken;
+    }
+    first.send(()).unwrap();
+    within("flush_tasks", flush_tasks()).await;
+    assert_eq!(reached.load(Ordering::Relaxed), 300);
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "flushing does not move the clock"
+    );
+
+    // Waiting for a timer is not progress: the sleeper stays asleep until the clock moves.
+    let woke = counter();
+    let w = woke.clone();
+    s.spawn(async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        w.fetch_add(1, Ordering::Relaxed);
+    });
+    within("flush_tasks", flush_tasks()).await;
+    assert_eq!(woke.load(Ordering::Relaxed), 0);
+    advance(Duration::from_secs(60)).await; // not under `within`: its own timer would fire first
+    assert_eq!(woke.load(Ordering::Relaxed), 1);
+    within("close", s.close()).await.unwrap();
+    drop(next);
 }
