@@ -372,3 +372,520 @@ async fn flush_tasks_runs_every_ready_task() {
     within("close", s.close()).await.unwrap();
     drop(next);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fault injection: every user callback the crate calls, made to panic, fail or never end.
+// Each test checks the structured-concurrency promise afterwards: the scope closes, every
+// other disposer ran exactly once, no task is left, and the fault was reported.
+// ---------------------------------------------------------------------------------------------
+
+/// What a callback does instead of its job.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Panic,
+    Fail,
+    Hang,
+}
+
+impl Fault {
+    /// The callback's body: panics, returns an error, or never ends.
+    async fn strike(self, what: &'static str) -> Result<(), Error> {
+        match self {
+            Fault::Panic => panic!("injected panic in {what}"),
+            Fault::Fail => Err(Error::Failed(format!("injected error in {what}").into())),
+            Fault::Hang => std::future::pending().await,
+        }
+    }
+}
+
+/// A scope under test, with witness disposers registered around the faulty code.
+struct UnderTest {
+    scope: Scope,
+    witnesses: Vec<Arc<AtomicU32>>,
+}
+
+impl UnderTest {
+    fn new(builder: go_go_scope::ScopeBuilder) -> UnderTest {
+        let mut under = UnderTest {
+            scope: builder.build().expect("a valid scope"),
+            witnesses: Vec::new(),
+        };
+        under.witness();
+        under
+    }
+
+    fn plain() -> UnderTest {
+        UnderTest::new(Scope::builder())
+    }
+
+    /// Registers one more disposer that only counts its runs.
+    fn witness(&mut self) {
+        let runs = counter();
+        let r = runs.clone();
+        self.scope.defer(move || async move {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        self.witnesses.push(runs);
+    }
+
+    /// Closes the scope and checks the promises; returns what `close` returned.
+    async fn close(mut self, fault: &str) -> Result<(), Error> {
+        self.witness();
+        let closed = within(&format!("close() after {fault}"), self.scope.close()).await;
+        assert!(self.scope.is_closed(), "{fault}: the scope is closed");
+        assert_eq!(self.scope.active_tasks(), 0, "{fault}: no task is left");
+        for (i, runs) in self.witnesses.iter().enumerate() {
+            assert_eq!(
+                runs.load(Ordering::SeqCst),
+                1,
+                "{fault}: witness disposer {i} ran once"
+            );
+        }
+        // Closing again changes nothing.
+        within(
+            &format!("a second close() after {fault}"),
+            self.scope.close(),
+        )
+        .await
+        .ok();
+        for runs in &self.witnesses {
+            assert_eq!(
+                runs.load(Ordering::SeqCst),
+                1,
+                "{fault}: no disposer ran twice"
+            );
+        }
+        closed
+    }
+}
+
+fn is_panic(error: &Error, what: &str) -> bool {
+    matches!(error, Error::Panicked { message } if message.contains(what))
+}
+
+fn is_injected_failure(error: &Error) -> bool {
+    matches!(error, Error::Failed(_)) && error.to_string().contains("injected error")
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_in_task_bodies() {
+    for fault in [Fault::Panic, Fault::Fail, Fault::Hang] {
+        let under = UnderTest::plain();
+        let task = under.scope.try_spawn(fault.strike("a task body"));
+        match fault {
+            Fault::Hang => {
+                under.scope.cancel("giving up on the hanging task");
+                let err = within("the hanging task", task.result()).await.unwrap_err();
+                assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+            }
+            Fault::Panic => {
+                let err = within("the task", task.result()).await.unwrap_err();
+                assert!(is_panic(&err, "a task body"), "{err:?}");
+            }
+            Fault::Fail => {
+                let err = within("the task", task.result()).await.unwrap_err();
+                assert!(is_injected_failure(&err), "{err:?}");
+            }
+        }
+        under
+            .close(&format!("{fault:?} in a task body"))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_task_is_ended_by_close_and_by_the_scope_deadline() {
+    let under = UnderTest::plain();
+    let task = under.scope.try_spawn(Fault::Hang.strike("a task body"));
+    under.close("a hanging task").await.unwrap();
+    let err = within("the closed task", task.result()).await.unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+
+    let under = UnderTest::new(Scope::builder().timeout(Duration::from_secs(5)));
+    let task = under.scope.try_spawn(Fault::Hang.strike("a task body"));
+    let err = within("the task past its deadline", task.result())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    under.close("a task past its deadline").await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_in_retry_factories_and_attempts() {
+    for fault in [Fault::Panic, Fault::Fail] {
+        let under = UnderTest::plain();
+        let calls = counter();
+        let c = calls.clone();
+        let task = under
+            .scope
+            .task(move |_| {
+                c.fetch_add(1, Ordering::SeqCst);
+                fault.strike("a retried attempt")
+            })
+            .retry(2)
+            .spawn();
+        let err = within("the retried task", task.result()).await.unwrap_err();
+        assert!(
+            is_panic(&err, "a retried attempt") || is_injected_failure(&err),
+            "{err:?}"
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "{fault:?}: every attempt was made"
+        );
+        under
+            .close(&format!("{fault:?} in an attempt"))
+            .await
+            .unwrap();
+    }
+    // An attempt that never ends: bounded by the task's timeout, then retried.
+    let under = UnderTest::plain();
+    let task = under
+        .scope
+        .task(|_| Fault::Hang.strike("a retried attempt"))
+        .timeout(Duration::from_secs(1))
+        .retry(2)
+        .spawn();
+    let err = within("the timed-out task", task.result())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    under.close("a hanging attempt").await.unwrap();
+    // The factory itself panicking, on every attempt.
+    let under = UnderTest::plain();
+    let task = under
+        .scope
+        .task(|_| -> std::future::Ready<Result<(), Error>> {
+            panic!("injected panic in a factory")
+        })
+        .retry(2)
+        .spawn();
+    let err = within("the task", task.result()).await.unwrap_err();
+    assert!(is_panic(&err, "a factory"), "{err:?}");
+    under.close("a panicking factory").await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_in_retry_callbacks() {
+    // A retry_if predicate that panics: the error is not retried, and is reported as it was.
+    let under = UnderTest::plain();
+    let calls = counter();
+    let c = calls.clone();
+    let task = under
+        .scope
+        .task(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            Fault::Fail.strike("an attempt")
+        })
+        .retry(3)
+        .retry_if(|_| panic!("injected panic in retry_if"))
+        .spawn();
+    let err = within("the task", task.result()).await.unwrap_err();
+    assert!(is_injected_failure(&err), "{err:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    under.close("a panicking retry_if").await.unwrap();
+
+    // A custom delay function that panics fails the task with the panic.
+    let under = UnderTest::plain();
+    let task = under
+        .scope
+        .task(|_| Fault::Fail.strike("an attempt"))
+        .retry(go_go_scope::Retry::with_delay(3, |_, _| {
+            panic!("injected panic in a delay function")
+        }))
+        .spawn();
+    let err = within("the task", task.result()).await.unwrap_err();
+    assert!(is_panic(&err, "a delay function"), "{err:?}");
+    under.close("a panicking delay function").await.unwrap();
+
+    // An on_retry callback that panics is contained; retrying goes on.
+    let under = UnderTest::plain();
+    let task = under
+        .scope
+        .task(|attempt| async move {
+            if attempt < 3 {
+                Err(Error::Failed("not yet".into()))
+            } else {
+                Ok(attempt)
+            }
+        })
+        .retry(3)
+        .on_retry(|_, _| panic!("injected panic in on_retry"))
+        .spawn();
+    assert_eq!(within("the task", task.result()).await.unwrap(), 3);
+    under.close("a panicking on_retry").await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_in_hooks() {
+    let reported = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = reported.clone();
+    let hooks = go_go_scope::Hooks::new()
+        .after_task(|_, _, _| panic!("injected panic in after_task"))
+        .on_cancel(|_| panic!("injected panic in on_cancel"))
+        .on_dispose(move |index, error| {
+            log.lock().unwrap().push(format!("{index}: {error:?}"));
+            panic!("injected panic in on_dispose")
+        });
+    let under = UnderTest::new(Scope::builder().hooks(hooks));
+    let done = under.scope.spawn(async { 7 });
+    assert_eq!(
+        within("a task with a panicking after_task", done).await.1,
+        Some(7)
+    );
+    let _hanging = under.scope.try_spawn(Fault::Hang.strike("a task body"));
+    // close() cancels the hanging task (on_cancel panics) and runs the disposers (on_dispose
+    // panics after each).
+    under.close("panicking hooks").await.unwrap();
+    assert_eq!(
+        reported.lock().unwrap().len(),
+        2,
+        "on_dispose saw every disposer"
+    );
+
+    // before_task panicking: the task fails with the panic and its body never runs.
+    let under = UnderTest::new(Scope::builder().hooks(
+        go_go_scope::Hooks::new().before_task(|_, _| panic!("injected panic in before_task")),
+    ));
+    let ran = counter();
+    let r = ran.clone();
+    let task = under.scope.spawn(async move {
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    let (err, _) = within("a task refused by before_task", task).await;
+    assert!(is_panic(&err.unwrap(), "before_task"));
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    under.close("a panicking before_task").await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_in_disposers() {
+    for fault in [Fault::Panic, Fault::Fail] {
+        let mut under = UnderTest::plain();
+        under.scope.defer(move || fault.strike("a disposer"));
+        under.witness();
+        let err = under
+            .close(&format!("{fault:?} in a disposer"))
+            .await
+            .unwrap_err();
+        let Error::Disposal { errors } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(errors.len(), 1);
+        assert!(
+            is_panic(&errors[0], "a disposer") || is_injected_failure(&errors[0]),
+            "{errors:?}"
+        );
+    }
+}
+
+/// A pool whose `create` (on the `bad`-th call) or `destroy` (for resource `bad`) strikes.
+fn faulty_pool(
+    fault: Fault,
+    in_create: bool,
+    bad: u32,
+) -> (PoolOptions<u32>, Arc<Mutex<Vec<u32>>>) {
+    let destroyed = Arc::new(Mutex::new(Vec::new()));
+    let log = destroyed.clone();
+    let next = counter();
+    let options = PoolOptions::new(move || {
+        let id = next.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if in_create && id == bad {
+                fault.strike("a pool's create").await?;
+            }
+            Ok::<_, Error>(id)
+        }
+    })
+    .destroy(move |id: u32| {
+        log.lock().unwrap().push(id);
+        async move {
+            if !in_create && id == bad {
+                fault.strike("a pool's destroy").await?;
+            }
+            Ok::<_, Error>(())
+        }
+    })
+    .max(3)
+    .acquire_timeout(Duration::from_secs(1));
+    (options, destroyed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_in_pool_create() {
+    for fault in [Fault::Panic, Fault::Fail, Fault::Hang] {
+        let under = UnderTest::plain();
+        let (options, destroyed) = faulty_pool(fault, true, 1);
+        let pool = within("a pool", under.scope.pool(options)).await.unwrap();
+        let first = within("the first resource", pool.acquire()).await.unwrap();
+        let err = within("the faulty create", pool.acquire())
+            .await
+            .unwrap_err();
+        match fault {
+            Fault::Panic => assert!(is_panic(&err, "a pool's create"), "{err:?}"),
+            Fault::Fail => assert!(is_injected_failure(&err), "{err:?}"),
+            Fault::Hang => assert!(matches!(err, Error::Timeout { .. }), "{err:?}"),
+        }
+        assert_eq!(
+            pool.stats().total,
+            1,
+            "{fault:?}: a failed create holds no room"
+        );
+        drop(first);
+        under
+            .close(&format!("{fault:?} in a pool's create"))
+            .await
+            .unwrap();
+        assert_eq!(sorted(&destroyed), [0]);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_in_pool_destroy() {
+    for fault in [Fault::Panic, Fault::Fail] {
+        let under = UnderTest::plain();
+        let (options, destroyed) = faulty_pool(fault, false, 0);
+        let pool = within("a pool", under.scope.pool(options.min(3)))
+            .await
+            .unwrap();
+        // One comes back after use, one is discarded (destroyed at once), one stays idle.
+        drop(within("a resource", pool.acquire()).await.unwrap());
+        within("a resource", pool.acquire())
+            .await
+            .unwrap()
+            .discard();
+        under
+            .close(&format!("{fault:?} in a pool's destroy"))
+            .await
+            .unwrap();
+        assert_eq!(
+            sorted(&destroyed),
+            [0, 1, 2],
+            "{fault:?}: each destroyed once"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_in_debounced_and_throttled_functions() {
+    for fault in [Fault::Panic, Fault::Fail, Fault::Hang] {
+        let under = UnderTest::plain();
+        let debounced = under
+            .scope
+            .debounce(
+                move |()| async move {
+                    fault
+                        .strike("a debounced function")
+                        .await
+                        .map_err(|e| e.to_string())
+                },
+                Duration::from_millis(100),
+            )
+            .unwrap();
+        let throttled = under
+            .scope
+            .throttle(
+                move |()| async move {
+                    fault
+                        .strike("a throttled function")
+                        .await
+                        .map_err(|e| e.to_string())
+                },
+                Duration::from_millis(100),
+            )
+            .unwrap();
+        let debounced_call = debounced.call(());
+        let throttled_call = throttled.call(());
+        match fault {
+            Fault::Panic => {
+                let err = within("the debounced call", debounced_call)
+                    .await
+                    .unwrap_err();
+                assert!(is_panic(&err, "a debounced function"), "{err:?}");
+                let err = within("the throttled call", throttled_call)
+                    .await
+                    .unwrap_err();
+                assert!(is_panic(&err, "a throttled function"), "{err:?}");
+            }
+            Fault::Fail => {
+                let answer = within("the debounced call", debounced_call).await.unwrap();
+                assert!(answer.unwrap_err().contains("injected error"));
+                let answer = within("the throttled call", throttled_call).await.unwrap();
+                assert!(answer.unwrap_err().contains("injected error"));
+            }
+            Fault::Hang => {
+                // Let both runs start, then close: the calls end with the scope.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let debounced_call = tokio::spawn(debounced_call);
+                let throttled_call = tokio::spawn(throttled_call);
+                under
+                    .close("hanging debounced and throttled functions")
+                    .await
+                    .unwrap();
+                let err = within("the debounced call", debounced_call)
+                    .await
+                    .unwrap()
+                    .unwrap_err();
+                assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+                let err = within("the throttled call", throttled_call)
+                    .await
+                    .unwrap()
+                    .unwrap_err();
+                assert!(matches!(err, Error::Cancelled { .. }), "{err:?}");
+                continue;
+            }
+        }
+        under
+            .close(&format!("{fault:?} in debounced and throttled functions"))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_in_poll_callbacks() {
+    for fault in [Fault::Panic, Fault::Fail, Fault::Hang] {
+        for in_on_value in [false, true] {
+            let under = UnderTest::plain();
+            let poller = under
+                .scope
+                .poll(
+                    move || async move {
+                        if !in_on_value {
+                            fault.strike("a poll function").await?;
+                        }
+                        Ok::<_, Error>(1)
+                    },
+                    move |_value: u32| async move {
+                        if in_on_value {
+                            let _ = fault.strike("an on_value callback").await;
+                        }
+                    },
+                    Duration::from_secs(1),
+                )
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let status = poller.status();
+            match (fault, in_on_value) {
+                (Fault::Hang, _) => assert!(status.last_error.is_none()),
+                // An error from on_value has nowhere to go: on_value returns nothing.
+                (Fault::Fail, true) => assert!(status.last_error.is_none()),
+                _ => {
+                    let error = status.last_error.expect("the fault is reported");
+                    assert!(
+                        is_panic(&error, "") || is_injected_failure(&error),
+                        "{error:?}"
+                    );
+                    assert!(status.poll_count >= 3, "polling goes on after a fault");
+                }
+            }
+            under
+                .close(&format!("{fault:?} in a poller (on_value: {in_on_value})"))
+                .await
+                .unwrap();
+            assert!(!poller.status().running);
+        }
+    }
+}
