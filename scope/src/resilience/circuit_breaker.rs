@@ -25,7 +25,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::core::error::{BoxError, Error};
+#[cfg(not(loom))]
 use crate::util::sync::lock;
+#[cfg(loom)]
+use crate::util::sync::lock_loom as lock;
 
 /// The state of a [`CircuitBreaker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
