@@ -4,7 +4,8 @@
 //! fail at once with [`Error::CircuitOpen`] without running, until `reset_timeout` has passed.
 //! Half-open: exactly one trial call runs (the others are refused); its success closes the
 //! breaker, its failure opens it again. A trial call that is cancelled decides nothing: the next
-//! call becomes the trial.
+//! call becomes the trial. Only the trial decides: a call admitted while the breaker was still
+//! closed that ends once it is open or half-open changes nothing.
 
 use std::fmt;
 use std::future::Future;
