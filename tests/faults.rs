@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use go_go_scope::metrics::{MetricsReporter, ReporterOptions};
 use go_go_scope::testing::{advance, flush_tasks};
-use go_go_scope::{Broadcast, CircuitBreaker, CircuitState, Error, Pool, PoolOptions, Scope};
+use go_go_scope::{
+    Broadcast, CircuitBreaker, CircuitState, Error, Pool, PoolOptions, Scope, Select,
+};
 
 /// How long any one wait in this suite may take before it counts as a hang.
 const HANG: Duration = Duration::from_secs(10);
@@ -888,4 +890,57 @@ async fn faults_in_poll_callbacks() {
             assert!(!poller.status().running);
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn faults_in_metrics_exports() {
+    for fault in [Fault::Panic, Fault::Fail] {
+        let under = UnderTest::new(Scope::builder().metrics(true));
+        let exports = counter();
+        let e = exports.clone();
+        let reporter = MetricsReporter::new(
+            &under.scope,
+            ReporterOptions::new(move |_text: String| {
+                e.fetch_add(1, Ordering::SeqCst);
+                fault.strike("an export")
+            })
+            .interval(Duration::from_secs(1)),
+        );
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(
+            exports.load(Ordering::SeqCst),
+            3,
+            "{fault:?}: reporting goes on"
+        );
+        let err = within("a direct report", reporter.report())
+            .await
+            .unwrap_err();
+        assert!(
+            is_panic(&err, "an export") || is_injected_failure(&err),
+            "{err:?}"
+        );
+        under
+            .close(&format!("{fault:?} in on_export"))
+            .await
+            .unwrap();
+        assert!(!reporter.is_running());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_select_handler_fails_only_its_task() {
+    let under = UnderTest::plain();
+    let numbers = under.scope.channel::<u32>(1);
+    numbers.send(1).await.unwrap();
+    let selecting = numbers.clone();
+    let task = under.scope.spawn(async move {
+        Select::new()
+            .recv(&selecting, |_: u32| -> u32 {
+                panic!("injected panic in a select handler")
+            })
+            .await
+    });
+    let (err, _) = within("the selecting task", task).await;
+    assert!(is_panic(&err.unwrap(), "a select handler"));
+    under.close("a panicking select handler").await.unwrap();
 }
