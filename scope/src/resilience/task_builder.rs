@@ -1,9 +1,12 @@
 //! [`TaskBuilder`]: a task with options — a name, a per-attempt timeout, retries, a cleanup —
 //! and the attempt loop that runs it.
 //!
-//! Order of a task's stages, each attempt: wait for a concurrency permit (released again during
-//! retry delays, so other tasks run meanwhile) → ask the circuit breaker → run the attempt
-//! under its timeout → report the outcome to the breaker → on failure, retry per the policy.
+//! Order of a task's stages, each attempt: stop if the scope was cancelled → wait for a
+//! concurrency permit (released again during retry delays, so other tasks run meanwhile) → ask
+//! the circuit breaker → make the attempt and run it under its timeout (a panic in either is a
+//! failed attempt) → report the outcome to the breaker → on failure, retry per the policy,
+//! after its delay or, with none, after giving the runtime back once the task's cooperative
+//! budget is spent.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -192,6 +195,10 @@ impl<S> TaskBuilder<S> {
 impl<F> TaskBuilder<Factory<F>> {
     /// Retries failed attempts: a number of retries (`3`), or a [`Retry`] policy. Without this
     /// call the scope's default retry applies, if it has one.
+    ///
+    /// `retry(u32::MAX)` retries for as long as the scope lives: even attempts that fail at once
+    /// with no delay between them let the other tasks run, and stop at the scope's deadline,
+    /// [`Scope::cancel`] or [`Scope::close`].
     pub fn retry(mut self, retry: impl Into<Retry>) -> Self {
         self.retry = Some(retry.into());
         self
