@@ -32,12 +32,20 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = ()>,
 {
+    on_own_runtime(what, tokio::runtime::Builder::new_current_thread(), body);
+}
+
+/// Runs `body` on a runtime of its own, built by `builder` on a thread of its own, failing with
+/// `what` if it has not finished within [`HANG`] of wall-clock time. A runtime whose worker is
+/// stuck is left behind (it cannot shut down) instead of hanging the test.
+fn on_own_runtime<F, Fut>(what: &str, mut builder: tokio::runtime::Builder, body: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = ()>,
+{
     let (done, finished) = mpsc::channel();
     let worker = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a current-thread runtime");
+        let runtime = builder.enable_all().build().expect("a runtime");
         runtime.block_on(body());
         let _ = done.send(());
     });
@@ -119,6 +127,32 @@ fn retry_forever_without_delay_yields_and_can_be_closed() {
             let after_close = attempts.load(Ordering::Relaxed);
             tokio::task::yield_now().await;
             assert_eq!(attempts.load(Ordering::Relaxed), after_close);
+        },
+    );
+}
+
+/// On a multi-thread runtime the deadline fires on another worker; the retrying task must see
+/// it before its next attempt.
+#[test]
+fn retry_forever_without_delay_sees_a_deadline_fired_elsewhere() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(2);
+    on_own_runtime(
+        "a task retrying for ever to hit its scope's deadline",
+        builder,
+        || async {
+            let s = Scope::builder()
+                .timeout(Duration::from_millis(20))
+                .build()
+                .unwrap();
+            let task = s
+                .task(|_| async { Err::<(), _>("always fails") })
+                .retry(u32::MAX)
+                .spawn();
+            let err = task.result().await.unwrap_err();
+            assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+            let _ = s.close().await;
+            assert_eq!(s.active_tasks(), 0);
         },
     );
 }
