@@ -253,9 +253,15 @@ pub async fn close_and_assert(scope: &Scope) {
     assert_closed(scope);
 }
 
-/// Lets every task that is ready to run make progress before returning (on the
-/// current-thread runtime `#[tokio::test]` uses): yields to the scheduler until a round of
-/// yields found nothing new to run, at most 64 times.
+/// Lets every task that can make progress run until none can, before returning.
+///
+/// On a current-thread runtime (the one `#[tokio::test]` uses) this waits until the runtime
+/// runs out of work and goes idle, twice, so that timers already due when it first went idle
+/// have woken their tasks and those have run too. Time does not move meanwhile, also under the
+/// paused clock. A task that never stops being ready keeps the runtime busy: then this returns
+/// after about five seconds, with a warning. On a multi-thread runtime it yields to the
+/// scheduler until a round of yields found nothing new in the runtime's shared queue, at most
+/// 64 times.
 ///
 /// *Feature `testing`.*
 ///
@@ -275,7 +281,18 @@ pub async fn close_and_assert(scope: &Scope) {
 /// # }
 /// ```
 pub async fn flush_tasks() {
-    let metrics = tokio::runtime::Handle::current().metrics();
+    let handle = tokio::runtime::Handle::current();
+    #[cfg(target_has_atomic = "64")]
+    if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        for _ in 0..2 {
+            if !until_idle(&handle).await {
+                tracing::warn!("flush_tasks: tasks kept the runtime busy; returning anyway");
+                return;
+            }
+        }
+        return;
+    }
+    let metrics = handle.metrics();
     let mut quiet_rounds = 0;
     for _ in 0..64 {
         let before = metrics.global_queue_depth();
@@ -289,6 +306,32 @@ pub async fn flush_tasks() {
             quiet_rounds = 0;
         }
     }
+}
+
+/// Waits until the current-thread runtime of `handle` parks, which it does only when no task
+/// is ready to run; false if it stayed busy for about five seconds.
+///
+/// The watch runs on the blocking pool: while a blocking task runs, the paused clock does not
+/// jump to the next timer when the runtime parks, and the task's end wakes the runtime again.
+#[cfg(target_has_atomic = "64")]
+async fn until_idle(handle: &tokio::runtime::Handle) -> bool {
+    const CHECK_EVERY: Duration = Duration::from_micros(50);
+    const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
+    let metrics = handle.metrics();
+    let parked_before = metrics.worker_park_count(0);
+    let watch = handle.spawn_blocking(move || {
+        // Real time: the runtime's clock may be paused.
+        let give_up = std::time::Instant::now() + GIVE_UP_AFTER;
+        while metrics.worker_park_count(0) == parked_before {
+            if std::time::Instant::now() >= give_up {
+                return false;
+            }
+            std::thread::sleep(CHECK_EVERY);
+        }
+        true
+    });
+    // A runtime shutting down cannot run the watch; there is nothing left to flush then.
+    watch.await.unwrap_or(true)
 }
 
 /// Moves the paused clock forward by `by` and lets the tasks that became ready run.

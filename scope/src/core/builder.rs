@@ -98,7 +98,8 @@ impl ScopeBuilder {
     }
 
     /// At most `limit` tasks of this scope run at once; the others wait for a permit (their
-    /// wait is not counted in their duration). Must be at least 1. Child scopes get their own
+    /// wait is not counted in their duration). Must be between 1 and
+    /// [`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS). Child scopes get their own
     /// limit of the same size unless they set one.
     pub fn concurrency(mut self, limit: usize) -> Self {
         self.concurrency = Some(limit);
@@ -137,10 +138,15 @@ impl ScopeBuilder {
     /// Builds the scope. Fails on invalid options, outside a Tokio runtime, or when the parent
     /// is already closed.
     pub fn build(self) -> Result<Scope, Error> {
-        if self.concurrency == Some(0) {
+        if let Some(limit) = self.concurrency
+            && !(1..=Semaphore::MAX_PERMITS).contains(&limit)
+        {
             return Err(Error::invalid(
                 "concurrency",
-                "must be at least 1; leave it unset for no limit",
+                format!(
+                    "must be between 1 and {} (got {limit}); leave it unset for no limit",
+                    Semaphore::MAX_PERMITS
+                ),
             ));
         }
         if self.timeout == Some(Duration::ZERO) {

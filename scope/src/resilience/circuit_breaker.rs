@@ -4,7 +4,8 @@
 //! fail at once with [`Error::CircuitOpen`] without running, until `reset_timeout` has passed.
 //! Half-open: exactly one trial call runs (the others are refused); its success closes the
 //! breaker, its failure opens it again. A trial call that is cancelled decides nothing: the next
-//! call becomes the trial.
+//! call becomes the trial. Only the trial decides: a call admitted while the breaker was still
+//! closed that ends once it is open or half-open changes nothing.
 
 use std::fmt;
 use std::future::Future;
@@ -27,7 +28,10 @@ use tokio::time::Instant;
 use crate::core::error::{BoxError, Error};
 use crate::core::observer::{Observer, SpawnedTask, TaskEnd, TaskWatch, Wants};
 use crate::core::scope::ScopeBuilder;
+#[cfg(not(loom))]
 use crate::util::sync::lock;
+#[cfg(loom)]
+use crate::util::sync::lock_loom as lock;
 
 /// The state of a [`CircuitBreaker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -402,18 +406,30 @@ impl CircuitBreaker {
         let change = {
             let mut state = self.lock();
             let from = state.mode.public(self.inner.reset_timeout);
-            if success {
-                state.consecutive_failures = 0;
-                if trial || matches!(state.mode, Mode::HalfOpen { .. }) {
+            match (trial, success) {
+                // The trial alone decides a half-open breaker.
+                (true, true) => {
+                    state.consecutive_failures = 0;
                     state.mode = Mode::Closed;
                 }
-            } else {
-                state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-                let opens = trial || state.consecutive_failures >= self.inner.failure_threshold;
-                if opens && !matches!(state.mode, Mode::Open { .. }) {
+                (true, false) => {
+                    state.consecutive_failures = state.consecutive_failures.saturating_add(1);
                     state.mode = Mode::Open {
                         since: Instant::now(),
                     };
+                }
+                // A call admitted while the breaker was closed that ends after it opened is
+                // old news: it changes nothing, so it cannot close the breaker (or reopen it)
+                // while a trial runs.
+                (false, _) if !matches!(state.mode, Mode::Closed) => {}
+                (false, true) => state.consecutive_failures = 0,
+                (false, false) => {
+                    state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+                    if state.consecutive_failures >= self.inner.failure_threshold {
+                        state.mode = Mode::Open {
+                            since: Instant::now(),
+                        };
+                    }
                 }
             }
             (from, state.mode.public(self.inner.reset_timeout))
@@ -458,6 +474,22 @@ mod loom_models {
             assert!(mine || theirs);
             assert_eq!(breaker.rejections(), u64::from(!(mine && theirs)));
             assert_eq!(breaker.state(), CircuitState::Closed);
+        });
+    }
+
+    /// A call admitted while closed and ending during the trial never decides: whatever the
+    /// interleaving, a failed trial leaves the breaker open.
+    #[test]
+    fn a_late_call_never_overrides_the_trial() {
+        loom::model(|| {
+            let breaker = CircuitBreaker::new(1, Duration::ZERO).unwrap();
+            let late = breaker.admit().unwrap();
+            breaker.admit().unwrap().settle(false);
+            let trial = breaker.admit().unwrap();
+            let other = loom::thread::spawn(move || late.settle(true));
+            trial.settle(false);
+            other.join().unwrap();
+            assert_ne!(breaker.state(), CircuitState::Closed);
         });
     }
 
@@ -516,6 +548,37 @@ mod tests {
         b.admit().unwrap().settle(false);
         assert_eq!(b.state(), CircuitState::Open);
         assert_eq!(b.failure_count(), 4); // CB-10: the count keeps growing
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_admitted_while_closed_does_not_decide_the_trial() {
+        let b = breaker(2);
+        let old_success = b.admit().unwrap();
+        let old_failure = b.admit().unwrap();
+        b.admit().unwrap().settle(false);
+        b.admit().unwrap().settle(false);
+        assert_eq!(b.state(), CircuitState::Open);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let trial = b.admit().unwrap();
+        old_success.settle(true);
+        assert_eq!(
+            b.state(),
+            CircuitState::HalfOpen,
+            "only the trial may close it"
+        );
+        assert!(
+            matches!(b.admit(), Err(Error::CircuitOpen)),
+            "the trial still runs"
+        );
+        old_failure.settle(false);
+        assert_eq!(
+            b.state(),
+            CircuitState::HalfOpen,
+            "only the trial may reopen it"
+        );
+        trial.settle(true);
+        assert_eq!(b.state(), CircuitState::Closed);
+        assert_eq!(b.failure_count(), 0);
     }
 
     #[test]

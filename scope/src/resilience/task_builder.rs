@@ -1,14 +1,17 @@
 //! [`TaskBuilder`]: a task with options — a name, a per-attempt timeout, retries, a cleanup —
 //! and the attempt loop that runs it.
 //!
-//! Order of a task's stages, each attempt: wait for a concurrency permit (released again during
-//! retry delays, so other tasks run meanwhile) → ask the circuit breaker → run the attempt
-//! under its timeout → report the outcome to the breaker → on failure, retry per the policy.
+//! Order of a task's stages, each attempt: stop if the scope was cancelled → wait for a
+//! concurrency permit (released again during retry delays, so other tasks run meanwhile) → ask
+//! the circuit breaker → make the attempt and run it under its timeout (a panic in either is a
+//! failed attempt) → report the outcome to the breaker → on failure, retry per the policy,
+//! after its delay or, with none, after giving the runtime back once the task's cooperative
+//! budget is spent.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -195,6 +198,10 @@ impl<S> TaskBuilder<S> {
 impl<F> TaskBuilder<Factory<F>> {
     /// Retries failed attempts: a number of retries (`3`), or a [`Retry`] policy. Without this
     /// call the scope's default retry applies, if it has one.
+    ///
+    /// `retry(u32::MAX)` retries for as long as the scope lives: even attempts that fail at once
+    /// with no delay between them let the other tasks run, and stop at the scope's deadline,
+    /// [`Scope::cancel`] or [`Scope::close`].
     pub fn retry(mut self, retry: impl Into<Retry>) -> Self {
         self.retry = Some(retry.into());
         self
@@ -557,6 +564,11 @@ async fn run_attempts<S: Attempts>(
 ) -> Result<S::Output, Error> {
     let mut retries = 0_u32;
     loop {
+        // Checked before every attempt: an attempt that is always ready never gives the task's
+        // wrapper a poll in which to notice the scope's cancellation.
+        if shared.is_cancelled() {
+            return Err(shared.cancel_error());
+        }
         // Rare, large waits (permit under contention, timeouts, retry delays) are boxed so the
         // task's state machine stays small on the common path.
         let permit = match std::mem::replace(&mut start, Start::Free) {
@@ -585,14 +597,19 @@ async fn run_attempts<S: Attempts>(
         if let Some(started) = attempt_started {
             let _ = plan.started.set(started);
         }
-        let Some(attempt) = attempts.next_attempt(retries + 1) else {
-            return Err(Error::invalid(
-                "retry",
-                "this task's future cannot be re-created; build it with Scope::task and a factory",
-            ));
+        // A panicking attempt is a failed attempt, whether it panics while its future is made
+        // or while it runs: the breaker counts it and it may be retried.
+        let attempt = match catch_unwind(AssertUnwindSafe(|| attempts.next_attempt(retries + 1))) {
+            Ok(Some(attempt)) => Ok(AssertUnwindSafe(attempt).catch_unwind()),
+            Ok(None) => {
+                // Nothing ran, so the breaker learns nothing (an unsettled admission).
+                return Err(Error::invalid(
+                    "retry",
+                    "this task's future cannot be re-created; build it with Scope::task and a factory",
+                ));
+            }
+            Err(payload) => Err(Error::from_panic(payload)),
         };
-        // A panicking attempt is a failed attempt: the breaker counts it and it may be retried.
-        let attempt = AssertUnwindSafe(attempt).catch_unwind();
         let settle = |outcome: std::thread::Result<Result<S::Output, S::Error>>| match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(Failure::Task(error)),
@@ -601,12 +618,15 @@ async fn run_attempts<S: Attempts>(
         // A block of its own: the attempt's error (which need not be `Send`) is gone before the
         // retry delay is awaited.
         let delay = {
-            let result = match plan.timeout {
-                Some(after) => match Box::pin(tokio::time::timeout(after, attempt)).await {
-                    Ok(outcome) => settle(outcome),
-                    Err(_elapsed) => Err(Failure::Ours(plan.timeout_error(after))),
-                },
-                None => settle(attempt.await),
+            let result = match (attempt, plan.timeout) {
+                (Err(panicked), _) => Err(Failure::Ours(panicked)),
+                (Ok(attempt), Some(after)) => {
+                    match Box::pin(tokio::time::timeout(after, attempt)).await {
+                        Ok(outcome) => settle(outcome),
+                        Err(_elapsed) => Err(Failure::Ours(plan.timeout_error(after))),
+                    }
+                }
+                (Ok(attempt), None) => settle(attempt.await),
             };
             if let Some(started) = attempt_started {
                 plan.stage(|s| s.attempts.push(started.elapsed()));
@@ -648,7 +668,11 @@ async fn run_attempts<S: Attempts>(
             }
         };
         plan.retries.store(retries, Ordering::Relaxed);
-        if !delay.is_zero() {
+        if delay.is_zero() {
+            // Attempts that never wait would otherwise keep the worker for ever: this gives the
+            // runtime back once the task's cooperative budget is spent (cheap until then).
+            tokio::task::consume_budget().await;
+        } else {
             Box::pin(tokio::time::sleep(delay)).await;
             plan.stage(|s| s.retry_delays.push(delay));
         }

@@ -85,9 +85,16 @@ impl<T> fmt::Debug for Broadcast<T> {
     }
 }
 
+impl<T> Broadcast<T> {
+    /// The largest capacity accepted: 2^20 values. Room for every value is allocated when the
+    /// broadcast is made, so a larger capacity would reserve memory nobody uses (and a huge one
+    /// would abort the process on allocation).
+    pub const MAX_CAPACITY: usize = 1 << 20;
+}
+
 impl<T: Clone + Send + 'static> Broadcast<T> {
     /// A broadcast channel not tied to a scope, keeping up to `capacity` values for its
-    /// slowest subscriber. `capacity` must be at least 1.
+    /// slowest subscriber. `capacity` must be between 1 and [`Broadcast::MAX_CAPACITY`].
     ///
     /// ```
     /// use go_go_scope::{Broadcast, Error};
@@ -95,22 +102,19 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
     /// assert!(matches!(Broadcast::<u8>::new(0), Err(Error::InvalidOption { .. })));
     /// ```
     pub fn new(capacity: usize) -> Result<Broadcast<T>, Error> {
-        if capacity == 0 {
+        if !(1..=Self::MAX_CAPACITY).contains(&capacity) {
             return Err(Error::invalid(
                 "capacity",
-                "a broadcast needs room for at least 1 value",
-            ));
-        }
-        if capacity > usize::MAX / 2 {
-            return Err(Error::invalid(
-                "capacity",
-                "at most usize::MAX / 2 values can be kept",
+                format!(
+                    "a broadcast keeps between 1 and {} values (got {capacity})",
+                    Self::MAX_CAPACITY
+                ),
             ));
         }
         Ok(Broadcast::with_valid_capacity(capacity))
     }
 
-    /// `capacity` is between 1 and `usize::MAX / 2`, which is what tokio requires.
+    /// `capacity` is between 1 and [`Broadcast::MAX_CAPACITY`], well inside what tokio accepts.
     fn with_valid_capacity(capacity: usize) -> Broadcast<T> {
         let (sender, _) = tokio_broadcast::channel(capacity);
         Broadcast {

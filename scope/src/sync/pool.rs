@@ -8,18 +8,21 @@
 //! - The [`PoolGuard`] gives the resource back when dropped. A resource whose borrower
 //!   panicked, or that was [`discard`](PoolGuard::discard)ed, is destroyed instead.
 //! - `destroy` runs exactly once for every resource that was created: when the pool closes
-//!   for idle ones, when they come back for the ones lent out at that moment.
+//!   for idle ones, when they come back for the ones lent out at that moment. A `destroy` that
+//!   fails or panics is logged at `warn` and does not stop the others.
 //! - Closing (explicitly, or when the owning scope closes) wakes every waiting `acquire` with
 //!   [`Error::PoolClosed`].
 
 use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
@@ -71,7 +74,8 @@ impl<T> fmt::Debug for PoolOptions<T> {
 }
 
 impl<T: Send + 'static> PoolOptions<T> {
-    /// Resources are made by `create`; its error fails the `acquire` that needed the resource.
+    /// Resources are made by `create`; its error fails the `acquire` that needed the resource
+    /// (a panic in `create` fails it with [`Error::Panicked`]).
     pub fn new<F, Fut, E>(create: F) -> PoolOptions<T>
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -170,10 +174,32 @@ struct Inner<T> {
 }
 
 impl<T: Send + 'static> Inner<T> {
+    /// Runs `create`; a panic, while its future is made or while it runs, is an
+    /// [`Error::Panicked`] like any failed creation.
+    async fn create_one(&self) -> Result<T, Error> {
+        match catch_unwind(AssertUnwindSafe(|| (self.create)())) {
+            Ok(creating) => AssertUnwindSafe(creating)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|payload| Err(Error::from_panic(payload))),
+            Err(payload) => Err(Error::from_panic(payload)),
+        }
+    }
+
+    /// Runs `destroy` once for `resource`; its failure or panic is logged and goes no
+    /// further, so the resources destroyed after it are not skipped.
     async fn destroy_now(&self, resource: T) {
-        if let Some(destroy) = &self.destroy
-            && let Err(error) = destroy(resource).await
-        {
+        let Some(destroy) = &self.destroy else {
+            return;
+        };
+        let destroyed = match catch_unwind(AssertUnwindSafe(|| destroy(resource))) {
+            Ok(destroying) => AssertUnwindSafe(destroying)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|payload| Err(Error::from_panic(payload))),
+            Err(payload) => Err(Error::from_panic(payload)),
+        };
+        if let Err(error) = destroyed {
             tracing::warn!(%error, "a pool resource's destroy failed");
         }
     }
@@ -245,7 +271,7 @@ impl<T: Send + 'static> Inner<T> {
 
     /// Creates a resource in a slot reserved by `take_idle_or_reserve`.
     async fn create_reserved(self: &Arc<Self>, mut creating: Creating<T>) -> Result<T, Error> {
-        let created = (self.create)().await;
+        let created = self.create_one().await;
         creating.finish(created.is_ok());
         let resource = created?;
         if lock(&self.slots).closed {
@@ -401,7 +427,14 @@ impl<T: Send + 'static> Pool<T> {
             ));
         }
         if options.max > Semaphore::MAX_PERMITS {
-            return Err(Error::invalid("max", "too large for the pool's semaphore"));
+            return Err(Error::invalid(
+                "max",
+                format!(
+                    "must be between 1 and {} (got {})",
+                    Semaphore::MAX_PERMITS,
+                    options.max
+                ),
+            ));
         }
         if options.min > options.max {
             return Err(Error::invalid("min", "must not be above max"));
@@ -425,7 +458,7 @@ impl<T: Send + 'static> Pool<T> {
             }),
         };
         for _ in 0..options.min {
-            match (pool.inner.create)().await {
+            match pool.inner.create_one().await {
                 Ok(resource) => {
                     let mut slots = lock(&pool.inner.slots);
                     slots.idle.push(resource);

@@ -11,3 +11,11 @@ pub(crate) fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// [`lock`] for loom's mutex, which the circuit breaker uses when built with `--cfg loom`.
+#[cfg(loom)]
+pub(crate) fn lock_loom<T: ?Sized>(mutex: &loom::sync::Mutex<T>) -> loom::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -3,10 +3,12 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -132,7 +134,8 @@ impl ReporterOptions {
 }
 
 /// Exports a scope's metrics through a callback: once when started, then every interval, until
-/// stopped, dropped, or the scope is cancelled or closed.
+/// stopped, dropped, or the scope is cancelled or closed. An export still running then is
+/// dropped; one that fails or panics is logged at `warn` and reporting goes on.
 ///
 /// The exports run on a background Tokio task that is not one of the scope's tasks (it is not
 /// counted in the metrics it reports). A scope built without metrics is never exported.
@@ -239,7 +242,15 @@ impl MetricsReporter {
                     () = scope_ended.cancelled() => break,
                     _ = ticks.tick() => {}
                 }
-                if let Err(error) = inner.export().await {
+                // An export that never ends must not outlive the reporter or its scope: it is
+                // raced against both and dropped when either stops.
+                let exported = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    () = scope_ended.cancelled() => break,
+                    exported = inner.export_caught() => exported,
+                };
+                if let Err(error) = exported {
                     tracing::warn!(%error, "metrics reporter: on_export failed; reporting goes on");
                 }
             }
@@ -304,7 +315,10 @@ impl MetricsReporter {
     /// # }
     /// ```
     pub async fn report(&self) -> Result<(), Error> {
-        self.inner.export().await.map_err(Error::from_task_error)
+        self.inner
+            .export_caught()
+            .await
+            .map_err(Error::from_task_error)
     }
 }
 
@@ -325,5 +339,13 @@ impl Inner {
         };
         let text = export_metrics_with(&metrics, &self.options.export);
         (self.options.on_export)(text).await
+    }
+
+    /// [`export`](Self::export), with a panic in the callback turned into its error.
+    async fn export_caught(&self) -> Result<(), BoxError> {
+        AssertUnwindSafe(self.export())
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|payload| Err(Box::new(Error::from_panic(payload))))
     }
 }
