@@ -11,7 +11,10 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
         })
         .concurrency(4)
         .metrics(true)
-        .attr("order.id", id)
+        .attr(
+            "order.id",
+            ::go_go_scope::__private::AttrValueOf::into_attr(id),
+        )
         .circuit_breaker({
             static __SCOPED_BREAKER: ::go_go_scope::__private::OnceLock<
                 ::go_go_scope::__private::CircuitBreaker,
@@ -49,8 +52,8 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
                 clippy::unreachable
             )]
             if false {
-                ::go_go_scope::__private::require_timeout_carrier::<Result<Receipt, AppError>>();
-                ::go_go_scope::__private::require_breaker_carrier::<Result<Receipt, AppError>>();
+                <Result<Receipt, AppError> as ::go_go_scope::__private::TimeoutCarrier>::check();
+                <Result<Receipt, AppError> as ::go_go_scope::__private::BreakerCarrier>::check();
                 let __scoped_fake_return: Result<Receipt, AppError> = loop {};
                 return __scoped_fake_return;
             }

@@ -139,7 +139,7 @@ impl PlainTag {
     #[track_caller]
     pub fn spawn_ambient<F>(self, future: F) -> Task<F::Output>
     where
-        F: Future + Send + 'static,
+        F: GoFuture + Send + 'static,
         F::Output: Send + 'static,
     {
         with_ambient_scope(|shared| spawn_single(shared, Plain::new(future)))
@@ -148,15 +148,15 @@ impl PlainTag {
     /// Spawns into `scope`.
     pub fn spawn_into<F>(self, scope: &Scope, future: F) -> Task<F::Output>
     where
-        F: Future + Send + 'static,
+        F: GoFuture + Send + 'static,
         F::Output: Send + 'static,
     {
         scope.spawn(future)
     }
 
     /// The future as one attempt of a task builder: an attempt that can only fail by panicking.
-    pub fn wrap<F: Future>(self, future: F) -> Infallibly<F> {
-        Infallibly { future }
+    pub fn wrap<F: GoFuture>(self, future: F) -> F::Attempt {
+        future.into_attempt()
     }
 }
 
@@ -174,6 +174,129 @@ impl<F: Future> Future for Infallibly<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().future.poll(cx).map(Ok)
+    }
+}
+
+/// What `go!` spawns: a future. The plain spawn path bounds on it instead of `Future`, so a value
+/// that is not a future (a call's result, an `.await`ed value, a fn named but not called) gets
+/// one message that says what to write.
+#[diagnostic::on_unimplemented(
+    message = "`go!` needs a future, and `{Self}` is not one",
+    label = "not a future",
+    note = "call the async fn and give `go!` its future: `go!(fetch(id))`, not `go!(fetch)`",
+    note = "don't `.await` inside `go!`: the task awaits the future, and you await the task"
+)]
+pub trait GoFuture: Future {
+    /// What one attempt of a task builder runs: the future, its output wrapped in `Ok`.
+    type Attempt: Future;
+    /// The future as one attempt.
+    fn into_attempt(self) -> Self::Attempt;
+}
+
+#[diagnostic::do_not_recommend]
+impl<F: Future> GoFuture for F {
+    type Attempt = Infallibly<F>;
+    fn into_attempt(self) -> Infallibly<F> {
+        Infallibly { future: self }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values given as expressions: one message per option, at the expression.
+
+/// `name = EXPR` of `#[scoped]` and `go!`.
+#[diagnostic::on_unimplemented(
+    message = "a name is a string, and `{Self}` is not one",
+    label = "expected a `&'static str`, a `String` or a `Cow<'static, str>`",
+    note = "write `name = \"checkout\"`, or `name = format!(\"order-{{id}}\")` for a computed one"
+)]
+pub trait NameValue {
+    /// The name.
+    fn into_name(self) -> std::borrow::Cow<'static, str>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Into<std::borrow::Cow<'static, str>>> NameValue for T {
+    fn into_name(self) -> std::borrow::Cow<'static, str> {
+        self.into()
+    }
+}
+
+/// `timeout = EXPR` of `#[scoped]` and `go!`, and the durations of `retry(..)` and
+/// `circuit_breaker(..)`.
+#[diagnostic::on_unimplemented(
+    message = "a duration is a string literal such as \"30s\" or a `Duration`, and `{Self}` is \
+               neither",
+    label = "expected a `std::time::Duration`",
+    note = "write `timeout = \"30s\"`, or `Duration::from_secs(n)` for a number of seconds"
+)]
+pub trait DurationValue {
+    /// The duration.
+    fn into_duration(self) -> Duration;
+}
+
+#[diagnostic::do_not_recommend]
+impl DurationValue for Duration {
+    fn into_duration(self) -> Duration {
+        self
+    }
+}
+
+/// `retry = EXPR` of `#[scoped]` and `go!`.
+#[diagnostic::on_unimplemented(
+    message = "`retry` takes a retry policy or a count, and `{Self}` is neither",
+    label = "expected a `go_go_scope::Retry` or a `u32`",
+    note = "write `retry = 3`, `retry(max = 3, delay = \"100ms\")`, or build a policy with \
+            `Retry::exponential(3, Duration::from_millis(100))`"
+)]
+pub trait RetryValue {
+    /// The policy.
+    fn into_retry(self) -> Retry;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Into<Retry>> RetryValue for T {
+    fn into_retry(self) -> Retry {
+        self.into()
+    }
+}
+
+/// `tracer = EXPR` of `#[scoped]`.
+#[diagnostic::on_unimplemented(
+    message = "`tracer` takes a tracer, and `{Self}` is not one",
+    label = "expected a `ScopeTracer` or a type that converts into one",
+    note = "write bare `tracer` for the global tracer provider, or give an OpenTelemetry tracer \
+            (feature `otel`)"
+)]
+pub trait TracerValue {
+    /// The tracer.
+    fn into_tracer(self) -> ScopeTracer;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Into<ScopeTracer>> TracerValue for T {
+    fn into_tracer(self) -> ScopeTracer {
+        self.into()
+    }
+}
+
+/// A value of `attrs("key" = EXPR, ..)`.
+#[diagnostic::on_unimplemented(
+    message = "a span attribute is an integer, a float, a bool or a string, and `{Self}` is none \
+               of them",
+    label = "this value cannot be recorded on a span",
+    note = "record a field instead (`\"user.id\" = user.id`), or its text: \
+            `\"user\" = format!(\"{{user:?}}\")`"
+)]
+pub trait AttrValueOf {
+    /// The attribute value.
+    fn into_attr(self) -> AttrValue;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Into<AttrValue>> AttrValueOf for T {
+    fn into_attr(self) -> AttrValue {
+        self.into()
     }
 }
 
@@ -235,12 +358,14 @@ pub trait AsScope {
     fn as_scope(&self) -> &Scope;
 }
 
+#[diagnostic::do_not_recommend]
 impl AsScope for Scope {
     fn as_scope(&self) -> &Scope {
         self
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<S: AsScope + ?Sized> AsScope for &S {
     fn as_scope(&self) -> &Scope {
         (**self).as_scope()
@@ -310,8 +435,13 @@ impl<T> CarriesError for (Option<Error>, Option<T>) {
     note = "return `Result<T, E>` with `E: From<go_go_scope::Error>`, or the tuple \
             `(Option<go_go_scope::Error>, Option<T>)`"
 )]
-pub trait TimeoutCarrier {}
+pub trait TimeoutCarrier {
+    /// Compile-time check, called as `<R as TimeoutCarrier>::check()`.
+    fn check() {}
+}
+#[diagnostic::do_not_recommend]
 impl<T, E: From<Error>> TimeoutCarrier for Result<T, E> {}
+#[diagnostic::do_not_recommend]
 impl<T> TimeoutCarrier for (Option<Error>, Option<T>) {}
 
 /// Required by `#[scoped(circuit_breaker ..)]`.
@@ -322,15 +452,17 @@ impl<T> TimeoutCarrier for (Option<Error>, Option<T>) {}
     note = "return `Result<T, E>` with `E: From<go_go_scope::Error>`, or the tuple \
             `(Option<go_go_scope::Error>, Option<T>)`"
 )]
-pub trait BreakerCarrier {}
+pub trait BreakerCarrier {
+    /// Compile-time check, called as `<R as BreakerCarrier>::check()`.
+    fn check() {}
+}
+#[diagnostic::do_not_recommend]
 impl<T, E: From<Error>> BreakerCarrier for Result<T, E> {}
+#[diagnostic::do_not_recommend]
 impl<T> BreakerCarrier for (Option<Error>, Option<T>) {}
 
-/// Compile-time check for `timeout`.
-pub fn require_timeout_carrier<R: TimeoutCarrier>() {}
-
-/// Compile-time check for `circuit_breaker`.
-pub fn require_breaker_carrier<R: BreakerCarrier>() {}
+// `Result<T, E>` only carries the error when `E: From<go_go_scope::Error>`; hiding the impls
+// above from the explanation keeps the message about the option, not about `From`.
 
 /// Names a return type for kind selection.
 pub struct Returns<R>(PhantomData<fn() -> R>);
