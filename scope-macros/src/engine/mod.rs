@@ -56,8 +56,20 @@ pub fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
 pub fn go(input: TokenStream) -> TokenStream {
     match parse_go_args(input) {
         Ok(args) => expand::go(&args),
-        Err(error) => error.to_compile_error(),
+        Err(error) => errors_as_expression(error),
     }
+}
+
+/// Every error as one expression: `{ compile_error!(..); ..; compile_error!(..) }`. Side by side,
+/// several `compile_error!` calls are no expression and the compiler would add parse errors of
+/// its own; the last one as the block's value also keeps the code around it quiet.
+fn errors_as_expression(error: syn::Error) -> TokenStream {
+    let errors: Vec<TokenStream> = error.into_iter().map(|e| e.to_compile_error()).collect();
+    let (last, first) = match errors.split_last() {
+        Some((last, first)) => (last.clone(), first),
+        None => (TokenStream::new(), &[][..]),
+    };
+    quote::quote!({ #(#first;)* #last })
 }
 
 /// `try_go!(input)` or, with `raw`, `try_go_raw!(input)`.
@@ -74,6 +86,19 @@ pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
                 format!("`{name}!` needs an expression"),
                 format!(
                     "write `{name}!(text.parse::<u32>())`, or `{name}!(fetch().await)` for a future"
+                ),
+            ),
+        )
+        .to_compile_error();
+    }
+    if let Some(comma) = args::second_expression(args.expr.clone()) {
+        return syn::Error::new(
+            comma,
+            with_help(
+                format!("`{name}!` takes one expression, and a second one follows this comma"),
+                format!(
+                    "use one `{name}!` per expression: `let (err, a) = {name}!(first());` then \
+                     `let (err, b) = {name}!(second());`"
                 ),
             ),
         )
@@ -192,6 +217,131 @@ mod tests {
             );
             assert!(errors[0].contains("needs a future"), "{errors:?}");
         }
+    }
+
+    fn go_errors(input: TokenStream) -> Vec<String> {
+        messages(
+            parse_go_args(input)
+                .err()
+                .unwrap_or_else(|| panic!("should fail")),
+        )
+    }
+
+    #[test]
+    fn go_reports_each_problem_once() {
+        let errors = go_errors(quote!(nmae = "x", timout = "1s", fetch(1)));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors.iter().all(|e| e.contains("unknown option")));
+
+        let errors = go_errors(quote!(fetch(1), name = "x"));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("options come first, the future last"));
+
+        let errors = go_errors(quote!(name = "x" fetch(1)));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("expected `,` after the `name` option"));
+
+        let errors = go_errors(quote!(fetch(1), fetch(2)));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("spawns one future"));
+
+        // Several errors still make one expression.
+        let out = go(quote!(nmae = "x", timout = "1s", fetch(1))).to_string();
+        assert!(out.starts_with('{') && out.ends_with('}'), "{out}");
+    }
+
+    #[test]
+    fn go_reads_variables_and_calls_as_the_future() {
+        for input in [quote!(future,), quote!(fetch(1)), quote!(task)] {
+            let args = parse_go_args(input.clone()).unwrap_or_else(|e| panic!("{:?}", messages(e)));
+            assert!(!args.future.is_empty(), "{input}");
+        }
+        let errors = go_errors(quote!(retyr, fetch()));
+        assert!(errors[0].contains("did you mean `retry`"), "{errors:#?}");
+    }
+
+    #[test]
+    fn values_inside_invisible_groups_are_literals() {
+        use proc_macro2::{Delimiter, Group, Literal, TokenTree};
+        let invisible = |tree: TokenTree| {
+            TokenTree::Group(Group::new(Delimiter::None, TokenStream::from(tree)))
+        };
+        let duration = invisible(Literal::string("1s").into());
+        let zero = invisible(Literal::u32_unsuffixed(0).into());
+        let args = parse_scoped_args(quote!(timeout = #duration))
+            .unwrap_or_else(|e| panic!("{:?}", messages(e)));
+        assert!(matches!(
+            args.timeout,
+            Some((DurationArg::Literal { .. }, _))
+        ));
+        let errors = messages(
+            parse_scoped_args(quote!(concurrency = #zero))
+                .err()
+                .unwrap_or_else(|| panic!("should fail")),
+        );
+        assert!(errors[0].contains("`concurrency = 0`"), "{errors:#?}");
+    }
+
+    #[test]
+    fn negative_counts_and_durations_are_rejected() {
+        let errors = messages(
+            parse_scoped_args(quote!(concurrency = -1, retry = -2, timeout = -3))
+                .err()
+                .unwrap_or_else(|| panic!("should fail")),
+        );
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].contains("`concurrency` can't be negative"));
+        assert!(errors[1].contains("`retry` can't be negative"));
+        assert!(errors[2].contains("durations can't be negative"));
+    }
+
+    #[test]
+    fn duration_help_keeps_the_written_unit() {
+        let errors = messages(
+            parse_scoped_args(quote!(timeout = 500ms))
+                .err()
+                .unwrap_or_else(|| panic!("should fail")),
+        );
+        assert!(errors[0].contains(r#"`timeout = "500ms"`"#), "{errors:#?}");
+        let errors = messages(
+            parse_scoped_args(quote!("30s"))
+                .err()
+                .unwrap_or_else(|| panic!("should fail")),
+        );
+        assert!(
+            errors[0].contains(r#"did you mean `timeout = "30s"`"#),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_return_type_is_unit() {
+        let out = scoped(
+            quote!(timeout = "1s"),
+            quote!(
+                async fn job() {}
+            ),
+        )
+        .to_string();
+        assert!(out.contains("and `()` cannot"), "{out}");
+        let out = scoped(
+            quote!(),
+            quote!(
+                async fn job() {
+                    5
+                }
+            ),
+        )
+        .to_string();
+        assert!(out.contains("__scoped_fake_return : () = loop"), "{out}");
+    }
+
+    #[test]
+    fn try_go_takes_one_expression() {
+        let out = try_go(quote!(a.parse::<u8>(), b.parse::<u8>()), false).to_string();
+        assert!(out.contains("takes one expression"), "{out}");
+        let out = try_go(quote!(a.parse::<u8>(),), false).to_string();
+        assert!(!out.contains("takes one expression"), "{out}");
     }
 
     #[test]
