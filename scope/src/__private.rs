@@ -658,16 +658,34 @@ impl<T> TryGoValue for Option<T> {
     }
 }
 
+/// The error of a `try_go!` expression, which becomes its message.
+#[diagnostic::on_unimplemented(
+    message = "`try_go!` keeps the error as its message, and `{Self}` has no `Display` to make one",
+    label = "this expression's error type does not implement `std::fmt::Display`",
+    note = "use `try_go_raw!` to keep the error itself: it gives `(Option<E>, Option<T>)`"
+)]
+pub trait ErrorMessage {
+    /// The message.
+    fn message(&self) -> String;
+}
+
+#[diagnostic::do_not_recommend]
+impl<E: std::fmt::Display> ErrorMessage for E {
+    fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
 /// `try_go!`: the error as its message.
 pub fn try_go_message<V>(caught: Result<V, Payload>) -> (Option<String>, Option<V::Value>)
 where
     V: TryGoValue,
-    V::Error: std::fmt::Display,
+    V::Error: ErrorMessage,
 {
     match caught {
         Ok(value) => match value.split() {
             Ok(value) => (None, Some(value)),
-            Err(error) => (Some(error.to_string()), None),
+            Err(error) => (Some(error.message()), None),
         },
         Err(payload) => (Some(panic_message(payload)), None),
     }

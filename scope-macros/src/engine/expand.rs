@@ -436,16 +436,24 @@ pub fn go(args: &GoArgs) -> TokenStream {
             let #attempt = (&#spawned).__go_kind().wrap(#spawned);
             #scope.task_once(#attempt) #settings .spawn()
         },
-        Some((policy, _)) => {
+        Some((policy, retry_span)) => {
             let policy = retry(&krate, policy).map(|policy| quote!(.retry(#policy)));
             // Each attempt evaluates the expression again, so a retried task really starts
-            // over; an expression that can run only once is rejected by `task`'s `FnMut` bound,
-            // at the expression.
-            quote_spanned! {future_span=>
-                let #factory = move |_: u32| {
+            // over; an expression that can run only once is rejected by `task`'s `FnMut` bound.
+            // The closure is the `retry` key's doing, so errors about it point at that key, and
+            // the value that cannot be moved twice is pointed at in the expression.
+            let factory = format_ident!(
+                "__scoped_factory",
+                span = Span::mixed_site().located_at(*retry_span)
+            );
+            let attempt = quote_spanned! {future_span=>
+                {
                     let #spawned = #future;
                     (&#spawned).__go_kind().wrap(#spawned)
-                };
+                }
+            };
+            quote_spanned! {*retry_span=>
+                let #factory = move |_: u32| #attempt;
                 #scope.task(#factory) #policy #settings .spawn()
             }
         }
