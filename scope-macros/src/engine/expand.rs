@@ -380,7 +380,6 @@ pub fn go(args: &GoArgs) -> TokenStream {
         span = Span::mixed_site().located_at(future_span)
     );
     let attempt = local("attempt");
-    let factory = local("factory");
     let kinds = quote!(use #private::{FallibleKind as _, PlainKind as _};);
 
     let has_options = args.name.is_some()
