@@ -91,6 +91,24 @@ pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
         )
         .to_compile_error();
     }
+    if let Some(proc_macro2::TokenTree::Punct(question)) = args.expr.clone().into_iter().last()
+        && question.as_char() == '?'
+    {
+        return syn::Error::new(
+            question.span(),
+            with_help(
+                format!(
+                    "this `?` would return from the closure `{name}!` runs the expression in, \
+                     not from your fn"
+                ),
+                format!(
+                    "drop the `?`: `{name}!` catches the error itself and gives it back in the \
+                     tuple, `let (err, value) = {name}!(text.parse::<u32>());`"
+                ),
+            ),
+        )
+        .to_compile_error();
+    }
     if let Some(comma) = args::second_expression(args.expr.clone()) {
         return syn::Error::new(
             comma,
@@ -334,6 +352,16 @@ mod tests {
         )
         .to_string();
         assert!(out.contains("__scoped_fake_return : () = loop"), "{out}");
+    }
+
+    #[test]
+    fn try_go_rejects_a_trailing_question_mark() {
+        let out = try_go(quote!(text.parse::<u32>()?), false).to_string();
+        assert!(out.contains("drop the `?`"), "{out}");
+        let out = try_go(quote!(fetch().await?), true).to_string();
+        assert!(out.contains("drop the `?`"), "{out}");
+        let inner = try_go(quote!(Some(a? + 1)), false).to_string();
+        assert!(!inner.contains("drop the `?`"), "{inner}");
     }
 
     #[test]
