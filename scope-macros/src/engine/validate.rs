@@ -261,8 +261,7 @@ fn nonzero_duration(duration: &DurationArg, key: &str, why: &str, help: &str, er
 }
 
 fn nonempty_name(name: &Expr, key: &str, errors: &mut Errors) {
-    if let Expr::Lit(lit) = name
-        && let Lit::Str(text) = &lit.lit
+    if let Some(Lit::Str(text)) = super::args::literal(name)
         && text.value().trim().is_empty()
     {
         errors.at(
