@@ -137,19 +137,19 @@ impl FallibleTag {
 impl PlainTag {
     /// Spawns into the ambient scope.
     #[track_caller]
-    pub fn spawn_ambient<F>(self, future: F) -> Task<F::Output>
+    pub fn spawn_ambient<F>(self, future: F) -> Task<F::Value>
     where
         F: GoFuture + Send + 'static,
-        F::Output: Send + 'static,
+        F::Value: Send + 'static,
     {
         with_ambient_scope(|shared| spawn_single(shared, Plain::new(future)))
     }
 
     /// Spawns into `scope`.
-    pub fn spawn_into<F>(self, scope: &Scope, future: F) -> Task<F::Output>
+    pub fn spawn_into<F>(self, scope: &Scope, future: F) -> Task<F::Value>
     where
         F: GoFuture + Send + 'static,
-        F::Output: Send + 'static,
+        F::Value: Send + 'static,
     {
         scope.spawn(future)
     }
@@ -186,7 +186,10 @@ impl<F: Future> Future for Infallibly<F> {
     note = "call the async fn and give `go!` its future: `go!(fetch(id))`, not `go!(fetch)`",
     note = "don't `.await` inside `go!`: the task awaits the future, and you await the task"
 )]
-pub trait GoFuture: Future {
+pub trait GoFuture: Future<Output = <Self as GoFuture>::Value> {
+    /// The future's output, named through this trait so that a value that is not a future
+    /// fails on this trait alone.
+    type Value;
     /// What one attempt of a task builder runs: the future, its output wrapped in `Ok`.
     type Attempt: Future;
     /// The future as one attempt.
@@ -195,6 +198,7 @@ pub trait GoFuture: Future {
 
 #[diagnostic::do_not_recommend]
 impl<F: Future> GoFuture for F {
+    type Value = F::Output;
     type Attempt = Infallibly<F>;
     fn into_attempt(self) -> Infallibly<F> {
         Infallibly { future: self }
