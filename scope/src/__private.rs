@@ -643,6 +643,7 @@ pub trait TryGoValue {
     fn split(self) -> Result<Self::Value, Self::Error>;
 }
 
+#[diagnostic::do_not_recommend]
 impl<T, E> TryGoValue for Result<T, E> {
     type Value = T;
     type Error = E;
@@ -654,6 +655,7 @@ impl<T, E> TryGoValue for Result<T, E> {
 /// The error of an `Option` that was `None`.
 pub const NONE_MESSAGE: &str = "value was None";
 
+#[diagnostic::do_not_recommend]
 impl<T> TryGoValue for Option<T> {
     type Value = T;
     type Error = String;
