@@ -929,7 +929,7 @@ fn next_is_option(input: ParseStream) -> bool {
     }
     // `attrs(..)`, `retry(..)` and bare `retry` are options only when something follows them;
     // a call like `fetch(1)` or a variable like `task` is the future, even with a comma after
-    // it (that comma is reported by `future_tail`). A near miss of an option name
+    // it (that comma is reported by `future_and_tail`). A near miss of an option name
     // (`retyr, fetch()`) is read as that option, to be reported as a typo.
     let name = ident.unraw().to_string();
     let option_like =
@@ -945,7 +945,7 @@ fn is_trailing_comma(input: ParseStream) -> bool {
     fork.parse::<Token![,]>().is_ok() && fork.is_empty()
 }
 
-/// True when `input` starts like a `go!` option (`name = `, `retry`, `attrs(`, ...).
+/// The key, when `input` starts like a `go!` option (`name =`, `retry`, `attrs(`, ...).
 fn starts_like_option(input: ParseStream) -> Option<Ident> {
     let fork = input.fork();
     let ident = fork.call(Ident::parse_any).ok()?;
@@ -1021,9 +1021,13 @@ fn tail_start_report(tail: ParseStream) -> Option<(Span, String)> {
 }
 
 fn misplaced_option(ident: &Ident) -> String {
+    let shape = match ident.unraw().to_string().as_str() {
+        "attrs" => "attrs(..)".to_owned(),
+        name => format!("{name} = .."),
+    };
     with_help(
         format!("`{ident}` is written after the future: options come first, the future last"),
-        format!("move `{ident}` before the future: `go!({ident} = .., fetch(id))`"),
+        format!("move it before the future: `go!({shape}, fetch(id))`"),
     )
 }
 
