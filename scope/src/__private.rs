@@ -26,6 +26,7 @@ use crate::core::context::{self, Ambient};
 use crate::core::error::{BoxError, panic_message};
 use crate::core::scope::{CloseOnDrop, Shared};
 use crate::core::task::{Fallible, Plain, spawn_single};
+use crate::resilience::task_builder::{Once, TaskBuilder};
 
 pub use crate::core::error::Error;
 pub use crate::core::scope::{Scope, ScopeBuilder};
@@ -125,6 +126,21 @@ impl FallibleTag {
         scope.try_spawn(future)
     }
 
+    /// Spawns `future` into `scope` as a one-shot task with the options `configure` sets.
+    pub fn spawn_once<F, T, E>(
+        self,
+        scope: &Scope,
+        future: F,
+        configure: impl FnOnce(TaskBuilder<Once<F>>) -> TaskBuilder<Once<F>>,
+    ) -> Task<T>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        configure(scope.task_once(future)).spawn()
+    }
+
     /// The future as one attempt of a task builder.
     pub fn wrap<F, T, E>(self, future: F) -> F
     where
@@ -152,6 +168,21 @@ impl PlainTag {
         F::Value: Send + 'static,
     {
         scope.spawn(future)
+    }
+
+    /// Spawns `future` into `scope` as a one-shot task with the options `configure` sets. The
+    /// builder stays inside, so a value that is not a future fails on `GoFuture` alone.
+    pub fn spawn_once<F>(
+        self,
+        scope: &Scope,
+        future: F,
+        configure: impl FnOnce(TaskBuilder<Once<Infallibly<F>>>) -> TaskBuilder<Once<Infallibly<F>>>,
+    ) -> Task<F::Value>
+    where
+        F: GoFuture + Send + 'static,
+        F::Value: Send + 'static,
+    {
+        configure(scope.task_once(Infallibly { future })).spawn()
     }
 
     /// The future as one attempt of a task builder: an attempt that can only fail by panicking.

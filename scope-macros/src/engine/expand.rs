@@ -379,7 +379,6 @@ pub fn go(args: &GoArgs) -> TokenStream {
         "__scoped_future",
         span = Span::mixed_site().located_at(future_span)
     );
-    let attempt = local("attempt");
     let kinds = quote!(use #private::{FallibleKind as _, PlainKind as _};);
 
     let has_options = args.name.is_some()
@@ -430,11 +429,15 @@ pub fn go(args: &GoArgs) -> TokenStream {
         }
     };
     let spawn = match &args.retry {
-        None => quote_spanned! {future_span=>
-            let #spawned = #future;
-            let #attempt = (&#spawned).__go_kind().wrap(#spawned);
-            #scope.task_once(#attempt) #settings .spawn()
-        },
+        None => {
+            // The options are set inside the spawn helper, so a value that is not a future
+            // fails on one bound and the builder's methods never see it.
+            let builder = local("builder");
+            quote_spanned! {future_span=>
+                let #spawned = #future;
+                (&#spawned).__go_kind().spawn_once(#scope, #spawned, |#builder| #builder #settings)
+            }
+        }
         Some((policy, retry_span)) => {
             let policy = retry(&krate, policy).map(|policy| quote!(.retry(#policy)));
             // Each attempt evaluates the expression again, so a retried task really starts
