@@ -95,6 +95,18 @@ fn go_with_options() {
             .spawn()
     };
 }
+fn go_once_with_options() {
+    let task = {
+        use ::go_go_scope::__private::{FallibleKind as _, PlainKind as _};
+        let __scoped_scope = ::go_go_scope::__private::AsScope::as_scope(&(request_scope));
+        let __scoped_future = write_audit(id);
+        (&__scoped_future).__go_kind().spawn_once(
+            __scoped_scope,
+            __scoped_future,
+            |__scoped_builder| __scoped_builder.name("audit"),
+        )
+    };
+}
 fn try_go_sync() {
     let (err, order) =
         ::go_go_scope::__private::try_go_message(::go_go_scope::__private::catch(|| {

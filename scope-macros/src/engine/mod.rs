@@ -496,6 +496,11 @@ mod tests {
             retry = 3,
             fetch_posts(id)
         ));
+        let go_once_with_options = go(quote!(
+            name = "audit",
+            scope = request_scope,
+            write_audit(id)
+        ));
         let try_go_sync = try_go(quote!(serde_json::from_str::<Order>(&body)), false);
         let try_go_raw_async = try_go(quote!(db.query(q).await), true);
         let source = format!(
@@ -504,6 +509,7 @@ mod tests {
              {scoped_fn}\n\
              fn plain_go() {{ let task = {plain_go}; }}\n\
              fn go_with_options() {{ let task = {go_with_options}; }}\n\
+             fn go_once_with_options() {{ let task = {go_once_with_options}; }}\n\
              fn try_go_sync() {{ let (err, order) = {try_go_sync}; }}\n\
              async fn try_go_raw_async() {{ let (err, row) = {try_go_raw_async}; }}\n"
         );
