@@ -564,10 +564,13 @@ fn count_value(input: ParseStream, key: &Key, example: &str) -> syn::Result<Coun
             }),
             Err(_) => Err(syn::Error::new(
                 number.span(),
-                format!(
-                    "`{}` is out of range for `{}`",
-                    number.base10_digits(),
-                    key.name
+                with_help(
+                    format!(
+                        "`{}` is out of range for `{}`",
+                        number.base10_digits(),
+                        key.name
+                    ),
+                    format!("give a smaller limit, such as `{example}`, or none for no limit"),
                 ),
             )),
         },
@@ -603,10 +606,14 @@ fn retry_value(
             Ok(value) => Ok(RetryArg::Count(value)),
             Err(_) => Err(syn::Error::new(
                 number.span(),
-                format!(
-                    "`{}` retries is out of range (at most {})",
-                    number.base10_digits(),
-                    u32::MAX
+                with_help(
+                    format!(
+                        "`{}` retries is out of range (at most {})",
+                        number.base10_digits(),
+                        u32::MAX
+                    ),
+                    "a handful of retries with a delay is usually enough: \
+                     `retry(max = 5, delay = \"100ms\", backoff = \"exponential\")`",
                 ),
             )),
         },

@@ -39,7 +39,10 @@ pub fn scoped_args(args: &ScopedArgs, errors: &mut Errors) {
         } else if usize::try_from(*value).is_err() {
             errors.at(
                 *span,
-                "`concurrency` is too large for this target's `usize`",
+                with_help(
+                    "`concurrency` is too large for this target's `usize`",
+                    "give a smaller limit, or remove `concurrency` for no limit",
+                ),
             );
         }
     }
