@@ -412,6 +412,15 @@ mod tests {
             quote!(123 = 4),
             quote!(concurrency = 99999999999999999999999),
             quote!(timeout = "99999999999999999999999h"),
+            quote!(fetch(1), name =),
+            quote!(name = "x" fetch(1) retry),
+            quote!(timeout = -),
+            quote!(concurrency = --1),
+            quote!(retry = -"x"),
+            quote!("1e"),
+            quote!(a, b, c,),
+            quote!(x?),
+            quote!(?),
         ];
         for input in inputs {
             let _ = parse_scoped_args(input.clone());
