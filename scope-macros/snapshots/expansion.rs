@@ -109,9 +109,14 @@ fn go_once_with_options() {
 }
 fn try_go_sync() {
     let (err, order) =
-        ::go_go_scope::__private::try_go_message(::go_go_scope::__private::catch(|| {
-            serde_json::from_str::<Order>(&body)
-        }));
+        match ::go_go_scope::__private::catch(|| serde_json::from_str::<Order>(&body)) {
+            __scoped_caught => {
+                use ::go_go_scope::__private::{SettledKind as _, UnawaitedKind as _};
+                (&::go_go_scope::__private::ValueProbe::of(&__scoped_caught))
+                    .__value_kind()
+                    .message(__scoped_caught)
+            }
+        };
 }
 async fn try_go_raw_async() {
     let (err, row) = match ::go_go_scope::__private::catch_async(async { db.query(q).await }).await

@@ -663,7 +663,7 @@ impl<F: Future> Future for CatchUnwind<F> {
 #[diagnostic::on_unimplemented(
     message = "`try_go!` and `try_go_raw!` take a `Result` or an `Option`, not `{Self}`",
     label = "this expression is neither a `Result` nor an `Option`",
-    note = "for a future, end the expression with `.await`: `try_go!(fetch().await)`"
+    note = "`try_go!(text.parse::<u32>())` takes a `Result`, `try_go!(args.next())` an `Option`"
 )]
 pub trait TryGoValue {
     /// The success value.
@@ -710,6 +710,77 @@ pub trait ErrorMessage {
 impl<E: std::fmt::Display> ErrorMessage for E {
     fn message(&self) -> String {
         self.to_string()
+    }
+}
+
+/// A `try_go!` value, probed for being a future that was not awaited.
+pub struct ValueProbe<V>(PhantomData<fn() -> V>);
+
+impl<V> ValueProbe<V> {
+    /// The probe for `caught`'s value.
+    pub fn of(_caught: &Result<V, Payload>) -> ValueProbe<V> {
+        ValueProbe(PhantomData)
+    }
+}
+
+/// Chosen when the value is a future: it was not awaited.
+#[derive(Clone, Copy, Debug)]
+pub struct Unawaited;
+
+/// Chosen for every other value.
+#[derive(Clone, Copy, Debug)]
+pub struct Settled;
+
+/// The preferred `try_go!` kind: a future.
+pub trait UnawaitedKind {
+    /// The tag.
+    fn __value_kind(&self) -> Unawaited {
+        Unawaited
+    }
+}
+
+impl<V: Future> UnawaitedKind for ValueProbe<V> {}
+
+/// The fallback `try_go!` kind.
+pub trait SettledKind {
+    /// The tag.
+    fn __value_kind(&self) -> Settled {
+        Settled
+    }
+}
+
+impl<V> SettledKind for &ValueProbe<V> {}
+
+/// Never implemented: a future given to `try_go!` without `.await` is reported through it.
+#[diagnostic::on_unimplemented(
+    message = "`try_go!` was given a future, `{Self}`, that nothing awaits",
+    label = "this future is never awaited",
+    note = "end the expression with `.await`: `try_go!(fetch().await)`; `try_go!` then awaits it \
+            and catches a panic in any of its polls"
+)]
+pub trait AwaitedFirst {
+    /// Never used.
+    type Value;
+}
+
+impl Unawaited {
+    /// Reports the missing `.await`.
+    pub fn message<V: AwaitedFirst>(
+        self,
+        _caught: Result<V, Payload>,
+    ) -> (Option<String>, Option<V::Value>) {
+        unreachable!("`AwaitedFirst` has no implementation")
+    }
+}
+
+impl Settled {
+    /// `try_go!`: the error as its message.
+    pub fn message<V>(self, caught: Result<V, Payload>) -> (Option<String>, Option<V::Value>)
+    where
+        V: TryGoValue,
+        V::Error: ErrorMessage,
+    {
+        try_go_message(caught)
     }
 }
 

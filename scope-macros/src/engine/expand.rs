@@ -508,7 +508,14 @@ pub fn try_go(krate: Option<&syn::Path>, expr: TokenStream, raw: bool) -> TokenS
         quote!(#private::catch(|| #expr))
     };
     if !raw {
-        return quote!(#private::try_go_message(#catch));
+        return quote! {
+            match #catch {
+                #caught => {
+                    use #private::{SettledKind as _, UnawaitedKind as _};
+                    (&#private::ValueProbe::of(&#caught)).__value_kind().message(#caught)
+                }
+            }
+        };
     }
     quote! {
         match #catch {

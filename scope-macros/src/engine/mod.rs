@@ -439,10 +439,7 @@ mod tests {
     #[test]
     fn try_go_takes_a_leading_crate_path() {
         let out = try_go(quote!(crate = "my_scope", text.parse::<u32>()), false).to_string();
-        assert!(
-            out.contains("my_scope :: __private :: try_go_message"),
-            "{out}"
-        );
+        assert!(out.contains("my_scope :: __private :: ValueProbe"), "{out}");
         assert!(!out.contains(":: go_go_scope"), "{out}");
         let raw = try_go(quote!(crate = "::deps::scope", fetch().await), true).to_string();
         assert!(
