@@ -11,7 +11,10 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
         })
         .concurrency(4)
         .metrics(true)
-        .attr("order.id", id)
+        .attr(
+            "order.id",
+            ::go_go_scope::__private::AttrValueOf::into_attr(id),
+        )
         .circuit_breaker({
             static __SCOPED_BREAKER: ::go_go_scope::__private::OnceLock<
                 ::go_go_scope::__private::CircuitBreaker,
@@ -49,8 +52,8 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
                 clippy::unreachable
             )]
             if false {
-                ::go_go_scope::__private::require_timeout_carrier::<Result<Receipt, AppError>>();
-                ::go_go_scope::__private::require_breaker_carrier::<Result<Receipt, AppError>>();
+                <Result<Receipt, AppError> as ::go_go_scope::__private::TimeoutCarrier>::check();
+                <Result<Receipt, AppError> as ::go_go_scope::__private::BreakerCarrier>::check();
                 let __scoped_fake_return: Result<Receipt, AppError> = loop {};
                 return __scoped_fake_return;
             }
@@ -92,11 +95,28 @@ fn go_with_options() {
             .spawn()
     };
 }
+fn go_once_with_options() {
+    let task = {
+        use ::go_go_scope::__private::{FallibleKind as _, PlainKind as _};
+        let __scoped_scope = ::go_go_scope::__private::AsScope::as_scope(&(request_scope));
+        let __scoped_future = write_audit(id);
+        (&__scoped_future).__go_kind().spawn_once(
+            __scoped_scope,
+            __scoped_future,
+            |__scoped_builder| __scoped_builder.name("audit"),
+        )
+    };
+}
 fn try_go_sync() {
     let (err, order) =
-        ::go_go_scope::__private::try_go_message(::go_go_scope::__private::catch(|| {
-            serde_json::from_str::<Order>(&body)
-        }));
+        match ::go_go_scope::__private::catch(|| serde_json::from_str::<Order>(&body)) {
+            __scoped_caught => {
+                use ::go_go_scope::__private::{SettledKind as _, UnawaitedKind as _};
+                (&::go_go_scope::__private::ValueProbe::of(&__scoped_caught))
+                    .__value_kind()
+                    .message(__scoped_caught)
+            }
+        };
 }
 async fn try_go_raw_async() {
     let (err, row) = match ::go_go_scope::__private::catch_async(async { db.query(q).await }).await

@@ -111,7 +111,7 @@ use proc_macro::TokenStream;
 /// |---|---|
 /// | `timeout = "30s"` | scope deadline (`ms`, `s`, `m`, `h`, `us`, `ns`, combined as `"1m30s"`, `_` in numbers, fractions `"1.5s"`), checked and converted to a constant at compile time; or `timeout = EXPR` for a `Duration` value |
 /// | `name = "..."` | the scope's name (default: the fn's name); any `Into<Cow<'static, str>>` expression |
-/// | `tracer` / `tracer = EXPR` | emit spans for the scope and its tasks (parsed and checked; see below) |
+/// | `tracer` / `tracer = EXPR` | traced spans for the scope and its tasks (bare: the global tracer provider) |
 /// | `concurrency = N` | at most `N` tasks of the scope run at once; `N ≥ 1` is checked for literals |
 /// | `metrics` | collect `ScopeMetrics` for the scope |
 /// | `circuit_breaker(failure_threshold = 5, reset_timeout = "30s")` | one breaker per fn, shared by all its calls (created on the first call, kept in a `static`); `circuit_breaker = EXPR` uses a breaker you built |
@@ -122,9 +122,12 @@ use proc_macro::TokenStream;
 /// | `wait` | when the body ends, wait for outstanding tasks instead of cancelling them |
 /// | `crate = "path"` | the path of the runtime crate, for a renamed dependency |
 ///
-/// Not wired to the runtime yet: `tracer`, `attrs` and the recording of arguments (`skip`,
-/// `skip_all`) are parsed and validated, and the values of `tracer = EXPR` and `attrs(..)` are
-/// type-checked (never evaluated), until the runtime records spans.
+/// `tracer`, `attrs(..)` and the recorded arguments (`arg.NAME`, minus `skip(..)`, none with
+/// `skip_all`) end up on the scope's span; the arguments are read only when a subscriber could
+/// record it.
+///
+/// A value passed through a `macro_rules!` fragment (`timeout = $t`, `concurrency = $n`) is
+/// checked as if it were written in place.
 ///
 /// # Return types
 /// - `Result<T, E>` with `E: From<go_go_scope::Error>`, or the tuple
@@ -134,7 +137,8 @@ use proc_macro::TokenStream;
 /// - Any other type (`()`, `u32`, an `impl Trait`, a `Result` whose error does not convert):
 ///   the body always runs to completion; if the scope is cancelled meanwhile, its tasks end
 ///   (`go!` tasks resolve to the cancellation error) while the body goes on. `timeout` and
-///   `circuit_breaker` need a type of the first kind and are a compile error otherwise. If the
+///   `circuit_breaker` need a type of the first kind and are a compile error otherwise (a fn
+///   without `->` returns `()`, so it is of the second kind). If the
 ///   scope cannot even be opened (no Tokio runtime, or a parent that already closed) such a fn
 ///   panics, having no other way to report it.
 ///
@@ -216,7 +220,7 @@ pub fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// checked at compile time, or a `Duration` expression), `retry = N` / `retry = EXPR` /
 /// `retry(max = N, delay = .., backoff = .., jitter, max_delay = ..)` (as on `#[scoped]`), bare
 /// `retry` (re-runnable, under the scope's default retry policy), `attrs("k" = EXPR, ..)`
-/// (span attributes: type-checked now, recorded once the runtime records spans),
+/// (attributes of the task's span),
 /// `scope = EXPR` (a `Scope` or `&Scope`), `crate = "path"`.
 ///
 /// # Retries re-evaluate the expression

@@ -26,6 +26,7 @@ use crate::core::context;
 use crate::core::error::{BoxError, panic_message};
 use crate::core::scope::{BodyEnd, Shared};
 use crate::core::task::{Fallible, Plain, TaskSpec, spawn_body};
+use crate::resilience::task_builder::{Once, TaskBuilder};
 
 pub use crate::core::error::Error;
 pub use crate::core::scope::{Scope, ScopeBuilder};
@@ -126,6 +127,21 @@ impl FallibleTag {
         scope.try_spawn(future)
     }
 
+    /// Spawns `future` into `scope` as a one-shot task with the options `configure` sets.
+    pub fn spawn_once<F, T, E>(
+        self,
+        scope: &Scope,
+        future: F,
+        configure: impl FnOnce(TaskBuilder<Once<F>>) -> TaskBuilder<Once<F>>,
+    ) -> Task<T>
+    where
+        F: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        configure(scope.task_once(future)).spawn()
+    }
+
     /// The future as one attempt of a task builder.
     pub fn wrap<F, T, E>(self, future: F) -> F
     where
@@ -138,26 +154,41 @@ impl FallibleTag {
 impl PlainTag {
     /// Spawns into the ambient scope.
     #[track_caller]
-    pub fn spawn_ambient<F>(self, future: F) -> Task<F::Output>
+    pub fn spawn_ambient<F>(self, future: F) -> Task<F::Value>
     where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
+        F: GoFuture + Send + 'static,
+        F::Value: Send + 'static,
     {
         with_ambient_scope(|shared| spawn_body(shared, Plain::new(future), TaskSpec::plain()))
     }
 
     /// Spawns into `scope`.
-    pub fn spawn_into<F>(self, scope: &Scope, future: F) -> Task<F::Output>
+    pub fn spawn_into<F>(self, scope: &Scope, future: F) -> Task<F::Value>
     where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
+        F: GoFuture + Send + 'static,
+        F::Value: Send + 'static,
     {
         scope.spawn(future)
     }
 
+    /// Spawns `future` into `scope` as a one-shot task with the options `configure` sets. The
+    /// builder stays inside, so a value that is not a future fails on `GoFuture` alone.
+    pub fn spawn_once<F>(
+        self,
+        scope: &Scope,
+        future: F,
+        configure: impl FnOnce(TaskBuilder<Once<Infallibly<F>>>) -> TaskBuilder<Once<Infallibly<F>>>,
+    ) -> Task<F::Value>
+    where
+        F: GoFuture + Send + 'static,
+        F::Value: Send + 'static,
+    {
+        configure(scope.task_once(Infallibly { future })).spawn()
+    }
+
     /// The future as one attempt of a task builder: an attempt that can only fail by panicking.
-    pub fn wrap<F: Future>(self, future: F) -> Infallibly<F> {
-        Infallibly { future }
+    pub fn wrap<F: GoFuture>(self, future: F) -> F::Attempt {
+        future.into_attempt()
     }
 }
 
@@ -175,6 +206,133 @@ impl<F: Future> Future for Infallibly<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().future.poll(cx).map(Ok)
+    }
+}
+
+/// What `go!` spawns: a future. The plain spawn path bounds on it instead of `Future`, so a value
+/// that is not a future (a call's result, an `.await`ed value, a fn named but not called) gets
+/// one message that says what to write.
+#[diagnostic::on_unimplemented(
+    message = "`go!` needs a future, and `{Self}` is not one",
+    label = "not a future",
+    note = "call the async fn and give `go!` its future: `go!(fetch(id))`, not `go!(fetch)`",
+    note = "don't `.await` inside `go!`: the task awaits the future, and you await the task"
+)]
+pub trait GoFuture: Future<Output = <Self as GoFuture>::Value> {
+    /// The future's output, named through this trait so that a value that is not a future
+    /// fails on this trait alone.
+    type Value;
+    /// What one attempt of a task builder runs: the future, its output wrapped in `Ok`.
+    type Attempt: Future;
+    /// The future as one attempt.
+    fn into_attempt(self) -> Self::Attempt;
+}
+
+#[diagnostic::do_not_recommend]
+impl<F: Future> GoFuture for F {
+    type Value = F::Output;
+    type Attempt = Infallibly<F>;
+    fn into_attempt(self) -> Infallibly<F> {
+        Infallibly { future: self }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values given as expressions: one message per option, at the expression.
+
+/// `name = EXPR` of `#[scoped]` and `go!`.
+#[diagnostic::on_unimplemented(
+    message = "a name is a string, and `{Self}` is not one",
+    label = "expected a `&'static str`, a `String` or a `Cow<'static, str>`",
+    note = "write `name = \"checkout\"`, or `name = format!(\"order-{{id}}\")` for a computed one"
+)]
+pub trait NameValue {
+    /// The name.
+    fn into_name(self) -> std::borrow::Cow<'static, str>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Into<std::borrow::Cow<'static, str>>> NameValue for T {
+    fn into_name(self) -> std::borrow::Cow<'static, str> {
+        self.into()
+    }
+}
+
+/// `timeout = EXPR` of `#[scoped]` and `go!`, and the durations of `retry(..)` and
+/// `circuit_breaker(..)`.
+#[diagnostic::on_unimplemented(
+    message = "a duration is a string literal such as \"30s\" or a `Duration`, and `{Self}` is \
+               neither",
+    label = "expected a `std::time::Duration`",
+    note = "write `timeout = \"30s\"`, or `Duration::from_secs(n)` for a number of seconds"
+)]
+pub trait DurationValue {
+    /// The duration.
+    fn into_duration(self) -> Duration;
+}
+
+#[diagnostic::do_not_recommend]
+impl DurationValue for Duration {
+    fn into_duration(self) -> Duration {
+        self
+    }
+}
+
+/// `retry = EXPR` of `#[scoped]` and `go!`.
+#[diagnostic::on_unimplemented(
+    message = "`retry` takes a retry policy or a count, and `{Self}` is neither",
+    label = "expected a `go_go_scope::Retry` or a `u32`",
+    note = "write `retry = 3`, `retry(max = 3, delay = \"100ms\")`, or build a policy with \
+            `Retry::exponential(3, Duration::from_millis(100))`"
+)]
+pub trait RetryValue {
+    /// The policy.
+    fn into_retry(self) -> Retry;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Into<Retry>> RetryValue for T {
+    fn into_retry(self) -> Retry {
+        self.into()
+    }
+}
+
+/// `tracer = EXPR` of `#[scoped]`.
+#[diagnostic::on_unimplemented(
+    message = "`tracer` takes a tracer, and `{Self}` is not one",
+    label = "expected a `ScopeTracer` or a type that converts into one",
+    note = "write bare `tracer` for the global tracer provider, or give an OpenTelemetry tracer \
+            (feature `otel`)"
+)]
+pub trait TracerValue {
+    /// The tracer.
+    fn into_tracer(self) -> ScopeTracer;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Into<ScopeTracer>> TracerValue for T {
+    fn into_tracer(self) -> ScopeTracer {
+        self.into()
+    }
+}
+
+/// A value of `attrs("key" = EXPR, ..)`.
+#[diagnostic::on_unimplemented(
+    message = "a span attribute is an integer, a float, a bool or a string, and `{Self}` is none \
+               of them",
+    label = "this value cannot be recorded on a span",
+    note = "record a field instead (`\"user.id\" = user.id`), or its text: \
+            `\"user\" = format!(\"{{user:?}}\")`"
+)]
+pub trait AttrValueOf {
+    /// The attribute value.
+    fn into_attr(self) -> AttrValue;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T: Into<AttrValue>> AttrValueOf for T {
+    fn into_attr(self) -> AttrValue {
+        self.into()
     }
 }
 
@@ -236,12 +394,14 @@ pub trait AsScope {
     fn as_scope(&self) -> &Scope;
 }
 
+#[diagnostic::do_not_recommend]
 impl AsScope for Scope {
     fn as_scope(&self) -> &Scope {
         self
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl<S: AsScope + ?Sized> AsScope for &S {
     fn as_scope(&self) -> &Scope {
         (**self).as_scope()
@@ -311,8 +471,13 @@ impl<T> CarriesError for (Option<Error>, Option<T>) {
     note = "return `Result<T, E>` with `E: From<go_go_scope::Error>`, or the tuple \
             `(Option<go_go_scope::Error>, Option<T>)`"
 )]
-pub trait TimeoutCarrier {}
+pub trait TimeoutCarrier {
+    /// Compile-time check, called as `<R as TimeoutCarrier>::check()`.
+    fn check() {}
+}
+#[diagnostic::do_not_recommend]
 impl<T, E: From<Error>> TimeoutCarrier for Result<T, E> {}
+#[diagnostic::do_not_recommend]
 impl<T> TimeoutCarrier for (Option<Error>, Option<T>) {}
 
 /// Required by `#[scoped(circuit_breaker ..)]`.
@@ -323,15 +488,17 @@ impl<T> TimeoutCarrier for (Option<Error>, Option<T>) {}
     note = "return `Result<T, E>` with `E: From<go_go_scope::Error>`, or the tuple \
             `(Option<go_go_scope::Error>, Option<T>)`"
 )]
-pub trait BreakerCarrier {}
+pub trait BreakerCarrier {
+    /// Compile-time check, called as `<R as BreakerCarrier>::check()`.
+    fn check() {}
+}
+#[diagnostic::do_not_recommend]
 impl<T, E: From<Error>> BreakerCarrier for Result<T, E> {}
+#[diagnostic::do_not_recommend]
 impl<T> BreakerCarrier for (Option<Error>, Option<T>) {}
 
-/// Compile-time check for `timeout`.
-pub fn require_timeout_carrier<R: TimeoutCarrier>() {}
-
-/// Compile-time check for `circuit_breaker`.
-pub fn require_breaker_carrier<R: BreakerCarrier>() {}
+// `Result<T, E>` only carries the error when `E: From<go_go_scope::Error>`; hiding the impls
+// above from the explanation keeps the message about the option, not about `From`.
 
 /// Names a return type for kind selection.
 pub struct Returns<R>(PhantomData<fn() -> R>);
@@ -483,7 +650,7 @@ impl<F: Future> Future for CatchUnwind<F> {
 #[diagnostic::on_unimplemented(
     message = "`try_go!` and `try_go_raw!` take a `Result` or an `Option`, not `{Self}`",
     label = "this expression is neither a `Result` nor an `Option`",
-    note = "for a future, end the expression with `.await`: `try_go!(fetch().await)`"
+    note = "`try_go!(text.parse::<u32>())` takes a `Result`, `try_go!(args.next())` an `Option`"
 )]
 pub trait TryGoValue {
     /// The success value.
@@ -494,6 +661,7 @@ pub trait TryGoValue {
     fn split(self) -> Result<Self::Value, Self::Error>;
 }
 
+#[diagnostic::do_not_recommend]
 impl<T, E> TryGoValue for Result<T, E> {
     type Value = T;
     type Error = E;
@@ -505,6 +673,7 @@ impl<T, E> TryGoValue for Result<T, E> {
 /// The error of an `Option` that was `None`.
 pub const NONE_MESSAGE: &str = "value was None";
 
+#[diagnostic::do_not_recommend]
 impl<T> TryGoValue for Option<T> {
     type Value = T;
     type Error = String;
@@ -513,16 +682,105 @@ impl<T> TryGoValue for Option<T> {
     }
 }
 
+/// The error of a `try_go!` expression, which becomes its message.
+#[diagnostic::on_unimplemented(
+    message = "`try_go!` keeps the error as its message, and `{Self}` has no `Display` to make one",
+    label = "this expression's error type does not implement `std::fmt::Display`",
+    note = "use `try_go_raw!` to keep the error itself: it gives `(Option<E>, Option<T>)`"
+)]
+pub trait ErrorMessage {
+    /// The message.
+    fn message(&self) -> String;
+}
+
+#[diagnostic::do_not_recommend]
+impl<E: std::fmt::Display> ErrorMessage for E {
+    fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// A `try_go!` value, probed for being a future that was not awaited.
+pub struct ValueProbe<V>(PhantomData<fn() -> V>);
+
+impl<V> ValueProbe<V> {
+    /// The probe for `caught`'s value.
+    pub fn of(_caught: &Result<V, Payload>) -> ValueProbe<V> {
+        ValueProbe(PhantomData)
+    }
+}
+
+/// Chosen when the value is a future: it was not awaited.
+#[derive(Clone, Copy, Debug)]
+pub struct Unawaited;
+
+/// Chosen for every other value.
+#[derive(Clone, Copy, Debug)]
+pub struct Settled;
+
+/// The preferred `try_go!` kind: a future.
+pub trait UnawaitedKind {
+    /// The tag.
+    fn __value_kind(&self) -> Unawaited {
+        Unawaited
+    }
+}
+
+impl<V: Future> UnawaitedKind for ValueProbe<V> {}
+
+/// The fallback `try_go!` kind.
+pub trait SettledKind {
+    /// The tag.
+    fn __value_kind(&self) -> Settled {
+        Settled
+    }
+}
+
+impl<V> SettledKind for &ValueProbe<V> {}
+
+/// Never implemented: a future given to `try_go!` without `.await` is reported through it.
+#[diagnostic::on_unimplemented(
+    message = "`try_go!` was given a future, `{Self}`, that nothing awaits",
+    label = "this future is never awaited",
+    note = "end the expression with `.await`: `try_go!(fetch().await)`; `try_go!` then awaits it \
+            and catches a panic in any of its polls"
+)]
+pub trait AwaitedFirst {
+    /// Never used.
+    type Value;
+}
+
+impl Unawaited {
+    /// Reports the missing `.await`.
+    pub fn message<V: AwaitedFirst>(
+        self,
+        _caught: Result<V, Payload>,
+    ) -> (Option<String>, Option<V::Value>) {
+        unreachable!("`AwaitedFirst` has no implementation")
+    }
+}
+
+impl Settled {
+    /// `try_go!`: the error as its message.
+    pub fn message<V>(self, caught: Result<V, Payload>) -> (Option<String>, Option<V::Value>)
+    where
+        V: TryGoValue,
+        V::Error: ErrorMessage,
+    {
+        try_go_message(caught)
+    }
+}
+
 /// `try_go!`: the error as its message.
 pub fn try_go_message<V>(caught: Result<V, Payload>) -> (Option<String>, Option<V::Value>)
 where
     V: TryGoValue,
-    V::Error: std::fmt::Display,
+    V::Error: ErrorMessage,
 {
     match caught {
         Ok(value) => match value.split() {
             Ok(value) => (None, Some(value)),
-            Err(error) => (Some(error.to_string()), None),
+            Err(error) => (Some(error.message()), None),
         },
         Err(payload) => (Some(panic_message(payload)), None),
     }

@@ -328,6 +328,16 @@ fn parse_list(
                 }
             }
             Err(_) => {
+                let fork = input.fork();
+                let bare_duration = fork
+                    .parse::<LitStr>()
+                    .ok()
+                    .filter(|text| duration::parse(&text.value()).is_ok())
+                    .filter(|_| context.keys.contains(&"timeout"));
+                let help = match bare_duration {
+                    Some(text) => format!("did you mean `timeout = {:?}`?", text.value()),
+                    None => format!("the {}s are: {}", context.noun, list(context.keys)),
+                };
                 errors.at(
                     input.span(),
                     with_help(
@@ -335,7 +345,7 @@ fn parse_list(
                             "expected the name of an {} of `{}`",
                             context.noun, context.owner
                         ),
-                        format!("the {}s are: {}", context.noun, list(context.keys)),
+                        help,
                     ),
                 );
                 skip_to_comma(input);
@@ -387,11 +397,41 @@ fn flag(input: ParseStream, key: &Key) -> syn::Result<Span> {
     Ok(key.span())
 }
 
-fn literal(expr: &Expr) -> Option<&Lit> {
+/// `expr` without the invisible groups `macro_rules!` wraps around `$x:expr` and `$x:literal`
+/// fragments, so a value passed through a user's macro is read as if written in place.
+pub fn unwrap_invisible(expr: &Expr) -> &Expr {
     match expr {
+        Expr::Group(group) if group.attrs.is_empty() => unwrap_invisible(&group.expr),
+        _ => expr,
+    }
+}
+
+/// The literal `expr` is, seen through invisible groups.
+pub fn literal(expr: &Expr) -> Option<&Lit> {
+    match unwrap_invisible(expr) {
         Expr::Lit(lit) if lit.attrs.is_empty() => Some(&lit.lit),
         _ => None,
     }
+}
+
+/// `-N` or `-N.M` written as a literal: never a valid count or duration.
+fn negative_literal(expr: &Expr) -> Option<&Lit> {
+    match unwrap_invisible(expr) {
+        Expr::Unary(unary) if matches!(unary.op, syn::UnOp::Neg(_)) => {
+            literal(&unary.expr).filter(|lit| matches!(lit, Lit::Int(_) | Lit::Float(_)))
+        }
+        _ => None,
+    }
+}
+
+fn negative_count(expr: &Expr, key: &Key, example: &str) -> syn::Error {
+    syn::Error::new(
+        expr.span(),
+        with_help(
+            format!("`{}` can't be negative", key.name),
+            format!("write `{example}`"),
+        ),
+    )
 }
 
 /// `key = "30s"` or `key = EXPR` (a `Duration`).
@@ -404,24 +444,39 @@ fn duration_value(input: ParseStream, key: &Key) -> syn::Result<DurationArg> {
                 value,
                 span: text.span(),
             }),
-            Err(error) => Err(syn::Error::new(
-                text.span(),
-                with_help(
-                    format!("invalid duration for `{}`: {error}", key.name),
-                    format!("durations are strings such as {VALID_FORMS}"),
-                ),
-            )),
+            Err(error) => {
+                let lowercase = text.value().to_lowercase();
+                let help = if lowercase != text.value() && duration::parse(&lowercase).is_ok() {
+                    format!("write `{} = {lowercase:?}`", key.name)
+                } else if error == duration::DurationError::Negative {
+                    format!(
+                        "give a positive duration such as `{} = \"30s\"`, or remove `{}`",
+                        key.name, key.name
+                    )
+                } else {
+                    format!("durations are strings such as {VALID_FORMS}")
+                };
+                Err(syn::Error::new(
+                    text.span(),
+                    with_help(
+                        format!("invalid duration for `{}`: {error}", key.name),
+                        help,
+                    ),
+                ))
+            }
         },
         Some(Lit::Int(number)) => Err(syn::Error::new(
             number.span(),
             with_help(
                 format!("`{}` takes a duration string, not a number", key.name),
-                format!(
-                    "give the unit: `{} = \"{}s\"` or `\"{}ms\"`",
-                    key.name,
-                    number.base10_digits(),
-                    number.base10_digits()
-                ),
+                number_as_duration(&key.name, number.base10_digits(), number.suffix()),
+            ),
+        )),
+        Some(Lit::Float(number)) => Err(syn::Error::new(
+            number.span(),
+            with_help(
+                format!("`{}` takes a duration string, not a number", key.name),
+                number_as_duration(&key.name, number.base10_digits(), number.suffix()),
             ),
         )),
         Some(other) => Err(syn::Error::new(
@@ -431,7 +486,24 @@ fn duration_value(input: ParseStream, key: &Key) -> syn::Result<DurationArg> {
                 format!("durations are strings such as {VALID_FORMS}"),
             ),
         )),
+        None if negative_literal(&expr).is_some() => Err(syn::Error::new(
+            expr.span(),
+            with_help(
+                "durations can't be negative",
+                format!("give a positive one: `{} = \"30s\"`", key.name),
+            ),
+        )),
         None => Ok(DurationArg::Expr(Box::new(expr))),
+    }
+}
+
+/// The fix for a duration written as a bare number: the literal's own unit when it has one
+/// (`500ms` → `"500ms"`), else the two likely ones.
+fn number_as_duration(key: &str, digits: &str, suffix: &str) -> String {
+    if duration::is_unit(suffix) {
+        format!("write it as a string: `{key} = \"{digits}{suffix}\"`")
+    } else {
+        format!("give the unit: `{key} = \"{digits}s\"` or `\"{digits}ms\"`")
     }
 }
 
@@ -458,6 +530,7 @@ where
                 ),
             )),
         },
+        _ if negative_literal(&expr).is_some() => Err(negative_count(&expr, key, example)),
         _ => Err(not_an_integer(&expr, key, example)),
     }
 }
@@ -491,14 +564,18 @@ fn count_value(input: ParseStream, key: &Key, example: &str) -> syn::Result<Coun
             }),
             Err(_) => Err(syn::Error::new(
                 number.span(),
-                format!(
-                    "`{}` is out of range for `{}`",
-                    number.base10_digits(),
-                    key.name
+                with_help(
+                    format!(
+                        "`{}` is out of range for `{}`",
+                        number.base10_digits(),
+                        key.name
+                    ),
+                    format!("give a smaller limit, such as `{example}`, or none for no limit"),
                 ),
             )),
         },
         Some(_) => Err(not_an_integer(&expr, key, example)),
+        None if negative_literal(&expr).is_some() => Err(negative_count(&expr, key, example)),
         None => Ok(CountArg::Expr(Box::new(expr))),
     }
 }
@@ -529,14 +606,19 @@ fn retry_value(
             Ok(value) => Ok(RetryArg::Count(value)),
             Err(_) => Err(syn::Error::new(
                 number.span(),
-                format!(
-                    "`{}` retries is out of range (at most {})",
-                    number.base10_digits(),
-                    u32::MAX
+                with_help(
+                    format!(
+                        "`{}` retries is out of range (at most {})",
+                        number.base10_digits(),
+                        u32::MAX
+                    ),
+                    "a handful of retries with a delay is usually enough: \
+                     `retry(max = 5, delay = \"100ms\", backoff = \"exponential\")`",
                 ),
             )),
         },
         Some(_) => Err(not_an_integer(&expr, key, "retry = 3")),
+        None if negative_literal(&expr).is_some() => Err(negative_count(&expr, key, "retry = 3")),
         None => Ok(RetryArg::Expr(Box::new(expr))),
     }
 }
@@ -846,19 +928,23 @@ pub fn scoped_args(tokens: TokenStream, errors: &mut Errors) -> ScopedArgs {
 /// True when the next entry of `go!(..)` is an option rather than the future.
 fn next_is_option(input: ParseStream) -> bool {
     let fork = input.fork();
-    if fork.call(Ident::parse_any).is_err() {
+    let Ok(ident) = fork.call(Ident::parse_any) else {
         return false;
-    }
+    };
     if fork.peek(Token![=]) && !fork.peek(Token![==]) && !fork.peek(Token![=>]) {
         return true;
     }
+    // `attrs(..)`, `retry(..)` and bare `retry` are options only when something follows them;
+    // a call like `fetch(1)` or a variable like `task` is the future, even with a comma after
+    // it (that comma is reported by `future_and_tail`). A near miss of an option name
+    // (`retyr, fetch()`) is read as that option, to be reported as a typo.
+    let name = ident.unraw().to_string();
+    let option_like =
+        GO_KEYS.contains(&name.as_str()) || suggest(&name, &["retry", "attrs"]).is_some();
     if fork.peek(syn::token::Paren) {
-        // `attrs(..)` and `retry(..)` are options only when something follows them; a call
-        // like `fetch(1)` on its own is the future.
         let _group = fork.parse::<TokenTree>();
-        return fork.peek(Token![,]) && !is_trailing_comma(&fork);
     }
-    fork.peek(Token![,]) && !is_trailing_comma(&fork)
+    option_like && fork.peek(Token![,]) && !is_trailing_comma(&fork)
 }
 
 fn is_trailing_comma(input: ParseStream) -> bool {
@@ -866,20 +952,104 @@ fn is_trailing_comma(input: ParseStream) -> bool {
     fork.parse::<Token![,]>().is_ok() && fork.is_empty()
 }
 
+/// The key, when `input` starts like a `go!` option (`name =`, `retry`, `attrs(`, ...).
+fn starts_like_option(input: ParseStream) -> Option<Ident> {
+    let fork = input.fork();
+    let ident = fork.call(Ident::parse_any).ok()?;
+    let name = ident.unraw().to_string();
+    if !GO_KEYS.contains(&name.as_str()) {
+        return None;
+    }
+    let shaped = (fork.peek(Token![=]) && !fork.peek(Token![==]))
+        || fork.peek(syn::token::Paren)
+        || fork.peek(Token![,])
+        || fork.is_empty();
+    shaped.then_some(ident)
+}
+
+/// Splits the rest of `go!`'s input into the future expression and what follows it, and
+/// reports what follows: options written after the future, or a second expression.
+fn future_and_tail(rest: TokenStream, errors: &mut Errors) -> TokenStream {
+    let trees: Vec<TokenTree> = rest.clone().into_iter().collect();
+    let split = |input: ParseStream| {
+        input.parse::<Expr>()?;
+        let tail_start = input.fork();
+        let tail: TokenStream = input.parse()?;
+        Ok((tail.into_iter().count(), tail_start_report(&tail_start)))
+    };
+    let Ok((tail_len, report)) = split.parse2(rest.clone()) else {
+        // Not an expression syn can read: hand it to the compiler, whose error is precise.
+        return rest;
+    };
+    if let Some((span, message)) = report {
+        errors.at(span, message);
+    }
+    let mut future: Vec<TokenTree> = trees[..trees.len().saturating_sub(tail_len)].to_vec();
+    if let Some(TokenTree::Punct(comma)) = future.last()
+        && comma.as_char() == ','
+    {
+        future.pop();
+    }
+    future.into_iter().collect()
+}
+
+/// What is wrong with the tokens after the future, if anything.
+fn tail_start_report(tail: ParseStream) -> Option<(Span, String)> {
+    if tail.is_empty() {
+        return None;
+    }
+    if let Some(ident) = starts_like_option(tail) {
+        return Some((ident.span(), misplaced_option(&ident)));
+    }
+    if tail.peek(Token![,]) {
+        let comma: Token![,] = tail.parse().ok()?;
+        if tail.is_empty() {
+            return None;
+        }
+        if let Some(ident) = starts_like_option(tail) {
+            return Some((ident.span(), misplaced_option(&ident)));
+        }
+        return Some((
+            comma.span,
+            with_help(
+                "`go!` spawns one future, and a second expression follows it",
+                "spawn each with its own `go!`, or await both in one `async` block: \
+                 `go!(async move { (a.await, b.await) })`",
+            ),
+        ));
+    }
+    Some((
+        tail.span(),
+        with_help(
+            "unexpected tokens after the future of `go!`",
+            "`go!` takes its options first, then one future: `go!(name = \"fetch\", fetch(id))`",
+        ),
+    ))
+}
+
+fn misplaced_option(ident: &Ident) -> String {
+    let shape = match ident.unraw().to_string().as_str() {
+        "attrs" => "attrs(..)".to_owned(),
+        name => format!("{name} = .."),
+    };
+    with_help(
+        format!("`{ident}` is written after the future: options come first, the future last"),
+        format!("move it before the future: `go!({shape}, fetch(id))`"),
+    )
+}
+
 /// Parses `go!(..)`'s options and future, recording every problem in `errors`.
 pub fn go_args(tokens: TokenStream, errors: &mut Errors) -> GoArgs {
     let mut args = GoArgs::default();
     let mut last_option = None;
+    let mut rest = TokenStream::new();
     let parser = |input: ParseStream| {
         let mut seen = Seen::new(GO);
         while next_is_option(input) {
+            let ident = input.call(Ident::parse_any)?;
             let key = Key {
-                ident: input.call(Ident::parse_any)?,
-                name: String::new(),
-            };
-            let key = Key {
-                name: key.ident.unraw().to_string(),
-                ..key
+                name: ident.unraw().to_string(),
+                ident,
             };
             last_option = Some(key.span());
             let outcome = (|| -> syn::Result<()> {
@@ -904,23 +1074,25 @@ pub fn go_args(tokens: TokenStream, errors: &mut Errors) -> GoArgs {
                 skip_to_comma(input);
             }
             if input.parse::<Token![,]>().is_err() && !input.is_empty() {
-                errors.at(input.span(), "expected `,` after a `go!` option");
-                skip_to_comma(input);
-                let _ = input.parse::<Token![,]>();
+                // Keep reading: what follows is most likely the future (or the next option),
+                // and reporting only the missing comma is one error for one problem.
+                errors.at(
+                    input.span(),
+                    with_help(
+                        format!("expected `,` after the `{}` option of `go!`", key.name),
+                        "separate the options and the future with commas: \
+                         `go!(name = \"fetch\", fetch(id))`",
+                    ),
+                );
             }
         }
-        let mut future: Vec<TokenTree> = input.parse::<TokenStream>()?.into_iter().collect();
-        if let Some(TokenTree::Punct(comma)) = future.last()
-            && comma.as_char() == ','
-        {
-            future.pop();
-        }
-        args.future = future.into_iter().collect();
+        rest = input.parse::<TokenStream>()?;
         Ok(())
     };
     if let Err(error) = parser.parse2(tokens) {
         errors.push(error);
     }
+    args.future = future_and_tail(rest, errors);
     if args.future.is_empty() {
         errors.at(
             last_option.unwrap_or_else(Span::call_site),
@@ -932,4 +1104,17 @@ pub fn go_args(tokens: TokenStream, errors: &mut Errors) -> GoArgs {
         );
     }
     args
+}
+
+/// The comma after a first expression when another expression follows it (`a, b`); a trailing
+/// comma, or tokens that are not an expression, give `None`.
+pub fn second_expression(tokens: TokenStream) -> Option<Span> {
+    let parser = |input: ParseStream| {
+        input.parse::<Expr>()?;
+        let comma = input.parse::<Token![,]>().ok();
+        let more = !input.is_empty();
+        let _rest: TokenStream = input.parse()?;
+        Ok(comma.filter(|_| more).map(|comma| comma.span))
+    };
+    parser.parse2(tokens).ok().flatten()
 }

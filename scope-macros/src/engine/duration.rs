@@ -46,6 +46,10 @@ pub enum DurationError {
     },
     /// More than `u64::MAX` seconds.
     Overflow,
+    /// A leading `-` (`"-1s"`).
+    Negative,
+    /// An exponent (`"1e3ms"`).
+    Scientific,
 }
 
 impl fmt::Display for DurationError {
@@ -58,9 +62,19 @@ impl fmt::Display for DurationError {
                     "`{number}` has no unit (write `{number}s`, `{number}ms`, ...)"
                 )
             }
+            DurationError::UnknownUnit { unit: name } if is_unit(&name.to_lowercase()) => write!(
+                f,
+                "unknown unit `{name}`; units are lowercase: `{}`",
+                name.to_lowercase()
+            ),
             DurationError::UnknownUnit { unit } => write!(
                 f,
                 "unknown unit `{unit}`; the units are h, m, s, ms, us and ns"
+            ),
+            DurationError::Negative => f.write_str("durations can't be negative"),
+            DurationError::Scientific => f.write_str(
+                "scientific notation isn't supported; write the digits out (`1000ms`) or pick \
+                 a larger unit (`1s`)",
             ),
             DurationError::ExpectedNumber { found } => {
                 write!(f, "expected a number, found `{found}`")
@@ -94,11 +108,19 @@ fn unit(name: &str) -> Option<(u128, u8)> {
     })
 }
 
+/// True when `name` is one of the units.
+pub fn is_unit(name: &str) -> bool {
+    unit(name).is_some()
+}
+
 /// Parses a duration literal; see the module docs for the grammar.
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(DurationError::Empty);
+    }
+    if rest.starts_with('-') {
+        return Err(DurationError::Negative);
     }
     let mut total_nanos: u128 = 0;
     let mut last_rank = u8::MAX;
@@ -123,6 +145,11 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
             });
         }
         let Some((unit_nanos, rank)) = unit(unit_name) else {
+            if unit_name.eq_ignore_ascii_case("e")
+                && after.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+')
+            {
+                return Err(DurationError::Scientific);
+            }
             return Err(DurationError::UnknownUnit {
                 unit: unit_name.to_owned(),
             });
@@ -265,12 +292,24 @@ mod tests {
             Err(DurationError::ExpectedNumber { found: "s".into() })
         );
         assert_eq!(parse("   "), Err(DurationError::Empty));
-        assert_eq!(
-            parse("-1s"),
-            Err(DurationError::ExpectedNumber {
-                found: "-1s".into()
-            })
+        assert_eq!(parse("-1s"), Err(DurationError::Negative));
+        assert_eq!(parse(" -0.5ms"), Err(DurationError::Negative));
+    }
+
+    #[test]
+    fn common_slips_get_their_own_message() {
+        assert_eq!(parse("1e3ms"), Err(DurationError::Scientific));
+        assert_eq!(parse("2E-1s"), Err(DurationError::Scientific));
+        let upper = parse("30S").unwrap_err();
+        assert_eq!(upper, DurationError::UnknownUnit { unit: "S".into() });
+        assert!(upper.to_string().contains("units are lowercase: `s`"));
+        assert!(
+            parse("30sec")
+                .unwrap_err()
+                .to_string()
+                .contains("the units are h, m, s")
         );
+        assert!(parse("1em").is_err());
     }
 
     #[test]

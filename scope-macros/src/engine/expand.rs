@@ -41,8 +41,43 @@ fn duration(krate: &TokenStream, arg: &DurationArg) -> TokenStream {
                 }
             }
         }
-        DurationArg::Expr(expr) => expr.to_token_stream(),
+        DurationArg::Expr(expr) => typed_value(
+            &quote!(#krate::__private),
+            "DurationValue::into_duration",
+            expr,
+        ),
     }
+}
+
+/// An option's expression passed through `helper` (a `__private` trait whose own message
+/// explains a wrong type), spanned at the expression; a string literal goes through as it is.
+fn typed_value(private: &TokenStream, helper: &str, expr: &syn::Expr) -> TokenStream {
+    if let Some(syn::Lit::Str(_)) = super::args::literal(expr) {
+        return expr.to_token_stream();
+    }
+    let (trait_name, method) = helper.split_once("::").unwrap_or((helper, helper));
+    let span = expr.span();
+    let private = respanned(private.clone(), span);
+    let trait_name = Ident::new(trait_name, span);
+    let method = Ident::new(method, span);
+    quote_spanned!(span=> #private::#trait_name::#method(#expr))
+}
+
+/// `tokens` placed at `span`, so a call built from them is reported at the user's expression.
+fn respanned(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let TokenTree::Group(group) = &tree {
+                let mut inner = Group::new(group.delimiter(), respanned(group.stream(), span));
+                inner.set_span(span);
+                tree = TokenTree::Group(inner);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }
 
 /// A value for `.retry(..)`; `None` for `go!(retry, ..)` (the scope's default applies).
@@ -53,7 +88,9 @@ fn retry(krate: &TokenStream, arg: &RetryArg) -> Option<TokenStream> {
             let count = Literal::u32_suffixed(*count);
             quote!(#retry::new(#count))
         }
-        RetryArg::Expr(expr) => expr.to_token_stream(),
+        RetryArg::Expr(expr) => {
+            typed_value(&quote!(#krate::__private), "RetryValue::into_retry", expr)
+        }
         RetryArg::Policy(policy) => retry_policy(krate, policy),
         RetryArg::ScopeDefault => return None,
     })
@@ -165,7 +202,7 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
     let fake_return = local("fake_return");
 
     let name = match &args.name {
-        Some(name) => name.to_token_stream(),
+        Some(name) => typed_value(&private, "NameValue::into_name", name),
         None => {
             let ident = syn::ext::IdentExt::unraw(&item.sig.ident).to_string();
             Literal::string(&ident).into_token_stream()
@@ -191,11 +228,15 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
         Some((TracerArg::Global, span)) => {
             builder.extend(quote_spanned!(*span=> .tracer(#private::ScopeTracer::global())));
         }
-        Some((TracerArg::Expr(tracer), _)) => builder.extend(quote!(.tracer(#tracer))),
+        Some((TracerArg::Expr(tracer), _)) => {
+            let tracer = typed_value(&private, "TracerValue::into_tracer", tracer);
+            builder.extend(quote!(.tracer(#tracer)));
+        }
         None => {}
     }
     for attr in &args.attrs {
-        let (key, value) = (&attr.key, &attr.value);
+        let key = &attr.key;
+        let value = typed_value(&private, "AttrValueOf::into_attr", &attr.value);
         builder.extend(quote!(.attr(#key, #value)));
     }
     match &args.circuit_breaker {
@@ -227,10 +268,11 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
     if let Some(policy) = args.retry.as_ref().and_then(|arg| retry(&krate, arg)) {
         builder.extend(quote!(.retry(#policy)));
     }
-    let parent = args
-        .parent
-        .as_ref()
-        .map(|parent| quote!(let #options = #private::with_parent(#options, &(#parent));));
+    let parent = args.parent.as_ref().map(|parent| {
+        let at_parent = respanned(private.clone(), parent.span());
+        let parent = quote_spanned!(parent.span()=> #at_parent::AsScope::as_scope(&(#parent)));
+        quote!(let #options = #private::with_parent(#options, #parent);)
+    });
     let wait = args.wait.is_some();
 
     let return_type = item.return_type();
@@ -242,13 +284,25 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
     let mut checks = TokenStream::new();
     if let Some(ty) = return_type.filter(|_| nameable) {
         if args.timeout.is_some() {
-            checks.extend(quote_spanned!(ty.span()=> #private::require_timeout_carrier::<#ty>();));
+            checks.extend(quote_spanned!(ty.span()=> <#ty as #private::TimeoutCarrier>::check();));
         }
         if args.circuit_breaker.is_some() {
-            checks.extend(quote_spanned!(ty.span()=> #private::require_breaker_carrier::<#ty>();));
+            checks.extend(quote_spanned!(ty.span()=> <#ty as #private::BreakerCarrier>::check();));
         }
         checks.extend(quote_spanned! {ty.span()=>
             let #fake_return: #ty = loop {};
+            return #fake_return;
+        });
+    } else if return_type.is_none() {
+        // No `->`: the fn returns `()`, and a tail value of another type is reported at that
+        // value, with the signature as the place the type comes from.
+        let signature = item.sig.paren_token.span.close();
+        let fake_return = format_ident!(
+            "__scoped_fake_return",
+            span = Span::mixed_site().located_at(signature)
+        );
+        checks.extend(quote_spanned! {signature=>
+            let #fake_return: () = loop {};
             return #fake_return;
         });
     }
@@ -320,9 +374,11 @@ pub fn go(args: &GoArgs) -> TokenStream {
         .next()
         .map_or_else(Span::call_site, |tree| tree.span());
     let scope = local("scope");
-    let spawned = local("future");
-    let attempt = local("attempt");
-    let factory = local("factory");
+    // Placed at the future, so a bound the spawn puts on it is reported there.
+    let spawned = format_ident!(
+        "__scoped_future",
+        span = Span::mixed_site().located_at(future_span)
+    );
     let kinds = quote!(use #private::{FallibleKind as _, PlainKind as _};);
 
     let has_options = args.name.is_some()
@@ -333,9 +389,14 @@ pub fn go(args: &GoArgs) -> TokenStream {
         // The common path: no task builder, no handle to the scope.
         let spawn = match &args.scope {
             None => quote_spanned!(future_span=> (&#spawned).__go_kind().spawn_ambient(#spawned)),
-            Some(target) => quote_spanned! {future_span=>
-                (&#spawned).__go_kind().spawn_into(#private::scope_ref(&(#target)), #spawned)
-            },
+            Some(target) => {
+                let at_target = respanned(private.clone(), target.span());
+                let target =
+                    quote_spanned!(target.span()=> #at_target::AsScope::as_scope(&(#target)));
+                quote_spanned! {future_span=>
+                    (&#spawned).__go_kind().spawn_into(#target, #spawned)
+                }
+            }
         };
         return quote! {
             {
@@ -348,6 +409,7 @@ pub fn go(args: &GoArgs) -> TokenStream {
 
     let mut settings = TokenStream::new();
     if let Some(name) = &args.name {
+        let name = typed_value(&private, "NameValue::into_name", name);
         settings.extend(quote!(.name(#name)));
     }
     if let Some((timeout, _)) = &args.timeout {
@@ -355,29 +417,45 @@ pub fn go(args: &GoArgs) -> TokenStream {
         settings.extend(quote!(.timeout(#timeout)));
     }
     for attr in &args.attrs {
-        let (key, value) = (&attr.key, &attr.value);
+        let key = &attr.key;
+        let value = typed_value(&private, "AttrValueOf::into_attr", &attr.value);
         settings.extend(quote!(.attr(#key, #value)));
     }
     let scope_binding = match &args.scope {
         None => quote!(let #scope = #private::ambient_scope(); let #scope = &#scope;),
-        Some(target) => quote!(let #scope = #private::scope_ref(&(#target));),
+        Some(target) => {
+            let at_target = respanned(private.clone(), target.span());
+            quote_spanned!(target.span()=> let #scope = #at_target::AsScope::as_scope(&(#target));)
+        }
     };
     let spawn = match &args.retry {
-        None => quote_spanned! {future_span=>
-            let #spawned = #future;
-            let #attempt = (&#spawned).__go_kind().wrap(#spawned);
-            #scope.task_once(#attempt) #settings .spawn()
-        },
-        Some((policy, _)) => {
+        None => {
+            // The options are set inside the spawn helper, so a value that is not a future
+            // fails on one bound and the builder's methods never see it.
+            let builder = local("builder");
+            quote_spanned! {future_span=>
+                let #spawned = #future;
+                (&#spawned).__go_kind().spawn_once(#scope, #spawned, |#builder| #builder #settings)
+            }
+        }
+        Some((policy, retry_span)) => {
             let policy = retry(&krate, policy).map(|policy| quote!(.retry(#policy)));
             // Each attempt evaluates the expression again, so a retried task really starts
-            // over; an expression that can run only once is rejected by `task`'s `FnMut` bound,
-            // at the expression.
-            quote_spanned! {future_span=>
-                let #factory = move |_: u32| {
+            // over; an expression that can run only once is rejected by `task`'s `FnMut` bound.
+            // The closure is the `retry` key's doing, so errors about it point at that key, and
+            // the value that cannot be moved twice is pointed at in the expression.
+            let factory = format_ident!(
+                "__scoped_factory",
+                span = Span::mixed_site().located_at(*retry_span)
+            );
+            let attempt = quote_spanned! {future_span=>
+                {
                     let #spawned = #future;
                     (&#spawned).__go_kind().wrap(#spawned)
-                };
+                }
+            };
+            quote_spanned! {*retry_span=>
+                let #factory = move |_: u32| #attempt;
                 #scope.task(#factory) #policy #settings .spawn()
             }
         }
@@ -430,7 +508,14 @@ pub fn try_go(krate: Option<&syn::Path>, expr: TokenStream, raw: bool) -> TokenS
         quote!(#private::catch(|| #expr))
     };
     if !raw {
-        return quote!(#private::try_go_message(#catch));
+        return quote! {
+            match #catch {
+                #caught => {
+                    use #private::{SettledKind as _, UnawaitedKind as _};
+                    (&#private::ValueProbe::of(&#caught)).__value_kind().message(#caught)
+                }
+            }
+        };
     }
     quote! {
         match #catch {

@@ -56,8 +56,20 @@ pub fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
 pub fn go(input: TokenStream) -> TokenStream {
     match parse_go_args(input) {
         Ok(args) => expand::go(&args),
-        Err(error) => error.to_compile_error(),
+        Err(error) => errors_as_expression(error),
     }
+}
+
+/// Every error as one expression: `{ compile_error!(..); ..; compile_error!(..) }`. Side by side,
+/// several `compile_error!` calls are no expression and the compiler would add parse errors of
+/// its own; the last one as the block's value also keeps the code around it quiet.
+fn errors_as_expression(error: syn::Error) -> TokenStream {
+    let errors: Vec<TokenStream> = error.into_iter().map(|e| e.to_compile_error()).collect();
+    let (last, first) = match errors.split_last() {
+        Some((last, first)) => (last.clone(), first),
+        None => (TokenStream::new(), &[][..]),
+    };
+    quote::quote!({ #(#first;)* #last })
 }
 
 /// `try_go!(input)` or, with `raw`, `try_go_raw!(input)`.
@@ -74,6 +86,37 @@ pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
                 format!("`{name}!` needs an expression"),
                 format!(
                     "write `{name}!(text.parse::<u32>())`, or `{name}!(fetch().await)` for a future"
+                ),
+            ),
+        )
+        .to_compile_error();
+    }
+    if let Some(proc_macro2::TokenTree::Punct(question)) = args.expr.clone().into_iter().last()
+        && question.as_char() == '?'
+    {
+        return syn::Error::new(
+            question.span(),
+            with_help(
+                format!(
+                    "this `?` would return from the closure `{name}!` runs the expression in, \
+                     not from your fn"
+                ),
+                format!(
+                    "drop the `?`: `{name}!` catches the error itself and gives it back in the \
+                     tuple, `let (err, value) = {name}!(text.parse::<u32>());`"
+                ),
+            ),
+        )
+        .to_compile_error();
+    }
+    if let Some(comma) = args::second_expression(args.expr.clone()) {
+        return syn::Error::new(
+            comma,
+            with_help(
+                format!("`{name}!` takes one expression, and a second one follows this comma"),
+                format!(
+                    "use one `{name}!` per expression: `let (err, a) = {name}!(first());` then \
+                     `let (err, b) = {name}!(second());`"
                 ),
             ),
         )
@@ -194,6 +237,141 @@ mod tests {
         }
     }
 
+    fn go_errors(input: TokenStream) -> Vec<String> {
+        messages(
+            parse_go_args(input)
+                .err()
+                .unwrap_or_else(|| panic!("should fail")),
+        )
+    }
+
+    #[test]
+    fn go_reports_each_problem_once() {
+        let errors = go_errors(quote!(nmae = "x", timout = "1s", fetch(1)));
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors.iter().all(|e| e.contains("unknown option")));
+
+        let errors = go_errors(quote!(fetch(1), name = "x"));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("options come first, the future last"));
+
+        let errors = go_errors(quote!(name = "x" fetch(1)));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("expected `,` after the `name` option"));
+
+        let errors = go_errors(quote!(fetch(1), fetch(2)));
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].contains("spawns one future"));
+
+        // Several errors still make one expression.
+        let out = go(quote!(nmae = "x", timout = "1s", fetch(1))).to_string();
+        assert!(out.starts_with('{') && out.ends_with('}'), "{out}");
+    }
+
+    #[test]
+    fn go_reads_variables_and_calls_as_the_future() {
+        for input in [quote!(future,), quote!(fetch(1)), quote!(task)] {
+            let args = parse_go_args(input.clone()).unwrap_or_else(|e| panic!("{:?}", messages(e)));
+            assert!(!args.future.is_empty(), "{input}");
+        }
+        let errors = go_errors(quote!(retyr, fetch()));
+        assert!(errors[0].contains("did you mean `retry`"), "{errors:#?}");
+    }
+
+    #[test]
+    fn values_inside_invisible_groups_are_literals() {
+        use proc_macro2::{Delimiter, Group, Literal, TokenTree};
+        let invisible = |tree: TokenTree| {
+            TokenTree::Group(Group::new(Delimiter::None, TokenStream::from(tree)))
+        };
+        let duration = invisible(Literal::string("1s").into());
+        let zero = invisible(Literal::u32_unsuffixed(0).into());
+        let args = parse_scoped_args(quote!(timeout = #duration))
+            .unwrap_or_else(|e| panic!("{:?}", messages(e)));
+        assert!(matches!(
+            args.timeout,
+            Some((DurationArg::Literal { .. }, _))
+        ));
+        let errors = messages(
+            parse_scoped_args(quote!(concurrency = #zero))
+                .err()
+                .unwrap_or_else(|| panic!("should fail")),
+        );
+        assert!(errors[0].contains("`concurrency = 0`"), "{errors:#?}");
+    }
+
+    #[test]
+    fn negative_counts_and_durations_are_rejected() {
+        let errors = messages(
+            parse_scoped_args(quote!(concurrency = -1, retry = -2, timeout = -3))
+                .err()
+                .unwrap_or_else(|| panic!("should fail")),
+        );
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].contains("`concurrency` can't be negative"));
+        assert!(errors[1].contains("`retry` can't be negative"));
+        assert!(errors[2].contains("durations can't be negative"));
+    }
+
+    #[test]
+    fn duration_help_keeps_the_written_unit() {
+        let errors = messages(
+            parse_scoped_args(quote!(timeout = 500ms))
+                .err()
+                .unwrap_or_else(|| panic!("should fail")),
+        );
+        assert!(errors[0].contains(r#"`timeout = "500ms"`"#), "{errors:#?}");
+        let errors = messages(
+            parse_scoped_args(quote!("30s"))
+                .err()
+                .unwrap_or_else(|| panic!("should fail")),
+        );
+        assert!(
+            errors[0].contains(r#"did you mean `timeout = "30s"`"#),
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_return_type_is_unit() {
+        let out = scoped(
+            quote!(timeout = "1s"),
+            quote!(
+                async fn job() {}
+            ),
+        )
+        .to_string();
+        assert!(out.contains("and `()` cannot"), "{out}");
+        let out = scoped(
+            quote!(),
+            quote!(
+                async fn job() {
+                    5
+                }
+            ),
+        )
+        .to_string();
+        assert!(out.contains("__scoped_fake_return : () = loop"), "{out}");
+    }
+
+    #[test]
+    fn try_go_rejects_a_trailing_question_mark() {
+        let out = try_go(quote!(text.parse::<u32>()?), false).to_string();
+        assert!(out.contains("drop the `?`"), "{out}");
+        let out = try_go(quote!(fetch().await?), true).to_string();
+        assert!(out.contains("drop the `?`"), "{out}");
+        let inner = try_go(quote!(Some(a? + 1)), false).to_string();
+        assert!(!inner.contains("drop the `?`"), "{inner}");
+    }
+
+    #[test]
+    fn try_go_takes_one_expression() {
+        let out = try_go(quote!(a.parse::<u8>(), b.parse::<u8>()), false).to_string();
+        assert!(out.contains("takes one expression"), "{out}");
+        let out = try_go(quote!(a.parse::<u8>(),), false).to_string();
+        assert!(!out.contains("takes one expression"), "{out}");
+    }
+
     #[test]
     fn the_await_detector_ignores_nested_async_blocks() {
         assert!(expand::awaits(quote!(fetch().await)));
@@ -234,6 +412,15 @@ mod tests {
             quote!(123 = 4),
             quote!(concurrency = 99999999999999999999999),
             quote!(timeout = "99999999999999999999999h"),
+            quote!(fetch(1), name =),
+            quote!(name = "x" fetch(1) retry),
+            quote!(timeout = -),
+            quote!(concurrency = --1),
+            quote!(retry = -"x"),
+            quote!("1e"),
+            quote!(a, b, c,),
+            quote!(x?),
+            quote!(?),
         ];
         for input in inputs {
             let _ = parse_scoped_args(input.clone());
@@ -252,10 +439,7 @@ mod tests {
     #[test]
     fn try_go_takes_a_leading_crate_path() {
         let out = try_go(quote!(crate = "my_scope", text.parse::<u32>()), false).to_string();
-        assert!(
-            out.contains("my_scope :: __private :: try_go_message"),
-            "{out}"
-        );
+        assert!(out.contains("my_scope :: __private :: ValueProbe"), "{out}");
         assert!(!out.contains(":: go_go_scope"), "{out}");
         let raw = try_go(quote!(crate = "::deps::scope", fetch().await), true).to_string();
         assert!(
@@ -318,6 +502,11 @@ mod tests {
             retry = 3,
             fetch_posts(id)
         ));
+        let go_once_with_options = go(quote!(
+            name = "audit",
+            scope = request_scope,
+            write_audit(id)
+        ));
         let try_go_sync = try_go(quote!(serde_json::from_str::<Order>(&body)), false);
         let try_go_raw_async = try_go(quote!(db.query(q).await), true);
         let source = format!(
@@ -326,6 +515,7 @@ mod tests {
              {scoped_fn}\n\
              fn plain_go() {{ let task = {plain_go}; }}\n\
              fn go_with_options() {{ let task = {go_with_options}; }}\n\
+             fn go_once_with_options() {{ let task = {go_once_with_options}; }}\n\
              fn try_go_sync() {{ let (err, order) = {try_go_sync}; }}\n\
              async fn try_go_raw_async() {{ let (err, row) = {try_go_raw_async}; }}\n"
         );

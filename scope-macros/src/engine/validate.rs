@@ -39,7 +39,10 @@ pub fn scoped_args(args: &ScopedArgs, errors: &mut Errors) {
         } else if usize::try_from(*value).is_err() {
             errors.at(
                 *span,
-                "`concurrency` is too large for this target's `usize`",
+                with_help(
+                    "`concurrency` is too large for this target's `usize`",
+                    "give a smaller limit, or remove `concurrency` for no limit",
+                ),
             );
         }
     }
@@ -96,15 +99,53 @@ pub fn scoped_fn(args: &ScopedArgs, item: &ScopedFn, errors: &mut Errors) {
             ),
         );
     } else if item.sig.asyncness.is_none() {
-        errors.at(
-            item.sig.fn_token.span(),
-            with_help(
+        let returns = item
+            .return_type()
+            .map(|ty| quote::ToTokens::to_token_stream(ty).to_string())
+            .unwrap_or_default();
+        let (message, help) = if returns.contains("'async_trait") {
+            (
+                "#[scoped] sees this method after `#[async_trait]` rewrote it into a fn that \
+                 returns a boxed future",
+                "`#[async_trait]` on the impl runs first, so #[scoped] cannot wrap the method; \
+                 put #[scoped] on an inherent `async fn` and call it from the trait method: \
+                 `async fn load(&self) -> R { self.load_scoped().await }`",
+            )
+        } else if returns.contains("Future") {
+            (
+                "#[scoped] needs an `async fn`, and this fn returns a future instead",
+                "make it an `async fn` that returns the future's output: \
+                 `async fn f() -> T` instead of `fn f() -> impl Future<Output = T>`",
+            )
+        } else {
+            (
                 "#[scoped] needs an `async fn`",
                 "write `async fn`; next to #[tokio::main] or #[tokio::test], put #[scoped] \
                  above that attribute so it sees the fn while it is still async",
+            )
+        };
+        errors.at(item.sig.fn_token.span(), with_help(message, help));
+    }
+    if let Some(again) = item.attrs.iter().find(|attr| {
+        attr.path()
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == "scoped")
+    }) {
+        let path = again.path();
+        let span = path
+            .segments
+            .last()
+            .map_or_else(|| path.span(), |s| s.ident.span());
+        errors.at(
+            span,
+            with_help(
+                format!("#[scoped] is applied to `{}` twice", item.sig.ident),
+                "one fn runs in one scope: merge the arguments into a single #[scoped(..)]",
             ),
         );
     }
+    unit_return_with_carried_error(args, item, errors);
     let names = item.argument_names();
     for skipped in &args.skip {
         let skipped_name = skipped.to_string();
@@ -156,6 +197,44 @@ pub fn scoped_fn(args: &ScopedArgs, item: &ScopedFn, errors: &mut Errors) {
     }
 }
 
+/// `timeout` and `circuit_breaker` on a fn that returns `()` (written or not): the scope's error
+/// would have nowhere to go, and the deadline could not end the body.
+fn unit_return_with_carried_error(args: &ScopedArgs, item: &ScopedFn, errors: &mut Errors) {
+    let span = match item.return_type() {
+        None => item.sig.paren_token.span.close(),
+        Some(syn::Type::Tuple(unit)) if unit.elems.is_empty() => unit.span(),
+        Some(_) => return,
+    };
+    let keys: Vec<&str> = [
+        args.timeout.as_ref().map(|_| "timeout"),
+        args.circuit_breaker.as_ref().map(|_| "circuit_breaker"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let what = match keys.as_slice() {
+        [] => return,
+        ["timeout"] => "`#[scoped(timeout = ..)]` needs".to_owned(),
+        [key] => format!("`#[scoped({key} ..)]` needs"),
+        _ => "`#[scoped(timeout = ..)]` and `circuit_breaker` need".to_owned(),
+    };
+    let fix = if item.return_type().is_none() {
+        "add a return type: `-> Result<(), go_go_scope::Error>`"
+    } else {
+        "return `Result<(), go_go_scope::Error>` instead of `()`"
+    };
+    errors.at(
+        span,
+        with_help(
+            format!("{what} a return type that can carry `go_go_scope::Error`, and `()` cannot"),
+            format!(
+                "{fix} (or `Result<T, E>` with `E: From<go_go_scope::Error>`), so the scope's \
+                 error can end the body and reach the caller"
+            ),
+        ),
+    );
+}
+
 /// Checks the options of `go!(..)`.
 pub fn go_args(args: &GoArgs, errors: &mut Errors) {
     if let Some((duration, _)) = &args.timeout {
@@ -185,8 +264,7 @@ fn nonzero_duration(duration: &DurationArg, key: &str, why: &str, help: &str, er
 }
 
 fn nonempty_name(name: &Expr, key: &str, errors: &mut Errors) {
-    if let Expr::Lit(lit) = name
-        && let Lit::Str(text) = &lit.lit
+    if let Some(Lit::Str(text)) = super::args::literal(name)
         && text.value().trim().is_empty()
     {
         errors.at(
