@@ -26,7 +26,7 @@ use crate::core::context;
 use crate::core::error::{BoxError, panic_message};
 use crate::core::scope::{BodyEnd, Shared};
 use crate::core::task::{Fallible, Plain, TaskSpec, spawn_body};
-use crate::resilience::task_builder::{Once, TaskBuilder};
+use crate::resilience::task_builder::{SingleAttempt, TaskBuilder};
 
 pub use crate::core::error::Error;
 pub use crate::core::scope::{Scope, ScopeBuilder};
@@ -118,6 +118,7 @@ impl FallibleTag {
     }
 
     /// Spawns into `scope`.
+    #[track_caller]
     pub fn spawn_into<F, T, E>(self, scope: &Scope, future: F) -> Task<T>
     where
         F: Future<Output = Result<T, E>> + Send + 'static,
@@ -128,11 +129,12 @@ impl FallibleTag {
     }
 
     /// Spawns `future` into `scope` as a one-shot task with the options `configure` sets.
+    #[track_caller]
     pub fn spawn_once<F, T, E>(
         self,
         scope: &Scope,
         future: F,
-        configure: impl FnOnce(TaskBuilder<Once<F>>) -> TaskBuilder<Once<F>>,
+        configure: impl FnOnce(TaskBuilder<SingleAttempt<F>>) -> TaskBuilder<SingleAttempt<F>>,
     ) -> Task<T>
     where
         F: Future<Output = Result<T, E>> + Send + 'static,
@@ -163,6 +165,7 @@ impl PlainTag {
     }
 
     /// Spawns into `scope`.
+    #[track_caller]
     pub fn spawn_into<F>(self, scope: &Scope, future: F) -> Task<F::Value>
     where
         F: GoFuture + Send + 'static,
@@ -173,11 +176,14 @@ impl PlainTag {
 
     /// Spawns `future` into `scope` as a one-shot task with the options `configure` sets. The
     /// builder stays inside, so a value that is not a future fails on `GoFuture` alone.
+    #[track_caller]
     pub fn spawn_once<F>(
         self,
         scope: &Scope,
         future: F,
-        configure: impl FnOnce(TaskBuilder<Once<Infallibly<F>>>) -> TaskBuilder<Once<Infallibly<F>>>,
+        configure: impl FnOnce(
+            TaskBuilder<SingleAttempt<Infallibly<F>>>,
+        ) -> TaskBuilder<SingleAttempt<Infallibly<F>>>,
     ) -> Task<F::Value>
     where
         F: GoFuture + Send + 'static,

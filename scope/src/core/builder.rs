@@ -1,7 +1,6 @@
 //! [`ScopeBuilder`]: a scope's options, and `build`, which makes its state.
 
 use std::borrow::Cow;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -124,15 +123,6 @@ impl ScopeBuilder {
     pub fn wait(mut self, enabled: bool) -> Self {
         self.wait = enabled;
         self
-    }
-
-    /// Runs `body` in the scope this builder describes; see [`Scope::run`].
-    pub async fn run<F, Fut>(self, body: F) -> Result<Fut::Output, Error>
-    where
-        F: FnOnce(Scope) -> Fut,
-        Fut: Future,
-    {
-        Scope::run(self, body).await
     }
 
     /// Builds the scope. Fails on invalid options, outside a Tokio runtime, or when the parent

@@ -255,6 +255,7 @@ impl Scope {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> Task<F::Output>
     where
         F: Future + Send + 'static,
@@ -278,6 +279,7 @@ impl Scope {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
+    #[track_caller]
     pub fn try_spawn<F, T, E>(&self, future: F) -> Task<T>
     where
         F: Future<Output = Result<T, E>> + Send + 'static,

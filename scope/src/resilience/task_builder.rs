@@ -39,7 +39,7 @@ mod sealed {
 
 /// Where a task's attempts come from: a factory called once per attempt, or a single future.
 ///
-/// Implemented by [`Factory`] and [`Once`]; not implementable outside this crate.
+/// Implemented by [`Factory`] and [`SingleAttempt`]; not implementable outside this crate.
 pub trait Attempts: sealed::Sealed + Send + 'static {
     /// The task's value.
     type Output: Send + 'static;
@@ -62,10 +62,10 @@ pub trait Attempts: sealed::Sealed + Send + 'static {
 pub struct Factory<F>(F);
 
 /// A single attempt from a future that already exists; see [`Scope::task_once`].
-pub struct Once<Fut>(Option<Fut>);
+pub struct SingleAttempt<Fut>(Option<Fut>);
 
 impl<F> sealed::Sealed for Factory<F> {}
-impl<Fut> sealed::Sealed for Once<Fut> {}
+impl<Fut> sealed::Sealed for SingleAttempt<Fut> {}
 
 impl<F, Fut, T, E> Attempts for Factory<F>
 where
@@ -83,7 +83,7 @@ where
     }
 }
 
-impl<Fut, T, E> Attempts for Once<Fut>
+impl<Fut, T, E> Attempts for SingleAttempt<Fut>
 where
     Fut: Future<Output = Result<T, E>> + Send + 'static,
     T: Send + 'static,
@@ -231,6 +231,7 @@ impl<F> TaskBuilder<Factory<F>> {
 impl<S: Attempts> TaskBuilder<S> {
     /// Spawns the task; it starts at once. Invalid options (a zero timeout) make the task fail
     /// with [`Error::InvalidOption`] without running.
+    #[track_caller]
     pub fn spawn(self) -> Task<S::Output> {
         if self.timeout == Some(Duration::ZERO) {
             return Task::rejected(
@@ -338,13 +339,13 @@ impl Scope {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
-    pub fn task_once<Fut, T, E>(&self, future: Fut) -> TaskBuilder<Once<Fut>>
+    pub fn task_once<Fut, T, E>(&self, future: Fut) -> TaskBuilder<SingleAttempt<Fut>>
     where
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        self.builder_for(Once(Some(future)))
+        self.builder_for(SingleAttempt(Some(future)))
     }
 
     fn builder_for<S>(&self, attempts: S) -> TaskBuilder<S> {
