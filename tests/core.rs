@@ -1088,3 +1088,52 @@ async fn a_service_whose_drop_panics_does_not_wedge_the_scope() {
     within("a second close", scope.close()).await.unwrap();
     within("the parent's close", parent.close()).await.unwrap();
 }
+
+/// Runs `depth` nested `Scope::run` bodies and returns the stack each level used while polled
+/// (the distance between a local of the outermost and of the innermost body, per level).
+fn nested_runs(depth: usize) -> usize {
+    fn level(
+        remaining: usize,
+        addresses: Arc<Mutex<Vec<usize>>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let marker = 0_u8;
+            addresses
+                .lock()
+                .unwrap()
+                .push(std::hint::black_box(&marker) as *const u8 as usize);
+            if remaining > 0 {
+                Scope::run(Scope::builder(), |_| level(remaining - 1, addresses))
+                    .await
+                    .unwrap();
+            }
+        })
+    }
+    let addresses = Arc::new(Mutex::new(Vec::new()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(Scope::run(Scope::builder(), {
+            let addresses = Arc::clone(&addresses);
+            |_| level(depth - 1, addresses)
+        }))
+        .unwrap();
+    let addresses = addresses.lock().unwrap();
+    assert_eq!(addresses.len(), depth);
+    addresses[0].abs_diff(addresses[depth - 1]) / (depth - 1)
+}
+
+// Nested `Scope::run` recursion: 1 000 levels on a thread with an 8 MiB stack, and the stack
+// each level takes (printed; the reliability guide states the measured figure).
+#[test]
+fn nested_scope_runs_a_thousand_deep_and_report_their_stack_per_level() {
+    let per_level = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(|| nested_runs(1_000))
+        .unwrap()
+        .join()
+        .unwrap();
+    eprintln!("nested Scope::run: {per_level} bytes of stack per level");
+    assert!(per_level > 0);
+}
