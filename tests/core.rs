@@ -1137,3 +1137,89 @@ fn nested_scope_runs_a_thousand_deep_and_report_their_stack_per_level() {
     eprintln!("nested Scope::run: {per_level} bytes of stack per level");
     assert!(per_level > 0);
 }
+
+// Blocking code cannot be interrupted: a cancelled scope's task resolves at once, but the
+// close waits until the closure has returned, so nothing outlives the scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_blocking_is_waited_for_by_close_and_contains_panics() {
+    let scope = Scope::new().unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let finished = Arc::new(AtomicUsize::new(0));
+    let flag = Arc::clone(&finished);
+    let task = scope.spawn_blocking(move || {
+        started_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        flag.fetch_add(1, Ordering::SeqCst);
+        "done"
+    });
+    tokio::task::spawn_blocking(move || started_rx.recv().unwrap())
+        .await
+        .unwrap();
+    scope.cancel("shutting down");
+    let (err, _) = within("the blocking task's outcome", task).await;
+    assert!(err.unwrap().is_cancelled());
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "the closure is still running"
+    );
+    let closing = tokio::spawn({
+        let scope = scope.clone();
+        async move { scope.close().await }
+    });
+    tokio::task::yield_now().await;
+    release_tx.send(()).unwrap();
+    within("the close", closing).await.unwrap().unwrap();
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "close returned before the closure ended"
+    );
+
+    let scope = Scope::new().unwrap();
+    let (err, _) = within(
+        "a panicking closure",
+        scope.spawn_blocking(|| panic!("boom")),
+    )
+    .await;
+    assert!(err.unwrap().is_panic());
+    let (err, _) = scope.spawn_blocking(|| 1).await;
+    assert!(err.is_none());
+    scope.close().await.unwrap();
+    let (err, _) = scope.spawn_blocking(|| 1).await;
+    assert!(matches!(err, Some(Error::Closed)));
+}
+
+// A scope linked to an outside token is cancelled with it (also when the token was cancelled
+// before the scope was built); cancelling the scope leaves the token alone.
+#[tokio::test]
+async fn a_scope_linked_to_a_token_is_cancelled_with_it() {
+    let shutdown = go_go_scope::CancellationToken::new();
+    let scope = Scope::builder()
+        .cancel_on(shutdown.clone())
+        .build()
+        .unwrap();
+    let child = scope.child().build().unwrap();
+    let task = child.spawn(std::future::pending::<()>());
+    shutdown.cancel();
+    let (err, _) = within("the linked cancellation", task).await;
+    assert_eq!(
+        err.unwrap().to_string(),
+        "cancelled: linked token cancelled"
+    );
+    scope.close().await.unwrap();
+
+    let late = Scope::builder()
+        .cancel_on(shutdown.clone())
+        .build()
+        .unwrap();
+    assert!(late.is_cancelled());
+    late.close().await.unwrap();
+
+    let token = go_go_scope::CancellationToken::new();
+    let scope = Scope::builder().cancel_on(token.clone()).build().unwrap();
+    scope.cancel("done");
+    scope.close().await.unwrap();
+    assert!(!token.is_cancelled());
+}

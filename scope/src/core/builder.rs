@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::core::context::{self};
 use crate::core::error::Error;
@@ -57,6 +58,8 @@ enum ParentChoice {
 pub struct ScopeBuilder {
     name: Option<Cow<'static, str>>,
     timeout: Option<Duration>,
+    /// An outside token whose cancellation cancels the scope.
+    linked: Option<CancellationToken>,
     concurrency: Option<usize>,
     parent: ParentChoice,
     wait: bool,
@@ -109,6 +112,30 @@ impl ScopeBuilder {
     /// services. Without this call the parent is the ambient scope, if there is one.
     pub fn parent(mut self, parent: &Scope) -> Self {
         self.parent = ParentChoice::Explicit(parent.clone());
+        self
+    }
+
+    /// Cancels the scope when `token` is cancelled: graceful shutdown wired from the
+    /// application (one token cancelled by a signal handler ends every scope linked to it).
+    /// The scope's tasks resolve to [`Error::Cancelled`] with the reason
+    /// `"linked token cancelled"`. Cancelling the scope does not cancel `token`.
+    ///
+    /// ```
+    /// use go_go_scope::{CancellationToken, Scope};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let shutdown = CancellationToken::new();
+    /// let scope = Scope::builder().cancel_on(shutdown.clone()).build().unwrap();
+    /// let server = scope.spawn(std::future::pending::<()>());
+    /// shutdown.cancel();
+    /// let (err, _) = server.await;
+    /// assert_eq!(err.unwrap().to_string(), "cancelled: linked token cancelled");
+    /// scope.close().await.unwrap();
+    /// # }
+    /// ```
+    pub fn cancel_on(mut self, token: CancellationToken) -> Self {
+        self.linked = Some(token);
         self
     }
 
@@ -196,7 +223,9 @@ impl ScopeBuilder {
             created: wants.durations.then(Instant::now),
             lifetime: OnceLock::new(),
             background: Mutex::new(Vec::new()),
-            has_background: self.timeout.is_some() || !background.is_empty(),
+            has_background: self.timeout.is_some()
+                || self.linked.is_some()
+                || !background.is_empty(),
             runtime,
         });
         if let Some(parent) = &shared.parent {
@@ -208,6 +237,26 @@ impl ScopeBuilder {
             drop(children);
             if let Some(cause) = parent.cause.get() {
                 shared.cancel_tree(cause, Report::IfBusy);
+            }
+        }
+        if let Some(linked) = self.linked {
+            let linked_cause = Cause::Cancelled(Cow::Borrowed("linked token cancelled"));
+            if linked.is_cancelled() {
+                shared.cancel_tree(&linked_cause, Report::Always);
+            } else {
+                let weak = Arc::downgrade(&shared);
+                let token = shared.token().clone();
+                let link = shared.runtime.spawn(async move {
+                    tokio::select! {
+                        () = linked.cancelled() => {
+                            if let Some(shared) = weak.upgrade() {
+                                shared.cancel_tree(&linked_cause, Report::Always);
+                            }
+                        }
+                        () = token.cancelled() => {}
+                    }
+                });
+                lock(&shared.background).push(link);
             }
         }
         if let Some(after) = shared.timeout {

@@ -18,6 +18,15 @@ use crate::util::sync::lock;
 pub use super::builder::ScopeBuilder;
 pub use super::shared::unclosed_drops;
 pub(crate) use super::shared::{BodyEnd, LimitSnapshot, Queued, Shared};
+
+/// Counts blocking code as one of its scope's live tasks until dropped.
+struct BlockingGuard(Arc<Shared>);
+
+impl Drop for BlockingGuard {
+    fn drop(&mut self) {
+        self.0.task_exited();
+    }
+}
 use super::shared::{Cause, CloseOnDrop, Report, Watched};
 
 /// A handle to a scope: a group of tasks that is cancelled as one and ends as one.
@@ -287,6 +296,46 @@ impl Scope {
         E: Into<BoxError> + 'static,
     {
         spawn_body(&self.shared, Fallible::new(future), TaskSpec::plain())
+    }
+
+    /// Runs blocking code on Tokio's blocking thread pool as a task of this scope.
+    ///
+    /// Blocking code cannot be interrupted: when the scope is cancelled, the returned [`Task`]
+    /// resolves to the cancellation's error at once, but the closure runs on to its end, and
+    /// the scope's [`close`](Scope::close) waits for it — so nothing outlives the scope. A
+    /// panic in the closure is [`Error::Panicked`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let scope = go_go_scope::Scope::new().unwrap();
+    /// let digest = scope.spawn_blocking(|| (1..=10_u64).product::<u64>());
+    /// assert_eq!(digest.await.1, Some(3_628_800));
+    /// scope.close().await.unwrap();
+    /// # }
+    /// ```
+    #[track_caller]
+    pub fn spawn_blocking<F, R>(&self, f: F) -> Task<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        // The closure counts as one of the scope's live tasks until it returns, so a close
+        // waits for it even after the task that awaits it was cancelled.
+        let blocking = match self.shared.admit() {
+            Ok(_) => BlockingGuard(Arc::clone(&self.shared)),
+            Err(error) => return Task::rejected(error, 0, None),
+        };
+        let handle = tokio::task::spawn_blocking(move || {
+            let _counted = blocking;
+            f()
+        });
+        self.try_spawn(async move {
+            handle.await.map_err(|error| match error.try_into_panic() {
+                Ok(payload) => Error::from_panic(payload),
+                Err(_) => Error::cancelled("the runtime shut down"),
+            })
+        })
     }
 
     /// Cancels outstanding tasks, waits until every task and child scope has ended, then runs

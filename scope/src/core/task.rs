@@ -121,6 +121,44 @@ impl<T> Task<T> {
         }
     }
 
+    /// Tokio's name for [`cancel`](Task::cancel): ends this task only; it resolves to
+    /// [`Error::Cancelled`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let scope = go_go_scope::Scope::new().unwrap();
+    /// let stuck = scope.spawn(std::future::pending::<()>());
+    /// stuck.abort();
+    /// assert!(stuck.await.0.unwrap().is_cancelled());
+    /// scope.close().await.unwrap();
+    /// # }
+    /// ```
+    pub fn abort(&self) {
+        self.cancel();
+    }
+
+    /// The Tokio task that runs this task (what `tokio::task::id()` says inside it, and what
+    /// tokio-console shows), or `None` for a task that never ran (a closed scope, a refused
+    /// `before_task`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let scope = go_go_scope::Scope::new().unwrap();
+    /// let task = scope.spawn(async { tokio::task::id() });
+    /// let id = task.tokio_id().unwrap();
+    /// assert_eq!(task.await.1, Some(id));
+    /// scope.close().await.unwrap();
+    /// # }
+    /// ```
+    pub fn tokio_id(&self) -> Option<tokio::task::Id> {
+        match &self.state {
+            State::Running(handle) => Some(handle.id()),
+            State::Rejected(_) | State::Taken => None,
+        }
+    }
+
     /// Waits for the task and returns its outcome as a `Result`, for use with `?`.
     pub async fn result(self) -> Result<T, Error> {
         into_result(self.await)
