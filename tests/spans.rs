@@ -1066,3 +1066,22 @@ fn tasks_spawned_from_worker_threads_report_to_the_scope_s_subscriber() {
             .any(|s| s.name == "scope.task" && s.parent_span_id == child.span_context.span_id())
     );
 }
+
+// The guide's span tables and the `trace` module docs name every attribute of the schema.
+#[test]
+fn the_docs_name_every_span_attribute() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for page in ["docs/observability.md", "scope/src/observe/trace/mod.rs"] {
+        let text = std::fs::read_to_string(root.join(page)).unwrap();
+        let keys = go_go_scope::trace::SCOPE_SPAN_ATTRIBUTES
+            .iter()
+            .chain(go_go_scope::trace::TASK_SPAN_ATTRIBUTES);
+        for key in keys {
+            // `key`, or `key = value` in a code span.
+            assert!(
+                text.contains(&format!("`{key}`")) || text.contains(&format!("`{key} ")),
+                "{page} does not document the span attribute `{key}`"
+            );
+        }
+    }
+}
