@@ -1223,3 +1223,24 @@ async fn a_scope_linked_to_a_token_is_cancelled_with_it() {
     scope.close().await.unwrap();
     assert!(!token.is_cancelled());
 }
+
+// A task handle can be polled by reference in a `select!` loop without losing its outcome.
+#[tokio::test]
+async fn a_task_handle_polled_by_reference_keeps_its_outcome() {
+    fn assert_unpin<T: Unpin>() {}
+    assert_unpin::<go_go_scope::Task<u32>>();
+    let scope = Scope::new().unwrap();
+    let (release, wait) = tokio::sync::oneshot::channel::<()>();
+    let mut task = scope.spawn(async move {
+        let _ = wait.await;
+        7_u32
+    });
+    tokio::select! {
+        biased;
+        _ = &mut task => panic!("the task cannot have finished yet"),
+        () = tokio::task::yield_now() => {}
+    }
+    release.send(()).unwrap();
+    assert_eq!((&mut task).await.1, Some(7));
+    scope.close().await.unwrap();
+}

@@ -356,6 +356,15 @@ impl Scope {
     /// assert!(scope.close().await.is_ok()); // already closed
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a close that has anything to wait for runs on a task of its own, so dropping
+    /// this future only stops waiting; the close still finishes, and a later `close()` waits
+    /// for it.
+    ///
+    /// # Errors
+    /// [`Error::Disposal`] when disposers failed (all of them still ran);
+    /// [`Error::WouldDeadlock`] when called from a disposer of this very close.
     pub async fn close(&self) -> Result<(), Error> {
         self.shared.close().await
     }
@@ -379,6 +388,13 @@ impl Scope {
     /// assert!(done.load(Ordering::SeqCst));
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future while it waits for the tasks changes nothing; once the
+    /// close has begun it finishes on its own, as for [`close`](Scope::close).
+    ///
+    /// # Errors
+    /// As [`close`](Scope::close).
     pub async fn join(&self) -> Result<(), Error> {
         self.shared.join().await
     }
@@ -424,6 +440,9 @@ impl Scope {
     }
 
     /// Waits until the scope is cancelled.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: it only waits.
     pub async fn cancelled(&self) {
         self.shared.token().cancelled().await
     }

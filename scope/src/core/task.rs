@@ -160,6 +160,16 @@ impl<T> Task<T> {
     }
 
     /// Waits for the task and returns its outcome as a `Result`, for use with `?`.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: the handle is moved into the future, so dropping it loses the outcome
+    /// (the task itself runs on; its scope still owns it). In a `select!` loop, poll
+    /// `&mut task` instead: `Task` is `Unpin`, and a handle polled that way keeps its outcome
+    /// until it completes.
+    ///
+    /// # Errors
+    /// The task's failure: cancelled, timed out, panicked, refused by a breaker, or its own
+    /// error in [`Error::Failed`].
     pub async fn result(self) -> Result<T, Error> {
         into_result(self.await)
     }

@@ -369,6 +369,11 @@ impl<T> Channel<T> {
     /// assert_eq!(ch.recv().await, None);
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// If the future is dropped before it completes (another `select!` branch won), the value
+    /// was either already taken by a receiver or is dropped with the future: it is never
+    /// received later.
     pub async fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.state.send(value).await
     }
@@ -405,6 +410,10 @@ impl<T> Channel<T> {
     /// assert_eq!(ch.recv().await, None);
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a value is taken from the channel only when the future completes with it,
+    /// so dropping the future (in a `select!` whose other branch won) loses nothing.
     pub async fn recv(&self) -> Option<T> {
         self.state.recv(Some("channel receive")).await
     }
