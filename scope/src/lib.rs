@@ -165,7 +165,9 @@ pub mod testing;
 
 pub use combinators::parallel::{Aggregate, ParallelOpts, parallel, parallel_aggregate};
 pub use combinators::race::race;
-pub use core::error::{BoxError, Error, Outcome, TimeoutOrigin, into_outcome, into_result};
+pub use core::error::{
+    BoxError, Error, Outcome, OutcomeKind, TimeoutOrigin, into_outcome, into_result,
+};
 pub use core::resources::DisposeResult;
 pub use core::scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
 pub use core::task::Task;

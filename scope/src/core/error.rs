@@ -18,6 +18,89 @@ pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 /// [`into_result`] when `?` reads better.
 pub type Outcome<T> = (Option<Error>, Option<T>);
 
+/// How a task ended, in one word: the `outcome` label of the metrics and the word the spans
+/// and the live tree use.
+///
+/// | kind | when |
+/// |---|---|
+/// | `Ok` | the task returned a value |
+/// | `Error` | the task's own error, or any error not listed below |
+/// | `Timeout` | a deadline passed ([`Error::Timeout`]) |
+/// | `Cancelled` | the task or its scope was cancelled ([`Error::Cancelled`]): not a failure |
+/// | `Panicked` | the task panicked ([`Error::Panicked`]) |
+/// | `Rejected` | refused without running: an open breaker ([`Error::CircuitOpen`]) or a closed scope ([`Error::Closed`]) |
+///
+/// ```
+/// use go_go_scope::{Error, OutcomeKind};
+///
+/// assert_eq!(OutcomeKind::of(None), OutcomeKind::Ok);
+/// assert_eq!(OutcomeKind::of(Some(&Error::CircuitOpen)).as_str(), "rejected");
+/// assert!(!OutcomeKind::Cancelled.is_failure());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum OutcomeKind {
+    /// The task returned a value.
+    Ok,
+    /// The task failed with its own error (or an error no other kind describes).
+    Error,
+    /// A deadline passed.
+    Timeout,
+    /// The task or its scope was cancelled.
+    Cancelled,
+    /// The task panicked.
+    Panicked,
+    /// The task was refused without running.
+    Rejected,
+}
+
+impl OutcomeKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [OutcomeKind; 6] = [
+        OutcomeKind::Ok,
+        OutcomeKind::Error,
+        OutcomeKind::Timeout,
+        OutcomeKind::Cancelled,
+        OutcomeKind::Panicked,
+        OutcomeKind::Rejected,
+    ];
+
+    /// The kind of an ending whose error is `error` (`None` for success).
+    pub fn of(error: Option<&Error>) -> OutcomeKind {
+        match error {
+            None => OutcomeKind::Ok,
+            Some(Error::Timeout { .. }) => OutcomeKind::Timeout,
+            Some(Error::Cancelled { .. }) => OutcomeKind::Cancelled,
+            Some(Error::Panicked { .. }) => OutcomeKind::Panicked,
+            Some(Error::CircuitOpen | Error::Closed) => OutcomeKind::Rejected,
+            Some(_) => OutcomeKind::Error,
+        }
+    }
+
+    /// The lower-case word: `ok`, `error`, `timeout`, `cancelled`, `panicked` or `rejected`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Ok => "ok",
+            OutcomeKind::Error => "error",
+            OutcomeKind::Timeout => "timeout",
+            OutcomeKind::Cancelled => "cancelled",
+            OutcomeKind::Panicked => "panicked",
+            OutcomeKind::Rejected => "rejected",
+        }
+    }
+
+    /// Whether this ending counts as a failure: everything but `Ok` and `Cancelled`.
+    pub const fn is_failure(self) -> bool {
+        !matches!(self, OutcomeKind::Ok | OutcomeKind::Cancelled)
+    }
+}
+
+impl std::fmt::Display for OutcomeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What went wrong in a scope or one of its tasks.
 ///
 /// `Error` is `Send + Sync + 'static` and implements [`std::error::Error`], so it travels through
