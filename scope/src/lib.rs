@@ -163,6 +163,10 @@ pub mod __private;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
+
 pub use combinators::parallel::{Aggregate, ParallelOpts, parallel, parallel_aggregate};
 pub use combinators::race::race;
 pub use core::error::{
