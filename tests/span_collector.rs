@@ -58,7 +58,9 @@ async fn the_span_collector_sees_names_parents_fields_and_attributes() {
 
 /// Records each span's name and its parent's name, for spans of any target.
 #[derive(Clone, Default)]
-struct Parents(std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>);
+struct Parents(std::sync::Arc<std::sync::Mutex<Vec<NameAndParent>>>);
+
+type NameAndParent = (String, Option<String>);
 
 impl<S> tracing_subscriber::Layer<S> for Parents
 where
