@@ -98,12 +98,14 @@
 //!
 //! ## Observability
 //! Every scope and task is a `tracing` span ([`trace`]: names, parentage, the attributes, error
-//! status), so any subscriber sees them; with the feature `otel`, `otel::OtelPipeline` exports
-//! them over OTLP in one call, or [`ScopeBuilder::tracer`] sends them to a tracer of your own.
+//! status), so any subscriber sees them; with the feature `otlp`, `otel::OtelPipeline` exports
+//! them over OTLP in one call, or (feature `otel`) [`ScopeBuilder::tracer`] sends them to a
+//! tracer of your own.
 //! [`Hooks`] see every task start and end, cancellations and disposals. [`ScopeMetrics`]
 //! ([`ScopeBuilder::metrics`]) counts and times tasks; with the feature `metrics`, the
 //! [`metrics`] module exports them as Prometheus text, JSON or OTLP/JSON, aggregates every scope
-//! by name in a process-wide registry for a `/metrics` endpoint, and pushes to a Pushgateway.
+//! by name in a process-wide registry for a `/metrics` endpoint, and (feature `pushgateway`)
+//! pushes to a Pushgateway.
 //! Log events go through `tracing` too (target `go_go_scope`).
 //!
 //! ## Testing
@@ -126,8 +128,10 @@
 //! |---|---|---|
 //! | `macros` | yes | `#[scoped]`, `go!`, `try_go!`, `try_go_raw!` |
 //! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
-//! | `otel` | no | `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call; `ScopeTracer::new` for a tracer of your own |
-//! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, Pushgateway push, `MetricsReporter` |
+//! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own; re-exports `opentelemetry` |
+//! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client) |
+//! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
+//! | `pushgateway` | no | `metrics`, plus `metrics::push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
 //! | `full` | no | all of them |
 //!
 //! # The guide
@@ -151,10 +155,26 @@ mod sync;
 mod time;
 
 pub use observe::metrics;
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use observe::otel;
+
+/// The OpenTelemetry API at the version this crate is built with, so that tracers and meters
+/// you hand to a scope need no version matching in your own `Cargo.toml`.
+///
+/// *Feature `otel`.*
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
-pub use observe::otel;
+pub use opentelemetry;
+
 pub use observe::trace;
+/// The `prometheus-client` crate at the version this crate is built with, for
+/// [`MetricsRegistry::collector`](metrics::MetricsRegistry::collector).
+///
+/// *Feature `metrics`.*
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use prometheus_client;
 
 #[doc(hidden)]
 pub mod __private;
