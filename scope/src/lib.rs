@@ -176,7 +176,10 @@ pub use observe::trace;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use prometheus_client;
 
+// Support for the code the macros generate (see the file's own docs); compiler messages quote
+// its file name.
 #[doc(hidden)]
+#[path = "macro_support.rs"]
 pub mod __private;
 
 #[cfg(feature = "testing")]
@@ -229,4 +232,24 @@ pub mod prelude {
 
     #[cfg(feature = "macros")]
     pub use crate::{go, scoped, try_go, try_go_raw};
+}
+
+/// The traits behind the macros' compile-time checks.
+///
+/// `#[scoped]`, `go!` and `try_go!` bound what you give them on these traits, so that a value of
+/// the wrong kind gets one message that names the option and says what to write, instead of a
+/// list of `From` or `Future` impls. They are implemented by this crate for every type that
+/// works; you never need to implement or name them.
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub mod dsl {
+    pub use crate::__private::{
+        AsScope, AttrValueOf, AwaitedFirst, BreakerCarrier, CarriesError, DurationValue,
+        ErrorMessage, GoFuture, NameValue, RetryValue, TimeoutCarrier, TracerValue, TryGoValue,
+    };
+
+    // The generated code calls methods of these; a bound of theirs that fails is quoted in
+    // "required by a bound in ..." notes, which then name this module.
+    #[doc(hidden)]
+    pub use crate::__private::{FallibleTag, PlainTag, Settled, Unawaited};
 }
