@@ -251,5 +251,8 @@ pub mod dsl {
     // The generated code calls methods of these; a bound of theirs that fails is quoted in
     // "required by a bound in ..." notes, which then name this module.
     #[doc(hidden)]
-    pub use crate::__private::{FallibleTag, PlainTag, Settled, Unawaited};
+    pub use crate::__private::{
+        FallibleTag, PanicAsError, PanicAsMessage, PanicResumes, PlainTag, RawTarget, Settled,
+        Unawaited, ValueProbe,
+    };
 }
