@@ -329,6 +329,11 @@ impl Scope {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Panics
+    /// When called from a thread outside any Tokio runtime (a plain `std::thread` holding a
+    /// clone of the scope): the closure goes to the blocking pool of the runtime the caller
+    /// runs on, unlike [`spawn`](Scope::spawn), which uses the scope's runtime from anywhere.
     #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> Task<R>
     where
