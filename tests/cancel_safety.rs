@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
+use futures::StreamExt;
 use go_go_scope::{
     Broadcast, Channel, CircuitBreaker, CircuitState, Error, ParallelOpts, Pool, PoolOptions,
     Scope, Select, ThrottleOptions,
@@ -40,6 +41,27 @@ async fn dropped(signal: oneshot::Receiver<()>) -> bool {
     tokio::time::timeout(Duration::from_secs(3600), signal)
         .await
         .is_ok()
+}
+
+// ---------------------------------------------------------------- Channel as a Stream
+
+// A `next()` on a channel handle dropped after a send woke it, before it ran again, takes
+// nothing: the handle's next `next()` gets the value.
+#[tokio::test]
+async fn a_dropped_channel_stream_next_takes_nothing() {
+    for capacity in [0, 1] {
+        let ch = Channel::new(capacity);
+        let mut values = ch.clone();
+        {
+            let mut next = values.next();
+            assert!(poll_once(&mut next).await.is_pending());
+            // With capacity 0 this goes through only because the handle's receive waits.
+            ch.try_send(3).unwrap();
+        }
+        assert_eq!(values.next().await, Some(3), "capacity {capacity}");
+        ch.close();
+        assert_eq!(values.next().await, None);
+    }
 }
 
 // ---------------------------------------------------------------- Subscriber::recv

@@ -296,6 +296,12 @@ type PendingRecv<T> = Pin<Box<dyn Future<Output = Option<T>> + Send>>;
 /// s.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// [`recv`](Channel::recv) is cancel safe and [`send`](Channel::send) never delivers a value
+/// whose future was dropped; see their docs. Used as a [`Stream`], a receive that has to
+/// wait is kept in this handle rather than in the `next()` future, so dropping that future
+/// takes nothing either, and the handle's next poll picks the receive up again.
 pub struct Channel<T> {
     state: Arc<State<T>>,
     /// The receive in progress for the `Stream` impl; a `Mutex` only so the handle stays
