@@ -7,7 +7,9 @@ learns which errors come back and when. So, in scope/src (outside `__private`):
 
 1. every `pub async fn`, and every `pub fn` that returns `impl Future`, has a
    `# Cancel safety` section in its doc comment;
-2. every `pub fn` (async or not) that returns a `Result` has an `# Errors` section.
+2. every `pub fn` (async or not) that returns a `Result` has an `# Errors` section;
+3. every public type that is itself awaited or streamed (it implements `Future`, `IntoFuture`
+   or `Stream`) has a `# Cancel safety` section in its own doc comment.
 
 `pub(crate)` and narrower items are not public API and are not checked; neither is code in
 `#[cfg(test)]` modules. Files in NOT_YET_AUDITED are skipped (each entry is a file whose
@@ -41,6 +43,7 @@ NOT_YET_AUDITED = [
 PUBLIC_FN = re.compile(r"^\s*pub\s+(?:const\s+)?(async\s+)?(?:unsafe\s+)?fn\s+(\w+)")
 CFG_TEST = re.compile(r"^\s*#\[cfg\((?:all\()?\s*test\b")
 RETURNS_RESULT = re.compile(r"->\s*(?:[\w:]+::)?Result\s*<")
+AWAITABLE_IMPL = re.compile(r"^\s*impl\b.*?\b(?:[\w:]+::)?(Future|IntoFuture|Stream)\s+for\s+(\w+)")
 RETURNS_FUTURE = re.compile(r"->\s*impl\s+(?:[\w:]+::)?(?:Into)?Future\b")
 CANCEL_SAFETY = re.compile(r"^\s*///\s*#\s+Cancel safety\s*$")
 ERRORS = re.compile(r"^\s*///\s*#\s+Errors\s*$")
@@ -131,6 +134,21 @@ def check_file(path, shown):
                 f"{shown}:{i + 1}: `{name}` returns a Result but its docs have no `# Errors` "
                 "section (say which errors come back, and when)"
             )
+    for i, line in enumerate(lines):
+        match = AWAITABLE_IMPL.match(line)
+        if not match or i in skipped:
+            continue
+        trait, name = match.groups()
+        declared = re.compile(rf"^\s*pub\s+(?:struct|enum)\s+{name}\b")
+        for j, candidate in enumerate(lines):
+            if declared.match(candidate) and j not in skipped:
+                doc = doc_above(lines, j)
+                if not any(CANCEL_SAFETY.match(d) for d in doc):
+                    problems.append(
+                        f"{shown}:{j + 1}: `{name}` implements `{trait}` but its docs have no "
+                        "`# Cancel safety` section (say what dropping it mid-way does)"
+                    )
+                break
     return problems
 
 
@@ -170,12 +188,18 @@ def self_test():
             "    docsrs,\n    doc(cfg(feature = \"x\"))\n)]\npub fn attributed()\n"
             "    -> std::io::Result<u8>\n{}\n"
             "#[cfg(test)]\nmod tests {\n    pub async fn helper() -> Result<(), ()> {}\n}\n"
+            "/// A handle.\n///\n/// # Cancel safety\n/// Safe.\npub struct Handle<T>(T);\n"
+            "impl<T> Future for Handle<T> {}\nstruct Private;\nimpl Future for Private {}\n"
+            "impl<S: Stream> FusedStream for Handle<S> {}\n"
         )
         (src / "sync" / "bad.rs").write_text(
             "/// No sections.\npub async fn waits() -> Result<(), Error> {}\n"
             "/// Returns a future.\npub fn later(&self) -> impl Future<Output = ()> {}\n"
             "/// Fallible.\n///\n/// # Cancel safety\n/// Not async, so this does not count.\n"
             "pub fn parse(\n    text: &str,\n) -> Result<u8, ParseError> {}\n"
+            "/// Awaited.\n#[must_use]\npub struct Sel<'a, R> {}\n"
+            "impl<'a, R: 'a> IntoFuture for Sel<'a, R> {}\n"
+            "/// Streamed.\npub struct Items<S>(S);\nimpl<S: Stream> futures::Stream for Items<S> {}\n"
         )
         (src / "skipped.rs").write_text("pub async fn unchecked() {}\n")
         (src / "fixed.rs").write_text("/// Fine.\npub fn fine() {}\n")
@@ -189,6 +213,8 @@ def self_test():
             "scope/src/sync/bad.rs:2: `waits` returns a Result",
             "scope/src/sync/bad.rs:4: `later` returns a future",
             "scope/src/sync/bad.rs:9: `parse` returns a Result",
+            "scope/src/sync/bad.rs:14: `Sel` implements `IntoFuture`",
+            "scope/src/sync/bad.rs:17: `Items` implements `Stream`",
         ]
         for needle in expected:
             assert needle in text, f"self-test: expected a problem starting {needle!r}:\n{text}"

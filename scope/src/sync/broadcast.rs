@@ -247,6 +247,11 @@ async fn next<T: Clone>(mut receiver: tokio_broadcast::Receiver<T>) -> Next<T> {
 
 /// One subscription to a [`Broadcast`]; also a [`Stream`] of the same items as
 /// [`recv`](Subscriber::recv). Dropping it unsubscribes.
+///
+/// # Cancel safety
+/// The wait for the next value lives in the subscriber itself, so dropping a
+/// [`recv`](Subscriber::recv) future or a `next()` future of the stream before it completes
+/// takes nothing: the next call gets the value.
 pub struct Subscriber<T> {
     next: ReusableBoxFuture<'static, Next<T>>,
     done: bool,
