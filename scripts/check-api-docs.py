@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks the rustdoc headings of the go-go-scope crate's public functions.
+"""Checks the rustdoc headings of the go-go-scope crate's public API.
 
 Tokio's convention, kept here: a user reading an async method's docs learns whether it may sit
 in a `select!` (what dropping its future mid-way does), and a user reading a fallible one
