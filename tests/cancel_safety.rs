@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use go_go_scope::{
     Broadcast, Channel, CircuitBreaker, CircuitState, Error, ParallelOpts, Pool, PoolOptions,
-    Scope, Select, ThrottleOptions,
+    Scope, Select, ThrottleOptions, tracked_wait,
 };
 use go_go_scope_tests::DropFlag;
 use tokio::sync::oneshot;
@@ -291,6 +291,41 @@ async fn a_dropped_provide_with_registers_nothing() {
     assert!(s.service::<Db>().is_none());
     s.close().await.unwrap();
     assert!(!disposed.load(Ordering::SeqCst));
+}
+
+// ---------------------------------------------------------------- tracked_wait
+
+// A tracked wait that lost a select is no longer a wait: the deadlock detector does not report
+// it, however long the task then runs; a later wait that lasts is reported.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_tracked_wait_is_not_reported() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let s = Scope::builder()
+        .deadlock_detection(Duration::from_millis(100), move |waiting| {
+            sink.lock()
+                .unwrap()
+                .extend(waiting.iter().map(|w| w.resource));
+        })
+        .build()
+        .unwrap();
+    let task = s.spawn(async {
+        tokio::select! {
+            () = tracked_wait("db lock", std::future::pending::<()>()) => {}
+            () = sleep(Duration::from_millis(10)) => {}
+        }
+        sleep(Duration::from_secs(1)).await;
+        tracked_wait("cache", sleep(Duration::from_secs(1))).await;
+    });
+    task.await;
+    // The wait that ran its course is reported, so the detector was watching all along.
+    let reported = seen.lock().unwrap().clone();
+    assert!(!reported.is_empty());
+    assert!(
+        reported.iter().all(|resource| *resource == "cache"),
+        "{reported:?}"
+    );
+    s.close().await.unwrap();
 }
 
 // ---------------------------------------------------------------- Task
