@@ -348,6 +348,11 @@ impl Scope {
     /// assert!(!poller.status().running);
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the scope is closed (or closing); the scope's cancellation error
+    /// ([`Error::Cancelled`] or [`Error::Timeout`]) when it is cancelled; otherwise
+    /// [`Error::InvalidOption`] for a zero interval.
     pub fn poll<T, F, Fut, E, V, VFut>(
         &self,
         poll: F,
@@ -386,6 +391,10 @@ impl Scope {
 /// drop(poller); // stops polling
 /// # }
 /// ```
+///
+/// # Errors
+/// [`Error::NoRuntime`] outside a Tokio runtime; [`Error::InvalidOption`] for a zero
+/// interval.
 pub fn poll<T, F, Fut, E, V, VFut>(
     poll: F,
     on_value: V,
