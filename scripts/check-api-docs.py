@@ -37,7 +37,6 @@ NOT_YET_AUDITED = [
     "scope/src/observe/metrics/reporter.rs",
     "scope/src/observe/otel.rs",
     "scope/src/testing.rs",
-    "scope/src/tower.rs",
 ]
 
 PUBLIC_FN = re.compile(r"^\s*pub\s+(?:const\s+)?(async\s+)?(?:unsafe\s+)?fn\s+(\w+)")

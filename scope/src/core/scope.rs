@@ -330,10 +330,9 @@ impl Scope {
     /// # }
     /// ```
     ///
-    /// # Panics
-    /// When called from a thread outside any Tokio runtime (a plain `std::thread` holding a
-    /// clone of the scope): the closure goes to the blocking pool of the runtime the caller
-    /// runs on, unlike [`spawn`](Scope::spawn), which uses the scope's runtime from anywhere.
+    /// Like [`spawn`](Scope::spawn), it works from any thread, also one outside the runtime
+    /// (a plain `std::thread` holding a clone of the scope): the closure goes to the blocking
+    /// pool of the scope's own runtime.
     #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> Task<R>
     where
@@ -346,7 +345,7 @@ impl Scope {
             Ok(_) => BlockingGuard(Arc::clone(&self.shared)),
             Err(error) => return Task::rejected(error, 0, None),
         };
-        let handle = tokio::task::spawn_blocking(move || {
+        let handle = self.shared.runtime.spawn_blocking(move || {
             let _counted = blocking;
             f()
         });
