@@ -7,6 +7,7 @@
 //! call becomes the trial. Only the trial decides: a call admitted while the breaker was still
 //! closed that ends once it is open or half-open changes nothing.
 
+use futures::FutureExt as _;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -382,16 +383,21 @@ impl CircuitBreaker {
     /// [`Error::Failed`] (or itself, when `call` returns [`Error`]).
     ///
     /// # Panics
-    /// Only when `call` panics: the panic goes on to the caller, and the breaker counts the
-    /// call like a dropped one, not as a failure. (A scope's breaker, by contrast, counts a
-    /// task's caught panic as a failure.)
+    /// Only when `call` panics: the panic goes on to the caller, after the breaker has counted
+    /// the call as a failure (as a scope's breaker counts a task's caught panic).
     pub async fn call<F, T, E>(&self, call: F) -> Result<T, Error>
     where
         F: Future<Output = Result<T, E>>,
         E: Into<BoxError>,
     {
         let admission = self.admit()?;
-        let result = call.await.map_err(Error::from_task_error);
+        let result = match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(result) => result.map_err(Error::from_task_error),
+            Err(payload) => {
+                admission.settle(false);
+                std::panic::resume_unwind(payload);
+            }
+        };
         admission.settle(result.is_ok());
         result
     }
