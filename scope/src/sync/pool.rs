@@ -239,7 +239,7 @@ impl<T: Send + 'static> Inner<T> {
             pool: self,
             rest: idle.into_iter(),
         };
-        while let Some(resource) = pending.rest.next() {
+        for resource in pending.rest.by_ref() {
             self.destroy_now(resource).await;
         }
     }
