@@ -114,7 +114,8 @@ impl FallibleTag {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        with_ambient_scope(|shared| spawn_body(shared, Fallible::new(future), TaskSpec::plain()))
+        let spec = TaskSpec::plain();
+        with_ambient_scope(|shared| spawn_body(shared, Fallible::new(future), spec))
     }
 
     /// Spawns into `scope`.
@@ -161,7 +162,8 @@ impl PlainTag {
         F: GoFuture + Send + 'static,
         F::Value: Send + 'static,
     {
-        with_ambient_scope(|shared| spawn_body(shared, Plain::new(future), TaskSpec::plain()))
+        let spec = TaskSpec::plain();
+        with_ambient_scope(|shared| spawn_body(shared, Plain::new(future), spec))
     }
 
     /// Spawns into `scope`.

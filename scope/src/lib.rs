@@ -104,7 +104,9 @@
 //! ([`ScopeBuilder::metrics`]) counts and times tasks; with the feature `metrics`, the
 //! [`metrics`] module exports them as Prometheus text, JSON or OTLP/JSON, aggregates every scope
 //! by name in a process-wide registry for a `/metrics` endpoint, and pushes to a Pushgateway.
-//! Log events go through `tracing` too (target `go_go_scope`).
+//! Log events go through `tracing` too (target `go_go_scope`). The [`introspect`] module shows
+//! the live tree of scopes and tasks and what each task waits on ([`Scope::tree`],
+//! [`introspect::snapshot`]), as text or JSON.
 //!
 //! ## Testing
 //! The module `testing` (feature `testing`) has a recording `TestScope`, `assert_closed`,
@@ -127,6 +129,7 @@
 //! | `macros` | yes | `#[scoped]`, `go!`, `try_go!`, `try_go_raw!` |
 //! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
 //! | `otel` | no | `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call; `ScopeTracer::new` for a tracer of your own |
+//! | `introspect-json` | no | [`introspect::Tree::to_json`]: the live tree as JSON (serde) |
 //! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, Pushgateway push, `MetricsReporter` |
 //! | `full` | no | all of them |
 //!
@@ -150,6 +153,7 @@ mod resilience;
 mod sync;
 mod time;
 
+pub use observe::introspect;
 pub use observe::metrics;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]

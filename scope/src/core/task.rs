@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -454,15 +454,20 @@ pub(crate) struct TaskSpec {
     /// The scope's limit as found before the task took a permit, when the caller took one
     /// already (see [`Shared::limit_snapshot`]).
     pub(crate) limit_before: Option<LimitSnapshot>,
+    /// Where the task was spawned: the caller of the public spawn method.
+    pub(crate) location: &'static Location<'static>,
 }
 
 impl TaskSpec {
+    /// A plain task spawned from the caller's location.
+    #[track_caller]
     pub(crate) fn plain() -> TaskSpec {
         TaskSpec {
             name: None,
             runs_attempts: false,
             details: None,
             limit_before: None,
+            location: Location::caller(),
         }
     }
 }
@@ -479,6 +484,7 @@ where
         runs_attempts,
         details,
         limit_before,
+        location,
     } = spec;
     let index = match shared.admit() {
         Ok(index) => index,
@@ -497,7 +503,8 @@ where
         let task = SpawnedTask {
             scope: shared,
             index,
-            name: name.as_deref(),
+            name: name.as_ref(),
+            location,
             runs_attempts,
             details: details.as_ref(),
             limit_before,
@@ -516,9 +523,10 @@ where
             Err(_) => Permit::Waiting(Box::new(PermitWait {
                 semaphore: PollSemaphore::new(Arc::clone(semaphore)),
                 _wait: shared.features().and_then(|_| {
-                    let task = name
-                        .as_deref()
-                        .map_or_else(|| format!("task-{index}"), str::to_owned);
+                    let task = TaskIdent {
+                        index,
+                        name: name.clone(),
+                    };
                     shared.begin_wait(Some(&task), "concurrency permit")
                 }),
                 _queued: Queued::new(shared),
