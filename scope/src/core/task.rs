@@ -454,25 +454,22 @@ pub(crate) struct TaskSpec {
     /// The scope's limit as found before the task took a permit, when the caller took one
     /// already (see [`Shared::limit_snapshot`]).
     pub(crate) limit_before: Option<LimitSnapshot>,
-    /// Where the task was spawned: the caller of the public spawn method.
-    pub(crate) location: &'static Location<'static>,
 }
 
 impl TaskSpec {
-    /// A plain task spawned from the caller's location.
-    #[track_caller]
     pub(crate) fn plain() -> TaskSpec {
         TaskSpec {
             name: None,
             runs_attempts: false,
             details: None,
             limit_before: None,
-            location: Location::caller(),
         }
     }
 }
 
 /// Spawns `body` into the scope behind `shared`: the single entry point for every task.
+/// `#[track_caller]` all the way from the public spawn methods, so that the live tree shows
+/// where each task was spawned.
 #[track_caller]
 pub(crate) fn spawn_body<B, T>(shared: &Arc<Shared>, body: B, spec: TaskSpec) -> Task<T>
 where
@@ -484,7 +481,6 @@ where
         runs_attempts,
         details,
         limit_before,
-        location,
     } = spec;
     let index = match shared.admit() {
         Ok(index) => index,
@@ -504,7 +500,8 @@ where
             scope: shared,
             index,
             name: name.as_ref(),
-            location,
+            // The caller of the public spawn method: every path to here is `#[track_caller]`.
+            location: Location::caller(),
             runs_attempts,
             details: details.as_ref(),
             limit_before,

@@ -293,7 +293,6 @@ impl<S: Attempts> TaskBuilder<S> {
                 runs_attempts: true,
                 details: Some(run),
                 limit_before,
-                location: std::panic::Location::caller(),
             },
         )
     }
