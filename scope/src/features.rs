@@ -50,7 +50,9 @@ pub(crate) struct ScopeInit<'a> {
     pub(crate) explicit_parent: bool,
 }
 
-/// Checks the options, then builds the scope's features (`None` when it has none).
+/// Checks the options, then builds the scope's features (`None` when it has none). Called once,
+/// from `ScopeBuilder::build`, and inlined there.
+#[inline]
 pub(crate) fn assemble(
     options: Option<Box<FeatureOptions>>,
     init: &ScopeInit<'_>,
@@ -72,7 +74,7 @@ pub(crate) fn assemble(
             "the threshold must be greater than zero",
         ));
     }
-    let introspector = introspector(introspect, init.parent)?;
+    let introspector = introspector(&introspect, init.parent)?;
     let parent = init.parent.and_then(|p| p.features());
     let mut features = Features::default();
     let trace = ScopeTrace::start(

@@ -155,9 +155,22 @@ impl ScopeBuilder {
 }
 
 /// Builds the scope's introspector when it should have one: asked by its builder, by the
-/// process-wide switch, or inherited from an introspected parent.
+/// process-wide switch, or inherited from an introspected parent. Most scopes have none, and
+/// find out with a few loads.
+#[inline]
 pub(crate) fn introspector(
-    options: IntrospectOptions,
+    options: &IntrospectOptions,
+    parent: Option<&Arc<Shared>>,
+) -> Result<Option<Introspector>, Error> {
+    if !options.enabled && !is_enabled() && parent.is_none_or(|p| p.features().is_none()) {
+        return Ok(None);
+    }
+    build_introspector(options, parent)
+}
+
+#[cold]
+fn build_introspector(
+    options: &IntrospectOptions,
     parent: Option<&Arc<Shared>>,
 ) -> Result<Option<Introspector>, Error> {
     if let Some(threshold) = options.long_wait {
