@@ -129,7 +129,7 @@
 //! | `macros` | yes | `#[scoped]`, `go!`, `try_go!`, `try_go_raw!` |
 //! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
 //! | `otel` | no | `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call; `ScopeTracer::new` for a tracer of your own |
-//! | `introspect-json` | no | [`introspect::Tree::to_json`]: the live tree as JSON (serde) |
+//! | `introspect-json` | no | `introspect::Tree::to_json`: the live tree as JSON (serde) |
 //! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, Pushgateway push, `MetricsReporter` |
 //! | `full` | no | all of them |
 //!
