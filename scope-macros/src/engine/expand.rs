@@ -520,7 +520,9 @@ pub fn try_go(krate: Option<&syn::Path>, expr: TokenStream, raw: bool) -> TokenS
     quote! {
         match #catch {
             #caught => {
+                use #private::{SettledKind as _, UnawaitedKind as _};
                 use #private::{RawAsErrorKind as _, RawAsMessageKind as _, RawResumesKind as _};
+                let #caught = (&#private::ValueProbe::of(&#caught)).__value_kind().settle(#caught);
                 (&&&#private::RawTarget::of(&#caught)).__raw_kind().split(#caught)
             }
         }

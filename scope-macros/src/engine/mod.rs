@@ -91,23 +91,8 @@ pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
         )
         .to_compile_error();
     }
-    if let Some(proc_macro2::TokenTree::Punct(question)) = args.expr.clone().into_iter().last()
-        && question.as_char() == '?'
-    {
-        return syn::Error::new(
-            question.span(),
-            with_help(
-                format!(
-                    "this `?` would return from the closure `{name}!` runs the expression in, \
-                     not from your fn"
-                ),
-                format!(
-                    "drop the `?`: `{name}!` catches the error itself and gives it back in the \
-                     tuple, `let (err, value) = {name}!(text.parse::<u32>());`"
-                ),
-            ),
-        )
-        .to_compile_error();
+    if let Some(error) = escaping_control_flow(&args.expr, name) {
+        return error.to_compile_error();
     }
     if let Some(comma) = args::second_expression(args.expr.clone()) {
         return syn::Error::new(
@@ -123,6 +108,57 @@ pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
         .to_compile_error();
     }
     expand::try_go(args.krate.as_ref(), args.expr, raw)
+}
+
+/// A `?` or `return` among the expression's own tokens: `try_go!` runs the expression in a
+/// closure (to catch panics), so either would leave that closure, not the caller's fn. Tokens
+/// inside groups are not searched: a `return` there is usually a nested closure's own.
+fn escaping_control_flow(expr: &TokenStream, name: &str) -> Option<syn::Error> {
+    let last = expr.clone().into_iter().count().saturating_sub(1);
+    for (index, token) in expr.clone().into_iter().enumerate() {
+        match &token {
+            proc_macro2::TokenTree::Punct(question) if question.as_char() == '?' => {
+                let fix = if index == last {
+                    format!(
+                        "drop the `?`: `{name}!` catches the error itself and gives it back in \
+                         the tuple, `let (err, value) = {name}!(text.parse::<u32>());`"
+                    )
+                } else {
+                    format!(
+                        "give `{name}!` the fallible step alone, `let (err, value) = \
+                         {name}!(text.parse::<u32>());`, and continue with `value` after it"
+                    )
+                };
+                return Some(syn::Error::new(
+                    question.span(),
+                    with_help(
+                        format!(
+                            "this `?` would return from the closure `{name}!` runs the \
+                             expression in, not from your fn"
+                        ),
+                        fix,
+                    ),
+                ));
+            }
+            proc_macro2::TokenTree::Ident(ident) if ident == "return" => {
+                return Some(syn::Error::new(
+                    ident.span(),
+                    with_help(
+                        format!(
+                            "this `return` would return from the closure `{name}!` runs the \
+                             expression in, not from your fn"
+                        ),
+                        format!(
+                            "return after `{name}!` instead: `let (err, value) = \
+                             {name}!(parse(text)); if let Some(err) = err {{ return Err(err); }}`"
+                        ),
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Parses and validates the arguments of `#[scoped(..)]` (the part inside the parentheses).

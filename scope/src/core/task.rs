@@ -46,6 +46,12 @@ use crate::core::scope::{LimitSnapshot, Queued, Shared};
 /// scope.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// Awaiting `&mut task` is cancel safe: `Task` is `Unpin`, and the outcome is taken only by
+/// the poll that returns it, so a `select!` branch on `&mut task` that loses leaves the
+/// outcome for a later await. Awaiting `task` itself moves the handle into the `select!`;
+/// dropping it there loses the outcome, though the task runs on, owned by its scope.
 pub struct Task<T> {
     state: State<T>,
     index: u64,

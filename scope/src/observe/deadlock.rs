@@ -234,6 +234,10 @@ pub(crate) fn begin_wait(resource: &'static str) -> Option<WaitGuard> {
 /// scope.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// As cancel safe as `future`: dropping this future drops `future` and ends the wait's
+/// registration, so a dropped wait is no longer reported.
 pub async fn tracked_wait<F: Future>(resource: &'static str, future: F) -> F::Output {
     let _guard = begin_wait(resource);
     future.await

@@ -5,7 +5,7 @@ pub(crate) mod deadlock;
 pub(crate) mod hooks;
 pub mod introspect;
 pub mod metrics;
-#[cfg(feature = "otel")]
+#[cfg(feature = "otlp")]
 pub mod otel;
 pub(crate) mod profiler;
 pub mod trace;

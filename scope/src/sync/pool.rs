@@ -419,6 +419,19 @@ impl<T: Send + 'static> Pool<T> {
     /// pool.close().await;
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping the future while it creates the `min` resources drops the
+    /// pool with it, and the resources created so far are dropped without `destroy` running
+    /// for them. Do not drop it mid-way when every resource must go through `destroy`.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidOption`] when `max` is 0 or above
+    ///   [`Semaphore::MAX_PERMITS`], or `min` is above `max`;
+    /// - [`Error::NoRuntime`] outside a Tokio runtime;
+    /// - the error of the first `create` that fails while making the `min` resources, as
+    ///   [`Error::Failed`] (or itself, when `create` returns [`Error`]), or [`Error::Panicked`]
+    ///   when it panicked. The resources made before it are destroyed first.
     pub async fn new(options: PoolOptions<T>) -> Result<Pool<T>, Error> {
         if options.max == 0 {
             return Err(Error::invalid(
@@ -498,6 +511,26 @@ impl<T: Send + 'static> Pool<T> {
     /// assert!(pool.acquire().await.is_ok());
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future takes nothing from the pool and leaves no slot taken.
+    /// A caller dropped while waiting gives up its place in the queue (callers behind it move
+    /// up); one dropped while its resource is being created drops that creation, and the
+    /// room it had reserved is free again. A resource is only ever lent by the poll that
+    /// completes the future with its guard.
+    ///
+    /// # Errors
+    /// - [`Error::PoolClosed`] when the pool is closed, at the call or while waiting;
+    /// - [`Error::Timeout`] (origin `"pool acquire"`) when no resource could be lent within
+    ///   `acquire_timeout`, waiting and creating included;
+    /// - `create`'s error when a new resource was needed and its creation failed, as
+    ///   [`Error::Failed`] (or itself, when `create` returns [`Error`]), or [`Error::Panicked`]
+    ///   when it panicked. The failed slot is free again.
+    ///
+    /// # Panics
+    /// When it has to wait or to create a resource outside a Tokio runtime, or on a runtime
+    /// built without timers (`enable_time`): the `acquire_timeout` is a Tokio timer. Lending
+    /// an idle resource sets no timer.
     pub async fn acquire(&self) -> Result<PoolGuard<T>, Error> {
         let inner = &self.inner;
         let permit = match Arc::clone(&inner.room).try_acquire_owned() {
@@ -543,6 +576,22 @@ impl<T: Send + 'static> Pool<T> {
     /// assert_eq!(pool.stats().available, 1);
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Dropping the future while it waits for a resource is as harmless as dropping
+    /// [`acquire`](Pool::acquire). Dropping it while `f` runs drops `f`'s future and gives the
+    /// resource back to the pool as `f` left it, to be lent again; if a half-finished `f`
+    /// can leave the resource unusable (a connection in the middle of a request), use
+    /// [`acquire`](Pool::acquire) and [`PoolGuard::discard`] instead.
+    ///
+    /// # Errors
+    /// As [`acquire`](Pool::acquire); `f` has not run then. What `f` returns is passed through
+    /// as the `Ok` value, errors included.
+    ///
+    /// # Panics
+    /// When `f` panics: the panic goes on to the caller, and the resource is destroyed rather
+    /// than lent again. Also as [`acquire`](Pool::acquire) does, outside a Tokio runtime or
+    /// on one without timers.
     pub async fn execute<R>(&self, f: impl AsyncFnOnce(&mut T) -> R) -> Result<R, Error> {
         let mut guard = self.acquire().await?;
         Ok(f(&mut guard).await)
@@ -564,6 +613,24 @@ impl<T: Send + 'static> Pool<T> {
 
     /// Closes the pool: waiting and later `acquire`s fail with [`Error::PoolClosed`], idle
     /// resources are destroyed now, lent ones when they come back. Idempotent.
+    ///
+    /// ```
+    /// use go_go_scope::{Error, Pool, PoolOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::new(PoolOptions::new(|| async { Ok::<_, Error>(()) }).min(1)).await.unwrap();
+    /// pool.close().await;
+    /// assert!(pool.is_closed());
+    /// assert_eq!(pool.stats().total, 0);
+    /// assert!(matches!(pool.acquire().await, Err(Error::PoolClosed)));
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: the pool is closed by the first poll, but the idle resources are
+    /// destroyed one after another by this future; if it is dropped before it completes, the
+    /// ones not destroyed yet are dropped without `destroy` running, and a later `close`
+    /// returns at once.
     pub async fn close(&self) {
         self.inner.close().await;
     }
@@ -657,6 +724,13 @@ impl Scope {
     /// assert!(matches!(pool.acquire().await, Err(Error::PoolClosed)));
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// As [`Pool::new`]: dropping the future while it creates the `min` resources drops them
+    /// without `destroy`, and the scope is left without the pool.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the scope is closed (or closing); otherwise as [`Pool::new`].
     pub async fn pool<T: Send + 'static>(&self, options: PoolOptions<T>) -> Result<Pool<T>, Error> {
         if self.is_closed() {
             return Err(Error::Closed);

@@ -746,9 +746,9 @@ impl<V> SettledKind for &ValueProbe<V> {}
 
 /// Never implemented: a future given to `try_go!` without `.await` is reported through it.
 #[diagnostic::on_unimplemented(
-    message = "`try_go!` was given a future, `{Self}`, that nothing awaits",
+    message = "`try_go!` and `try_go_raw!` were given a future, `{Self}`, that nothing awaits",
     label = "this future is never awaited",
-    note = "end the expression with `.await`: `try_go!(fetch().await)`; `try_go!` then awaits it \
+    note = "end the expression with `.await`: `try_go!(fetch().await)`; the macro then awaits it \
             and catches a panic in any of its polls"
 )]
 pub trait AwaitedFirst {
@@ -763,6 +763,21 @@ impl Unawaited {
         _caught: Result<V, Payload>,
     ) -> (Option<String>, Option<V::Value>) {
         unreachable!("`AwaitedFirst` has no implementation")
+    }
+}
+
+impl Unawaited {
+    /// `try_go_raw!`: reports the missing `.await`; the value's type becomes an error type, so
+    /// nothing else is reported about it.
+    pub fn settle<V: AwaitedFirst>(self, _caught: Result<V, Payload>) -> Result<V::Value, Payload> {
+        unreachable!("`AwaitedFirst` has no implementation")
+    }
+}
+
+impl Settled {
+    /// `try_go_raw!`: the value as it is.
+    pub fn settle<V>(self, caught: Result<V, Payload>) -> Result<V, Payload> {
+        caught
     }
 }
 
