@@ -231,6 +231,27 @@ def check_metrics_example_serves_valid_prometheus_text(state):
     state["metrics_text"] = text
 
 
+def check_debug_scopes_shows_the_live_tree():
+    status, headers, body = http(f"http://{METRICS_ADDR}/debug/scopes")
+    expect(status == 200, f"/debug/scopes answered {status}")
+    text = body.decode()
+    expect(text.startswith("scope http-server (#"), f"the server's scope heads the tree:\n{text}")
+    expect("waiting on tcp accept" in text, f"the accept loop waits on a named wait:\n{text}")
+    status, headers, body = http(f"http://{METRICS_ADDR}/debug/scopes?format=json")
+    expect(status == 200, f"/debug/scopes?format=json answered {status}")
+    content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+    expect(content_type == "application/json", f"Content-Type {content_type!r}")
+    scopes = json.loads(body)["scopes"]
+    server = next((s for s in scopes if s["name"] == "http-server"), None)
+    expect(server is not None, f"no http-server scope in {scopes}")
+    expect(server["tracked"] and server["depth"] == 0, f"server scope {server}")
+    accept = [t for t in server["tasks"] if t.get("on") == "tcp accept"]
+    expect(len(accept) == 1 and accept[0]["state"] == "waiting", f"tasks {server['tasks']}")
+    expect(accept[0]["spawned_at"]["file"].endswith("prometheus_metrics.rs"), f"task {accept[0]}")
+    wait_for_value('goscope_tasks_by_state{job="goscope-example",scope="http-server",'
+                   'state="tracked_wait"}', 1)
+
+
 def check_prometheus_scrapes_the_expected_values():
     wait_for_value('up{job="goscope-example"}', 1)
     for name, value in EXPECTED_ORDERS.items():
@@ -371,6 +392,7 @@ def main():
             ("metrics example serves valid Prometheus text",
              lambda: check_metrics_example_serves_valid_prometheus_text(state)),
             ("Prometheus scrapes the expected values", check_prometheus_scrapes_the_expected_values),
+            ("/debug/scopes shows the live tree", check_debug_scopes_shows_the_live_tree),
             ("pushed groups are queryable", check_pushed_groups_are_queryable),
             ("OTel metrics export is valid OTLP/JSON", check_otel_metrics_export_is_valid_otlp_json),
             ("receiver decodes gzip and rejects undecodable input",

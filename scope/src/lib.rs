@@ -106,7 +106,9 @@
 //! [`metrics`] module exports them as Prometheus text, JSON or OTLP/JSON, aggregates every scope
 //! by name in a process-wide registry for a `/metrics` endpoint, and (feature `pushgateway`)
 //! pushes to a Pushgateway.
-//! Log events go through `tracing` too (target `go_go_scope`).
+//! Log events go through `tracing` too (target `go_go_scope`). The [`introspect`] module shows
+//! the live tree of scopes and tasks and what each task waits on ([`Scope::tree`],
+//! [`introspect::snapshot`]), as text or JSON.
 //!
 //! ## Testing
 //! The module `testing` (feature `testing`) has a recording `TestScope`, `assert_closed`,
@@ -132,6 +134,7 @@
 //! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client) |
 //! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
 //! | `pushgateway` | no | `metrics`, plus `metrics::push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
+//! | `introspect-json` | no | `introspect::Tree::to_json`: the live tree as JSON (serde) |
 //! | `full` | no | all of them |
 //!
 //! # The guide
@@ -154,6 +157,7 @@ mod resilience;
 mod sync;
 mod time;
 
+pub use observe::introspect;
 pub use observe::metrics;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]

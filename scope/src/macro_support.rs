@@ -17,14 +17,13 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
 use crate::core::context;
 use crate::core::error::{BoxError, panic_message};
-use crate::core::scope::{BodyEnd, Shared};
+use crate::core::scope::BodyEnd;
 use crate::core::task::{Fallible, Plain, TaskSpec, spawn_body};
 use crate::resilience::task_builder::{SingleAttempt, TaskBuilder};
 
@@ -59,17 +58,6 @@ fn no_scope() -> ! {
         "go!() found no scope to spawn into: call it inside a #[scoped] fn, a Scope::run body or \
          a task of a scope, or name the scope explicitly with go!(scope = s, ..)"
     )
-}
-
-/// Runs `spawn` with the ambient scope's state.
-#[track_caller]
-fn with_ambient_scope<R>(spawn: impl FnOnce(&Arc<Shared>) -> R) -> R {
-    // Copied out: spawning may run user code (a `before_task` hook), which may look for its
-    // scope too.
-    match context::ambient_scope() {
-        Some(scope) => spawn(&scope),
-        None => no_scope(),
-    }
 }
 
 /// Chosen for futures whose output is `Result<T, E>` with `E: Into<BoxError>`.
@@ -114,7 +102,13 @@ impl FallibleTag {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        with_ambient_scope(|shared| spawn_body(shared, Fallible::new(future), TaskSpec::plain()))
+        // Not through a closure: `spawn_body` reads the caller's location for the live tree.
+        // The scope is copied out of the ambient slot: spawning may run user code (a
+        // `before_task` hook), which may look for its scope too.
+        match context::ambient_scope() {
+            Some(shared) => spawn_body(&shared, Fallible::new(future), TaskSpec::plain()),
+            None => no_scope(),
+        }
     }
 
     /// Spawns into `scope`.
@@ -161,7 +155,13 @@ impl PlainTag {
         F: GoFuture + Send + 'static,
         F::Value: Send + 'static,
     {
-        with_ambient_scope(|shared| spawn_body(shared, Plain::new(future), TaskSpec::plain()))
+        // Not through a closure: `spawn_body` reads the caller's location for the live tree.
+        // The scope is copied out of the ambient slot: spawning may run user code (a
+        // `before_task` hook), which may look for its scope too.
+        match context::ambient_scope() {
+            Some(shared) => spawn_body(&shared, Plain::new(future), TaskSpec::plain()),
+            None => no_scope(),
+        }
     }
 
     /// Spawns into `scope`.

@@ -282,6 +282,9 @@ impl ScopeBuilder {
             });
             lock(&shared.background).push(timer);
         }
+        if let Some(features) = shared.features() {
+            features.scope_built(&shared);
+        }
         for work in background {
             let handle = shared.runtime.spawn(work(shared.token().clone()));
             lock(&shared.background).push(handle);

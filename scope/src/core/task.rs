@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -474,6 +474,8 @@ impl TaskSpec {
 }
 
 /// Spawns `body` into the scope behind `shared`: the single entry point for every task.
+/// `#[track_caller]` all the way from the public spawn methods, so that the live tree shows
+/// where each task was spawned.
 #[track_caller]
 pub(crate) fn spawn_body<B, T>(shared: &Arc<Shared>, body: B, spec: TaskSpec) -> Task<T>
 where
@@ -503,7 +505,9 @@ where
         let task = SpawnedTask {
             scope: shared,
             index,
-            name: name.as_deref(),
+            name: name.as_ref(),
+            // The caller of the public spawn method: every path to here is `#[track_caller]`.
+            location: Location::caller(),
             runs_attempts,
             details: details.as_ref(),
             limit_before,
@@ -522,9 +526,10 @@ where
             Err(_) => Permit::Waiting(Box::new(PermitWait {
                 semaphore: PollSemaphore::new(Arc::clone(semaphore)),
                 _wait: shared.features().and_then(|_| {
-                    let task = name
-                        .as_deref()
-                        .map_or_else(|| format!("task-{index}"), str::to_owned);
+                    let task = TaskIdent {
+                        index,
+                        name: name.clone(),
+                    };
                     shared.begin_wait(Some(&task), "concurrency permit")
                 }),
                 _queued: Queued::new(shared),

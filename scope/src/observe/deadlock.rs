@@ -167,11 +167,11 @@ impl Observer for Detector {
     fn wait_began(
         self: Arc<Self>,
         scope: &Shared,
-        task: Option<&str>,
+        task: Option<&TaskIdent>,
         what: &'static str,
     ) -> Option<WaitGuard> {
         let task = match task {
-            Some(task) => task.to_owned(),
+            Some(task) => task.display_name(),
             None => format!("{} (scope body)", scope.name),
         };
         Some(Box::new(self.register(task, what)))
@@ -198,8 +198,7 @@ impl ScopeBuilder {
 pub(crate) fn begin_wait(resource: &'static str) -> Option<WaitGuard> {
     with_ambient(|ambient| {
         ambient.scope.features()?;
-        let task = ambient.task.as_ref().map(TaskIdent::display_name);
-        ambient.scope.begin_wait(task.as_deref(), resource)
+        ambient.scope.begin_wait(ambient.task.as_ref(), resource)
     })
     .flatten()
 }

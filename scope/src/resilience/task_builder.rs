@@ -688,7 +688,12 @@ async fn run_attempts<S: Attempts>(
             // runtime back once the task's cooperative budget is spent (cheap until then).
             tokio::task::consume_budget().await;
         } else {
-            Box::pin(tokio::time::sleep(delay)).await;
+            // The wait is registered inside the boxed future, which keeps the loop's state small.
+            Box::pin(async move {
+                let _waiting = begin_wait("retry delay");
+                tokio::time::sleep(delay).await;
+            })
+            .await;
             plan.stage(|s| s.retry_delays.push(delay));
         }
     }
