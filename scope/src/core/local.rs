@@ -114,10 +114,9 @@ pub struct LocalScope<'env, K: LocalKind = SendTasks> {
     incoming: Mutex<Incoming<K::Entry<'env>>>,
 }
 
-/// Tasks spawned since the scope's future last took them, and that future's waker.
+/// Tasks spawned since the scope's future last took them.
 struct Incoming<E> {
     tasks: Vec<E>,
-    waker: Option<Waker>,
 }
 
 impl<K: LocalKind> std::fmt::Debug for LocalScope<'_, K> {
@@ -286,10 +285,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     fn new(builder: ScopeBuilder) -> Result<Self, Error> {
         Ok(LocalScope {
             scope: builder.build()?,
-            incoming: Mutex::new(Incoming {
-                tasks: Vec::new(),
-                waker: None,
-            }),
+            incoming: Mutex::new(Incoming { tasks: Vec::new() }),
         })
     }
 
@@ -331,14 +327,8 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             task: Some(future),
             slot: Arc::clone(&slot),
         });
-        let waker = {
-            let mut incoming = lock(&self.incoming);
-            incoming.tasks.push(entry);
-            incoming.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        // Taken by the scope's future after this poll of the body.
+        lock(&self.incoming).tasks.push(entry);
         LocalTask {
             slot: Ok(slot),
             index,
@@ -434,40 +424,62 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
         let mut tasks: FuturesUnordered<K::Entry<'env>> = FuturesUnordered::new();
         let mut cancelled = pin!(None);
         let wait = shared.wait_on_exit;
-        let outcome = poll_fn(|cx| {
+        // The body and the tasks are polled with the scope's own waker: a wake-up that happens
+        // while they are being polled (a task ending wakes the body awaiting it) only marks
+        // another round of this poll, instead of rescheduling the whole future on the runtime.
+        let wake = Arc::new(DriverWake {
+            woken: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
+            outer: Mutex::new(None),
+        });
+        let waker = Waker::from(Arc::clone(&wake));
+        let outcome = poll_fn(|outer| {
+            wake.begin(outer.waker());
+            let cx = &mut Context::from_waker(&waker);
+            let mut rounds = 0;
             loop {
+                rounds += 1;
+                wake.woken.store(false, Ordering::SeqCst);
                 if output.is_none()
                     && let Poll::Ready(value) = body.as_mut().poll(cx)
                 {
                     output = Some(value);
                 }
-                let mut progressed = self.take_incoming(&mut tasks);
-                while let Poll::Ready(Some(())) = tasks.poll_next_unpin(cx) {
-                    progressed = true;
-                }
+                self.take_incoming(&mut tasks);
+                while let Poll::Ready(Some(())) = tasks.poll_next_unpin(cx) {}
                 if shared.is_cancelled() {
                     end_all(&mut tasks, cx);
+                    wake.end();
                     return Poll::Ready(match output.take() {
                         Some(value) => Ok(value),
                         None => Err(shared.cancel_error()),
                     });
                 }
                 if output.is_some() && (!wait || tasks.is_empty()) && !self.has_incoming() {
+                    wake.end();
                     return Poll::Ready(Ok(output.take().expect("checked above")));
                 }
-                if progressed || self.has_incoming() {
-                    continue;
+                if !wake.woken.load(Ordering::SeqCst) && !self.has_incoming() {
+                    if cancelled.is_none() {
+                        cancelled.set(Some(shared.token().cancelled()));
+                    }
+                    if let Some(waiter) = cancelled.as_mut().as_pin_mut()
+                        && waiter.poll(cx).is_ready()
+                    {
+                        continue;
+                    }
+                    if wake.end() {
+                        // Nothing woke while polling: wait for a wake-up from outside.
+                        return Poll::Pending;
+                    }
+                    wake.polling.store(true, Ordering::SeqCst);
                 }
-                lock(&self.incoming).waker = Some(cx.waker().clone());
-                if cancelled.is_none() {
-                    cancelled.set(Some(shared.token().cancelled()));
+                if rounds >= MAX_ROUNDS {
+                    // Something keeps waking itself: let the runtime run others first.
+                    wake.end();
+                    outer.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
-                if let Some(waiter) = cancelled.as_mut().as_pin_mut()
-                    && waiter.poll(cx).is_ready()
-                {
-                    continue;
-                }
-                return Poll::Pending;
             }
         })
         .await;
@@ -518,6 +530,53 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
 
     fn has_incoming(&self) -> bool {
         !lock(&self.incoming).tasks.is_empty()
+    }
+}
+
+/// The most rounds (body, then tasks) one poll of a local scope makes before it lets the runtime
+/// run other work.
+const MAX_ROUNDS: u32 = 64;
+
+/// The waker a local scope polls its body and tasks with (see `LocalScope::drive`).
+struct DriverWake {
+    /// Something was woken since the current round began.
+    woken: AtomicBool,
+    /// The scope's future is being polled: a wake-up only marks another round.
+    polling: AtomicBool,
+    /// The waker of the task that polls the scope's future.
+    outer: Mutex<Option<Waker>>,
+}
+
+impl DriverWake {
+    fn begin(&self, outer: &Waker) {
+        let mut slot = lock(&self.outer);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(outer)) {
+            *slot = Some(outer.clone());
+        }
+        drop(slot);
+        self.polling.store(true, Ordering::SeqCst);
+    }
+
+    /// The poll is ending; false if something was woken meanwhile (poll again instead).
+    fn end(&self) -> bool {
+        self.polling.store(false, Ordering::SeqCst);
+        !self.woken.load(Ordering::SeqCst)
+    }
+}
+
+impl std::task::Wake for DriverWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if !self.polling.load(Ordering::SeqCst) {
+            let outer = lock(&self.outer).clone();
+            if let Some(outer) = outer {
+                outer.wake();
+            }
+        }
     }
 }
 
