@@ -111,12 +111,10 @@ pub type UnsendBody<'s, R> = Pin<Box<dyn Future<Output = R> + 's>>;
 /// ```
 pub struct LocalScope<'env, K: LocalKind = SendTasks> {
     scope: Scope,
-    incoming: Mutex<Incoming<K::Entry<'env>>>,
-}
-
-/// Tasks spawned since the scope's future last took them.
-struct Incoming<E> {
-    tasks: Vec<E>,
+    /// The scope's tasks. Only the scope's future polls them, and never while the body runs,
+    /// which is the only code that can reach this scope (tasks live for `'env`, longer than any
+    /// borrow of the scope): the lock is never contended.
+    tasks: Mutex<FuturesUnordered<K::Entry<'env>>>,
 }
 
 impl<K: LocalKind> std::fmt::Debug for LocalScope<'_, K> {
@@ -285,7 +283,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     fn new(builder: ScopeBuilder) -> Result<Self, Error> {
         Ok(LocalScope {
             scope: builder.build()?,
-            incoming: Mutex::new(Incoming { tasks: Vec::new() }),
+            tasks: Mutex::new(FuturesUnordered::new()),
         })
     }
 
@@ -327,8 +325,8 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             task: Some(future),
             slot: Arc::clone(&slot),
         });
-        // Taken by the scope's future after this poll of the body.
-        lock(&self.incoming).tasks.push(entry);
+        // Polled by the scope's future right after this poll of the body.
+        lock(&self.tasks).push(entry);
         LocalTask {
             slot: Ok(slot),
             index,
@@ -421,7 +419,6 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             context::in_ambient(ambient, body),
         ));
         let mut output = None;
-        let mut tasks: FuturesUnordered<K::Entry<'env>> = FuturesUnordered::new();
         let mut cancelled = pin!(None);
         let wait = shared.wait_on_exit;
         // The body and the tasks are polled with the scope's own waker: a wake-up that happens
@@ -445,7 +442,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
                 {
                     output = Some(value);
                 }
-                self.take_incoming(&mut tasks);
+                let mut tasks = lock(&self.tasks);
                 while let Poll::Ready(Some(())) = tasks.poll_next_unpin(cx) {}
                 if shared.is_cancelled() {
                     end_all(&mut tasks, cx);
@@ -455,11 +452,13 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
                         None => Err(shared.cancel_error()),
                     });
                 }
-                if output.is_some() && (!wait || tasks.is_empty()) && !self.has_incoming() {
+                let drained = tasks.is_empty();
+                drop(tasks);
+                if output.is_some() && (!wait || drained) {
                     wake.end();
                     return Poll::Ready(Ok(output.take().expect("checked above")));
                 }
-                if !wake.woken.load(Ordering::SeqCst) && !self.has_incoming() {
+                if !wake.woken.load(Ordering::SeqCst) {
                     if cancelled.is_none() {
                         cancelled.set(Some(shared.token().cancelled()));
                     }
@@ -483,7 +482,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             }
         })
         .await;
-        if !tasks.is_empty() {
+        if !lock(&self.tasks).is_empty() {
             // The body is done and the rest is not awaited: it is cancelled, as a closing scope
             // cancels its spawned tasks.
             shared.cancel_tree(
@@ -491,7 +490,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
                 Report::IfBusy,
             );
             poll_fn(|cx| {
-                end_all(&mut tasks, cx);
+                end_all(&mut lock(&self.tasks), cx);
                 Poll::Ready(())
             })
             .await;
@@ -503,7 +502,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     async fn finish<R>(self, outcome: Result<R, Error>, guard: CloseOnDrop) -> Result<R, Error> {
         // Anything spawned while the body was being dropped never ran: it goes before the close
         // waits for the scope's tasks.
-        drop(std::mem::take(&mut lock(&self.incoming).tasks));
+        lock(&self.tasks).clear();
         let shared = Arc::clone(self.scope.shared());
         let closed = if shared.wait_on_exit && outcome.is_ok() {
             shared.join().await
@@ -514,22 +513,6 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
         drop(closed);
         guard.disarm();
         outcome
-    }
-
-    /// Moves tasks spawned since the last call into `tasks`; true if there were any.
-    fn take_incoming(&self, tasks: &mut FuturesUnordered<K::Entry<'env>>) -> bool {
-        let mut incoming = lock(&self.incoming);
-        if incoming.tasks.is_empty() {
-            return false;
-        }
-        for task in incoming.tasks.drain(..) {
-            tasks.push(task);
-        }
-        true
-    }
-
-    fn has_incoming(&self) -> bool {
-        !lock(&self.incoming).tasks.is_empty()
     }
 }
 
