@@ -459,3 +459,29 @@ async fn the_ambient_scope_in_a_local_task_is_the_local_scope() {
     .unwrap();
     assert_eq!(names, ("local-one".to_string(), "local-one".to_string()));
 }
+
+#[tokio::test]
+async fn the_scope_s_circuit_breaker_counts_and_refuses_local_tasks() {
+    let breaker = go_go_scope::CircuitBreaker::builder()
+        .failure_threshold(2)
+        .reset_timeout(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let backend = String::from("down");
+    let outcomes = Scope::local(Scope::builder().circuit_breaker(breaker.clone()), |s| {
+        Box::pin(async {
+            let mut outcomes = Vec::new();
+            for _ in 0..3 {
+                let task = s.try_spawn(async { Err::<(), _>(format!("backend {backend}")) });
+                outcomes.push(task.await.0.unwrap());
+            }
+            outcomes
+        })
+    })
+    .await
+    .unwrap();
+    assert!(outcomes[0].to_string().contains("backend down"));
+    assert!(outcomes[1].to_string().contains("backend down"));
+    assert!(matches!(outcomes[2], Error::CircuitOpen), "{}", outcomes[2]);
+    assert_eq!(breaker.state(), go_go_scope::CircuitState::Open);
+}
