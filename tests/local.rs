@@ -485,3 +485,34 @@ async fn the_scope_s_circuit_breaker_counts_and_refuses_local_tasks() {
     assert!(matches!(outcomes[2], Error::CircuitOpen), "{}", outcomes[2]);
     assert_eq!(breaker.state(), go_go_scope::CircuitState::Open);
 }
+
+#[tokio::test]
+async fn spawned_tasks_and_child_scopes_of_a_local_scope_end_with_it() {
+    let (flag, dropped) = DropFlag::new();
+    let (child_flag, child_dropped) = DropFlag::new();
+    let value = Scope::local(Scope::builder(), |s| {
+        Box::pin(async move {
+            s.provide(41_u32);
+            // An ordinary task of the same scope, found through the ambient scope.
+            Scope::current().spawn(async move {
+                let _flag = flag;
+                std::future::pending::<()>().await;
+            });
+            let child = s.child().name("child").build().unwrap();
+            child.spawn(async move {
+                let _flag = child_flag;
+                std::future::pending::<()>().await;
+            });
+            let answer = s.spawn(async { *Scope::current().use_::<u32>().unwrap() + 1 });
+            (answer.result().await.unwrap(), child)
+        })
+    })
+    .await
+    .unwrap();
+    let (value, child) = value;
+    assert_eq!(value, 42);
+    // Closed by its parent's close, not by a dropped handle.
+    assert!(child.is_closed());
+    assert!(dropped.load(Ordering::SeqCst));
+    assert!(child_dropped.load(Ordering::SeqCst));
+}
