@@ -5,7 +5,9 @@
 //!   concurrently with `go!`, each lookup bounded by its own timeout;
 //! - `GET /report` — slow work (a few seconds): hang up before it answers and its tasks are
 //!   cancelled at once, which the metrics show as `tasks_cancelled_total{scope="GET /report"}`;
-//! - `GET /metrics` — the process-wide registry of every scope, by route, for Prometheus.
+//! - `GET /metrics` — the process-wide registry of every scope, by route, for Prometheus;
+//! - `GET /debug/scopes` — the live tree: every request in flight, its tasks and what each
+//!   waits on (`?format=json` for JSON).
 //!
 //! Every request's scope is named `"<METHOD> <route>"` (axum's `MatchedPath`), has a 5 s
 //! deadline (past it the answer is `504`) and is cancelled on Ctrl-C, when the server drains.
@@ -15,6 +17,7 @@
 //! curl -s http://127.0.0.1:9096/orders/7
 //! curl -s -m 0.5 http://127.0.0.1:9096/report    # hang up after half a second
 //! curl -s http://127.0.0.1:9096/metrics | grep 'GET /report'
+//! curl -s -m 0.5 http://127.0.0.1:9096/report & curl -s http://127.0.0.1:9096/debug/scopes
 //! ```
 
 use std::net::SocketAddr;
@@ -26,7 +29,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use go_go_scope::tower::ScopeLayer;
-use go_go_scope::{CancellationToken, Error, Scope, go, scoped};
+use go_go_scope::{CancellationToken, Error, Scope, go, introspect, scoped};
 use tokio::net::TcpListener;
 use tokio::time::sleep;
 
@@ -85,6 +88,20 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
+/// What every request in flight is doing, as an indented tree (or JSON with `?format=json`).
+async fn debug_scopes(request: axum::extract::Request) -> impl IntoResponse {
+    let tree = introspect::snapshot();
+    let json = request
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "format=json"));
+    if json {
+        ([(header::CONTENT_TYPE, "application/json")], tree.to_json())
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], tree.to_string())
+    }
+}
+
 fn failure(error: &Error) -> (StatusCode, String) {
     let status = if error.is_timeout() {
         StatusCode::GATEWAY_TIMEOUT
@@ -110,8 +127,9 @@ fn app(shutdown: CancellationToken) -> Router {
                 .metrics(true)
                 .cancel_on(shutdown.clone())
         }))
-        // Outside the scope layer: serving the metrics is not itself measured.
+        // Outside the scope layer: the admin endpoints are not themselves measured or listed.
         .route("/metrics", get(metrics))
+        .route("/debug/scopes", get(debug_scopes))
 }
 
 fn parse_addr() -> Result<SocketAddr, String> {
@@ -130,6 +148,8 @@ fn parse_addr() -> Result<SocketAddr, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Every scope of the process joins the live tree that /debug/scopes shows.
+    introspect::enable();
     let listener = TcpListener::bind(parse_addr()?).await?;
     println!("serving on http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();

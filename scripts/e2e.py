@@ -143,6 +143,11 @@ def check_axum_service_scopes_every_request():
                 expect(not client.recv(1024), "the report answered before the client hung up")
             except socket.timeout:
                 pass
+            # Meanwhile the live tree shows the request's scope and its three waiting parts.
+            status, _, tree = http(base + "/debug/scopes")
+            tree = tree.decode()
+            expect(status == 200 and "GET /report" in tree and tree.count("report part") == 3,
+                   f"/debug/scopes during the report:\n{tree}")
         cancelled = 'goscope_tasks_cancelled_total{scope="GET /report"}'
         completed = 'goscope_tasks_completed_total{scope="GET /report"}'
         deadline = time.monotonic() + 10

@@ -174,6 +174,12 @@ impl Scope {
     /// # }
     /// ```
     ///
+    /// # Cancel safety
+    /// The scope lives inside this future: dropping it mid-way drops the body and every task
+    /// of the scope where they stand (their borrows end with them), cancels the scope, and
+    /// closes it in the background, so its disposers still run. Nothing keeps running after the
+    /// drop, which is what makes the borrows sound.
+    ///
     /// # Errors
     /// Invalid builder options, no Tokio runtime, a closed parent; or the scope's cancellation
     /// error when it was cancelled before the body finished.
@@ -211,6 +217,9 @@ impl Scope {
     /// assert_eq!(log.into_inner(), [5, 6]);
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// As [`Scope::local`].
     ///
     /// # Errors
     /// As [`Scope::local`].
@@ -650,6 +659,11 @@ where
 /// [`result`](LocalTask::result) gives a `Result`. Dropping the handle does not cancel the task:
 /// the scope owns it. Like [`Task`](crate::Task) it is `Unpin`, and polling it by reference
 /// keeps its outcome until it completes.
+///
+/// # Cancel safety
+/// Awaiting `&mut task` is cancel safe: the outcome is taken only by the poll that returns it.
+/// Awaiting the handle itself (or [`result`](LocalTask::result)) moves it; dropping that
+/// future loses the outcome, though the task runs on, owned by its scope.
 pub struct LocalTask<'scope, T> {
     /// The task's slot, or the error it was refused with (`None` once taken).
     slot: Result<Arc<Slot<T>>, Option<Error>>,
@@ -703,6 +717,10 @@ impl<T> LocalTask<'_, T> {
     }
 
     /// Waits for the task and returns its outcome as a `Result`.
+    ///
+    /// # Cancel safety
+    /// Dropping the future loses the outcome (the handle was moved into it); the task itself
+    /// runs on, owned by its scope.
     ///
     /// # Errors
     /// The task's failure: cancelled, timed out with its scope, panicked, refused, or its own
