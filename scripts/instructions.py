@@ -40,6 +40,8 @@ ROWS = [
      "retry_once_scope", "BATCH"),
     ("spawn + await, `metrics(true)` (raw: two clock reads + an atomic add)",
      "metrics_tracker", "metrics_joinset", "metrics_scope", "BATCH"),
+    ("spawn + await, `introspect(true)` (the task recorded in the live tree)",
+     "spawn_await_tracker", "spawn_await_joinset", "introspect_scope", "BATCH"),
     ("`parallel` of 3 trivial tasks", "parallel3_tracker", "parallel3_joinset",
      "parallel3_scope", "BATCH"),
     ("channel, per message, capacity 100 (raw: tokio mpsc)", "channel_tokio", None,
@@ -120,10 +122,12 @@ def table(counts, sizes):
             f"{f'{s / j:.2f}×' if j else '—'} |"
         )
     go = counts["go_scoped_scope"] / counts["spawn_await_scope"]
+    introspect = counts["introspect_scope"] / counts["spawn_await_scope"]
     out.append("")
     out.append(f"Instructions per operation (Callgrind `Ir`, batches of {fmt(sizes['BATCH'])} "
                f"operations, {fmt(sizes['MESSAGES'])} messages for the channel). "
-               f"`go!` in a `#[scoped]` fn against `Scope::spawn`: {go:.2f}×.")
+               f"`go!` in a `#[scoped]` fn against `Scope::spawn`: {go:.2f}×; "
+               f"an introspected scope against a plain one: {introspect:.2f}×.")
     out += [
         "",
         "| local scopes | TaskTracker | `Scope::local` | vs TaskTracker |",

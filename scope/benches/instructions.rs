@@ -442,6 +442,26 @@ impl Op for MetricsScope {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Spawn + await one task in an introspected scope: the task is recorded in the live tree while
+// it lives (a lock, a map insert and a removal).
+
+struct IntrospectScope(Scope);
+impl Op for IntrospectScope {
+    fn new() -> Self {
+        IntrospectScope(Scope::builder().introspect(true).build().expect("scope"))
+    }
+    async fn run(&mut self, n: usize) {
+        for _ in 0..n {
+            let (_, v) = self.0.spawn(async { 42_u64 }).await;
+            black_box(v);
+        }
+    }
+    async fn finish(self) {
+        self.0.close().await.expect("close");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Three trivial tasks run together, all results collected (one operation = all three).
 
 struct ParallelTracker(TaskTracker);
@@ -690,6 +710,7 @@ instructions! {
     metrics_tracker: MetricsTracker;
     metrics_joinset: MetricsJoinSet;
     metrics_scope: MetricsScope;
+    introspect_scope: IntrospectScope;
     parallel3_tracker: ParallelTracker;
     parallel3_joinset: ParallelJoinSet;
     parallel3_scope: ParallelScope;
@@ -721,6 +742,7 @@ library_benchmark_group!(
         metrics_tracker,
         metrics_joinset,
         metrics_scope,
+        introspect_scope,
         parallel3_tracker,
         parallel3_joinset,
         parallel3_scope,

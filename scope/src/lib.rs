@@ -98,13 +98,17 @@
 //!
 //! ## Observability
 //! Every scope and task is a `tracing` span ([`trace`]: names, parentage, the attributes, error
-//! status), so any subscriber sees them; with the feature `otel`, `otel::OtelPipeline` exports
-//! them over OTLP in one call, or [`ScopeBuilder::tracer`] sends them to a tracer of your own.
+//! status), so any subscriber sees them; with the feature `otlp`, `otel::OtelPipeline` exports
+//! them over OTLP in one call, or (feature `otel`) [`ScopeBuilder::tracer`] sends them to a
+//! tracer of your own.
 //! [`Hooks`] see every task start and end, cancellations and disposals. [`ScopeMetrics`]
 //! ([`ScopeBuilder::metrics`]) counts and times tasks; with the feature `metrics`, the
 //! [`metrics`] module exports them as Prometheus text, JSON or OTLP/JSON, aggregates every scope
-//! by name in a process-wide registry for a `/metrics` endpoint, and pushes to a Pushgateway.
-//! Log events go through `tracing` too (target `go_go_scope`).
+//! by name in a process-wide registry for a `/metrics` endpoint, and (feature `pushgateway`)
+//! pushes to a Pushgateway.
+//! Log events go through `tracing` too (target `go_go_scope`). The [`introspect`] module shows
+//! the live tree of scopes and tasks and what each task waits on ([`Scope::tree`],
+//! [`introspect::snapshot`]), as text or JSON.
 //!
 //! ## Testing
 //! The module `testing` (feature `testing`) has a recording `TestScope`, `assert_closed`,
@@ -126,8 +130,11 @@
 //! |---|---|---|
 //! | `macros` | yes | `#[scoped]`, `go!`, `try_go!`, `try_go_raw!` |
 //! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
-//! | `otel` | no | `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call; `ScopeTracer::new` for a tracer of your own |
-//! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, Pushgateway push, `MetricsReporter` |
+//! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own; re-exports `opentelemetry` |
+//! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client) |
+//! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
+//! | `pushgateway` | no | `metrics`, plus `metrics::push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
+//! | `introspect-json` | no | `introspect::Tree::to_json`: the live tree as JSON (serde) |
 //! | `full` | no | all of them |
 //!
 //! # The guide
@@ -150,18 +157,42 @@ mod resilience;
 mod sync;
 mod time;
 
+pub use observe::introspect;
 pub use observe::metrics;
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use observe::otel;
+
+/// The OpenTelemetry API at the version this crate is built with, so that tracers and meters
+/// you hand to a scope need no version matching in your own `Cargo.toml`.
+///
+/// *Feature `otel`.*
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
-pub use observe::otel;
-pub use observe::trace;
+pub use opentelemetry;
 
+pub use observe::trace;
+/// The `prometheus-client` crate at the version this crate is built with, for
+/// [`MetricsRegistry::collector`](metrics::MetricsRegistry::collector).
+///
+/// *Feature `metrics`.*
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use prometheus_client;
+
+// Support for the code the macros generate (see the file's own docs); compiler messages quote
+// its file name.
 #[doc(hidden)]
+#[path = "macro_support.rs"]
 pub mod __private;
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 pub use combinators::parallel::{Aggregate, ParallelOpts, parallel, parallel_aggregate};
 pub use combinators::race::race;
@@ -208,4 +239,27 @@ pub mod prelude {
 
     #[cfg(feature = "macros")]
     pub use crate::{go, scoped, try_go, try_go_raw};
+}
+
+/// The traits behind the macros' compile-time checks.
+///
+/// `#[scoped]`, `go!` and `try_go!` bound what you give them on these traits, so that a value of
+/// the wrong kind gets one message that names the option and says what to write, instead of a
+/// list of `From` or `Future` impls. They are implemented by this crate for every type that
+/// works; you never need to implement or name them.
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub mod dsl {
+    pub use crate::__private::{
+        AsScope, AttrValueOf, AwaitedFirst, BreakerCarrier, CarriesError, DurationValue,
+        ErrorMessage, GoFuture, NameValue, RetryValue, TimeoutCarrier, TracerValue, TryGoValue,
+    };
+
+    // The generated code calls methods of these; a bound of theirs that fails is quoted in
+    // "required by a bound in ..." notes, which then name this module.
+    #[doc(hidden)]
+    pub use crate::__private::{
+        FallibleTag, PanicAsError, PanicAsMessage, PanicResumes, PlainTag, RawTarget, Settled,
+        Unawaited, ValueProbe,
+    };
 }

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -46,6 +46,12 @@ use crate::core::scope::{LimitSnapshot, Queued, Shared};
 /// scope.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// Awaiting `&mut task` is cancel safe: `Task` is `Unpin`, and the outcome is taken only by
+/// the poll that returns it, so a `select!` branch on `&mut task` that loses leaves the
+/// outcome for a later await. Awaiting `task` itself moves the handle into the `select!`;
+/// dropping it there loses the outcome, though the task runs on, owned by its scope.
 pub struct Task<T> {
     state: State<T>,
     index: u64,
@@ -483,6 +489,9 @@ pub(crate) type Refused = (Error, u64, Option<Cow<'static, str>>);
 /// Admits a task into the scope behind `shared` and builds the future it runs in: the one
 /// place every task, spawned or local, goes through (admission, observers, permit, record).
 /// `driven` tasks are polled by a local scope's future, which watches cancellation for them.
+/// `#[track_caller]` all the way from the public spawn methods, so that the live tree shows
+/// where each task was spawned.
+#[track_caller]
 pub(crate) fn prepare<B, T>(
     shared: &Arc<Shared>,
     body: B,
@@ -515,7 +524,9 @@ where
         let task = SpawnedTask {
             scope: shared,
             index,
-            name: name.as_deref(),
+            name: name.as_ref(),
+            // The caller of the public spawn method: every path to here is `#[track_caller]`.
+            location: Location::caller(),
             runs_attempts,
             details: details.as_ref(),
             limit_before,
@@ -534,9 +545,10 @@ where
             Err(_) => Permit::Waiting(Box::new(PermitWait {
                 semaphore: PollSemaphore::new(Arc::clone(semaphore)),
                 _wait: shared.features().and_then(|_| {
-                    let task = name
-                        .as_deref()
-                        .map_or_else(|| format!("task-{index}"), str::to_owned);
+                    let task = TaskIdent {
+                        index,
+                        name: name.clone(),
+                    };
                     shared.begin_wait(Some(&task), "concurrency permit")
                 }),
                 _queued: Queued::new(shared),

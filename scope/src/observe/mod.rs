@@ -3,8 +3,9 @@
 
 pub(crate) mod deadlock;
 pub(crate) mod hooks;
+pub mod introspect;
 pub mod metrics;
-#[cfg(feature = "otel")]
+#[cfg(feature = "otlp")]
 pub mod otel;
 pub(crate) mod profiler;
 pub mod trace;

@@ -2,7 +2,7 @@
 //! processor, a tracer provider, and a `tracing` layer that turns scope and task spans (and your
 //! own `tracing` spans) into OpenTelemetry spans.
 //!
-//! *Feature `otel`.*
+//! *Feature `otlp`.*
 //!
 //! ```no_run
 //! use go_go_scope::{Scope, ScopeTracer};
@@ -45,7 +45,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// Where spans go when neither [`OtelPipeline::endpoint`] nor the standard `OTEL_EXPORTER_OTLP_*`
 /// environment variables say otherwise: an OTLP/HTTP receiver on this machine.
 ///
-/// *Feature `otel`.*
+/// *Feature `otlp`.*
 ///
 /// ```
 /// assert_eq!(go_go_scope::otel::DEFAULT_ENDPOINT, "http://localhost:4318/v1/traces");
@@ -54,7 +54,7 @@ pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318/v1/traces";
 
 /// Why the pipeline could not be set up or flushed.
 ///
-/// *Feature `otel`.*
+/// *Feature `otlp`.*
 ///
 /// ```
 /// let err = go_go_scope::otel::OtelPipeline::new("svc").endpoint("not a url").build().unwrap_err();
@@ -85,7 +85,7 @@ pub enum OtelError {
 
 /// Configures the OpenTelemetry pipeline; see the [module](self) documentation.
 ///
-/// *Feature `otel`.*
+/// *Feature `otlp`.*
 ///
 /// ```
 /// use tracing::Level;
@@ -244,7 +244,7 @@ impl OtelPipeline {
 /// A running OpenTelemetry pipeline; [`shutdown`](Otel::shutdown) it before the process exits
 /// so buffered spans are exported. Dropping it shuts it down too (ignoring errors).
 ///
-/// *Feature `otel`.*
+/// *Feature `otlp`.*
 ///
 /// ```
 /// use go_go_scope::{Scope, ScopeTracer};

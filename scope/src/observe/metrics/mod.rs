@@ -16,7 +16,7 @@
 mod collector;
 #[cfg(feature = "metrics")]
 mod export;
-#[cfg(feature = "metrics")]
+#[cfg(feature = "pushgateway")]
 mod push;
 #[cfg(feature = "metrics")]
 mod registry;
@@ -28,7 +28,7 @@ pub(crate) use collector::MetricsCollector;
 pub use export::{
     ExportFormat, ExportOptions, ParseFormatError, export_metrics, export_metrics_with,
 };
-#[cfg(feature = "metrics")]
+#[cfg(feature = "pushgateway")]
 pub use push::{PushError, push_text_to_gateway, push_to_gateway};
 #[cfg(feature = "metrics")]
 pub use registry::{CONTENT_TYPE, MetricsRegistry, ScopesCollector, encode, registry};

@@ -1,8 +1,9 @@
 //! Pushing metrics to a Prometheus Pushgateway.
 //!
 //! A push is an HTTP `PUT` of Prometheus text to `<gateway>/metrics/job/<job>/instance/<instance>`,
-//! which replaces the whole group. The client is `reqwest` (already in the dependency tree of the
-//! OTLP exporter), without TLS: gateways are reached over plain HTTP on a trusted network.
+//! which replaces the whole group. The client is `reqwest`, without TLS: gateways are reached over
+//! plain HTTP on a trusted network. It is the only HTTP client of the metrics code, hence the
+//! feature `pushgateway` of its own.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use crate::core::error::BoxError;
 
 /// Why a push to a Pushgateway failed.
 ///
-/// *Feature `metrics`.*
+/// *Feature `pushgateway`.*
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -52,7 +53,7 @@ pub enum PushError {
 /// Pushes the process-wide registry ([`encode`](super::encode)) to the Pushgateway at `url`,
 /// replacing the group `job`/`instance` (an empty `instance` leaves that label out).
 ///
-/// *Feature `metrics`.*
+/// *Feature `pushgateway`.*
 ///
 /// ```no_run
 /// # #[tokio::main]
@@ -71,7 +72,7 @@ pub async fn push_to_gateway(url: &str, job: &str, instance: &str) -> Result<(),
 /// Pushes `body` (Prometheus text, e.g. from [`export_metrics`](super::export_metrics)) to the
 /// Pushgateway at `url`, replacing the group `job`/`instance`.
 ///
-/// *Feature `metrics`.*
+/// *Feature `pushgateway`.*
 ///
 /// ```no_run
 /// use go_go_scope::metrics::{ExportFormat, export_metrics, push_text_to_gateway};

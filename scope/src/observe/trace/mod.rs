@@ -1,5 +1,7 @@
 //! Spans for scopes and tasks, emitted through [`tracing`], so any subscriber sees them; with the
-//! cargo feature `otel` they also reach OpenTelemetry (see the `otel` module).
+//! cargo feature `otel` they also reach OpenTelemetry: through your own tracer
+//! ([`ScopeBuilder::tracer`](crate::ScopeBuilder::tracer)), or with feature `otlp` through the
+//! pipeline of the `otel` module.
 //!
 //! # What is emitted
 //! - One span per scope, named `scope`, from [`build`](crate::ScopeBuilder::build) to the end of
@@ -52,7 +54,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! // Any `tracing` subscriber sees the spans; with feature `otel`, `go_go_scope::otel` sends
+//! // Any `tracing` subscriber sees the spans; with feature `otlp`, `go_go_scope::otel` sends
 //! // them to an OTLP endpoint.
 //! Scope::run(
 //!     Scope::builder()
@@ -265,11 +267,11 @@ impl ScopeTracer {
     /// *Feature `otel`.*
     ///
     /// ```
-    /// use opentelemetry::trace::TracerProvider as _;
     /// use go_go_scope::ScopeTracer;
+    /// use go_go_scope::opentelemetry::global;
     ///
-    /// let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-    /// let tracer = ScopeTracer::new(provider.tracer("my-app"));
+    /// // Any tracer: the global provider's, or your SDK provider's `provider.tracer("my-app")`.
+    /// let tracer = ScopeTracer::new(global::tracer("my-app"));
     /// # drop(tracer);
     /// ```
     #[cfg(feature = "otel")]
@@ -295,7 +297,8 @@ impl From<opentelemetry::global::BoxedTracer> for ScopeTracer {
     }
 }
 
-#[cfg(feature = "otel")]
+/// *Feature `otlp`* (which brings the OpenTelemetry SDK).
+#[cfg(feature = "otlp")]
 impl From<opentelemetry_sdk::trace::SdkTracer> for ScopeTracer {
     fn from(tracer: opentelemetry_sdk::trace::SdkTracer) -> ScopeTracer {
         ScopeTracer::new(tracer)
