@@ -419,13 +419,15 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     /// until the body is done (and, with `wait`, the tasks too) or the scope is cancelled.
     async fn drive<Fut: Future>(&self, body: Fut) -> Result<Fut::Output, Error> {
         let shared = self.scope.shared();
-        let ambient = Ambient {
+        // The body's context is made ambient once per poll of the scope's future, not once per
+        // poll of the body: each task's poll makes its own ambient and restores this one after.
+        let mut ambient = Some(Ambient {
             scope: Arc::clone(shared),
             task: None,
-        };
+        });
         let mut body = pin!(Watched::new(
             shared.features().and_then(Features::watch_body),
-            context::in_ambient(ambient, body),
+            body,
         ));
         let mut output = None;
         let mut cancelled = pin!(None);
@@ -443,52 +445,54 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             wake.begin(outer.waker());
             let cx = &mut Context::from_waker(&waker);
             let mut rounds = 0;
-            loop {
-                rounds += 1;
-                wake.woken.store(false, Ordering::SeqCst);
-                if output.is_none()
-                    && let Poll::Ready(value) = body.as_mut().poll(cx)
-                {
-                    output = Some(value);
-                }
-                let mut tasks = lock(&self.tasks);
-                while let Poll::Ready(Some(())) = tasks.poll_next_unpin(cx) {}
-                if shared.is_cancelled() {
-                    end_all(&mut tasks, cx);
-                    wake.end();
-                    return Poll::Ready(match output.take() {
-                        Some(value) => Ok(value),
-                        None => Err(shared.cancel_error()),
-                    });
-                }
-                let drained = tasks.is_empty();
-                drop(tasks);
-                if output.is_some() && (!wait || drained) {
-                    wake.end();
-                    return Poll::Ready(Ok(output.take().expect("checked above")));
-                }
-                if !wake.woken.load(Ordering::SeqCst) {
-                    if cancelled.is_none() {
-                        cancelled.set(Some(shared.token().cancelled()));
-                    }
-                    if let Some(waiter) = cancelled.as_mut().as_pin_mut()
-                        && waiter.poll(cx).is_ready()
+            context::enter(&mut ambient, || {
+                loop {
+                    rounds += 1;
+                    wake.woken.store(false, Ordering::SeqCst);
+                    if output.is_none()
+                        && let Poll::Ready(value) = body.as_mut().poll(cx)
                     {
-                        continue;
+                        output = Some(value);
                     }
-                    if wake.end() {
-                        // Nothing woke while polling: wait for a wake-up from outside.
+                    let mut tasks = lock(&self.tasks);
+                    while let Poll::Ready(Some(())) = tasks.poll_next_unpin(cx) {}
+                    if shared.is_cancelled() {
+                        end_all(&mut tasks, cx);
+                        wake.end();
+                        return Poll::Ready(match output.take() {
+                            Some(value) => Ok(value),
+                            None => Err(shared.cancel_error()),
+                        });
+                    }
+                    let drained = tasks.is_empty();
+                    drop(tasks);
+                    if output.is_some() && (!wait || drained) {
+                        wake.end();
+                        return Poll::Ready(Ok(output.take().expect("checked above")));
+                    }
+                    if !wake.woken.load(Ordering::SeqCst) {
+                        if cancelled.is_none() {
+                            cancelled.set(Some(shared.token().cancelled()));
+                        }
+                        if let Some(waiter) = cancelled.as_mut().as_pin_mut()
+                            && waiter.poll(cx).is_ready()
+                        {
+                            continue;
+                        }
+                        if wake.end() {
+                            // Nothing woke while polling: wait for a wake-up from outside.
+                            return Poll::Pending;
+                        }
+                        wake.polling.store(true, Ordering::SeqCst);
+                    }
+                    if rounds >= MAX_ROUNDS {
+                        // Something keeps waking itself: let the runtime run others first.
+                        wake.end();
+                        outer.waker().wake_by_ref();
                         return Poll::Pending;
                     }
-                    wake.polling.store(true, Ordering::SeqCst);
                 }
-                if rounds >= MAX_ROUNDS {
-                    // Something keeps waking itself: let the runtime run others first.
-                    wake.end();
-                    outer.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-            }
+            })
         })
         .await;
         if !lock(&self.tasks).is_empty() {
