@@ -157,6 +157,77 @@ async fn a_dropped_creating_acquire_frees_its_room() {
     pool.close().await;
 }
 
+// A pool whose `new` is dropped while it creates its `min` resources destroys those it made.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_pool_new_destroys_what_it_created() {
+    let destroyed = Arc::new(Mutex::new(Vec::new()));
+    let made = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (seen, count) = (Arc::clone(&destroyed), Arc::clone(&made));
+    let options = PoolOptions::new(move || {
+        let id = count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            // The first is made at once; the second never finishes.
+            if id > 0 {
+                sleep(Duration::from_secs(3600)).await;
+            }
+            Ok::<_, Error>(id)
+        }
+    })
+    .destroy(move |id| {
+        let seen = Arc::clone(&seen);
+        async move {
+            seen.lock().unwrap().push(id);
+            Ok::<_, Error>(())
+        }
+    })
+    .min(3);
+    {
+        let mut new = Box::pin(Pool::new(options));
+        assert!(poll_once(&mut new).await.is_pending());
+        assert_eq!(made.load(Ordering::SeqCst), 2);
+    }
+    sleep(Duration::from_millis(1)).await; // the background destroy runs
+    assert_eq!(*destroyed.lock().unwrap(), [0]);
+}
+
+// A close dropped half-way still destroys every idle resource, each once.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_pool_close_still_destroys_every_resource_once() {
+    let destroyed = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&destroyed);
+    let made = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let count = Arc::clone(&made);
+    let pool = Pool::new(
+        PoolOptions::new(move || {
+            let id = count.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, Error>(id) }
+        })
+        .destroy(move |id| {
+            let seen = Arc::clone(&seen);
+            async move {
+                sleep(Duration::from_millis(10)).await;
+                seen.lock().unwrap().push(id);
+                Ok::<_, Error>(())
+            }
+        })
+        .min(3),
+    )
+    .await
+    .unwrap();
+    {
+        let mut close = Box::pin(pool.close());
+        assert!(poll_once(&mut close).await.is_pending()); // destroying the first
+    }
+    assert!(pool.is_closed());
+    sleep(Duration::from_millis(50)).await;
+    let mut destroyed = destroyed.lock().unwrap().clone();
+    destroyed.sort_unstable();
+    // The first destroy was dropped where it stood (it had started); the others ran in the
+    // background, each once.
+    assert_eq!(destroyed, [1, 2]);
+    pool.close().await; // a second close returns at once
+}
+
 // ---------------------------------------------------------------- CircuitBreaker::call
 
 // A dropped call is counted neither as a success nor as a failure; a dropped trial frees the

@@ -199,6 +199,9 @@ pub use combinators::race::race;
 pub use core::error::{
     BoxError, Error, Outcome, OutcomeKind, TimeoutOrigin, into_outcome, into_result,
 };
+pub use core::local::{
+    AnyTasks, LocalBody, LocalKind, LocalScope, LocalTask, SendTasks, UnsendBody,
+};
 pub use core::resources::DisposeResult;
 pub use core::scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
 pub use core::task::Task;

@@ -365,6 +365,7 @@ pub fn record_argument(
 
 /// A borrowed fn argument, probed for an attribute form. The newtype keeps the two kinds
 /// below one reference apart even when the argument is itself a reference.
+#[derive(Debug)]
 pub struct ArgProbe<'a, T: ?Sized>(pub &'a T);
 
 /// The preferred kind: an argument whose type converts into an attribute value.
@@ -507,6 +508,7 @@ impl<T> BreakerCarrier for (Option<Error>, Option<T>) {}
 // above from the explanation keeps the message about the option, not about `From`.
 
 /// Names a return type for kind selection.
+#[derive(Debug)]
 pub struct Returns<R>(PhantomData<fn() -> R>);
 
 impl<R> Returns<R> {
@@ -707,6 +709,7 @@ impl<E: std::fmt::Display> ErrorMessage for E {
 }
 
 /// A `try_go!` value, probed for being a future that was not awaited.
+#[derive(Debug)]
 pub struct ValueProbe<V>(PhantomData<fn() -> V>);
 
 impl<V> ValueProbe<V> {
@@ -808,6 +811,7 @@ where
 }
 
 /// Names the error type of a `try_go_raw!` for kind selection.
+#[derive(Debug)]
 pub struct RawTarget<E>(PhantomData<fn() -> E>);
 
 impl<E> RawTarget<E> {

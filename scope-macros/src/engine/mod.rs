@@ -9,19 +9,19 @@
 //! find; expansion runs only when there is none. On errors, `#[scoped]` emits the user's fn
 //! unchanged beside the errors, so the rest of the crate still type-checks against it.
 
-pub mod args;
-pub mod diag;
-pub mod duration;
-pub mod expand;
-pub mod item;
-pub mod validate;
+pub(crate) mod args;
+pub(crate) mod diag;
+pub(crate) mod duration;
+pub(crate) mod expand;
+pub(crate) mod item;
+pub(crate) mod validate;
 
 use proc_macro2::{Span, TokenStream};
 
 use self::diag::{Errors, with_help};
 
 /// `#[scoped(attr)] item`.
-pub fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = match parse_scoped_args(attr) {
         Ok(args) => Some(args),
@@ -53,7 +53,7 @@ pub fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// `go!(input)`.
-pub fn go(input: TokenStream) -> TokenStream {
+pub(crate) fn go(input: TokenStream) -> TokenStream {
     match parse_go_args(input) {
         Ok(args) => expand::go(&args),
         Err(error) => errors_as_expression(error),
@@ -73,7 +73,7 @@ fn errors_as_expression(error: syn::Error) -> TokenStream {
 }
 
 /// `try_go!(input)` or, with `raw`, `try_go_raw!(input)`.
-pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
+pub(crate) fn try_go(input: TokenStream, raw: bool) -> TokenStream {
     let name = if raw { "try_go_raw" } else { "try_go" };
     let args = match args::try_go_args(input, name) {
         Ok(args) => args,
@@ -162,7 +162,7 @@ fn escaping_control_flow(expr: &TokenStream, name: &str) -> Option<syn::Error> {
 }
 
 /// Parses and validates the arguments of `#[scoped(..)]` (the part inside the parentheses).
-pub fn parse_scoped_args(tokens: TokenStream) -> Result<args::ScopedArgs, syn::Error> {
+pub(crate) fn parse_scoped_args(tokens: TokenStream) -> Result<args::ScopedArgs, syn::Error> {
     let mut errors = Errors::default();
     let args = args::scoped_args(tokens, &mut errors);
     validate::scoped_args(&args, &mut errors);
@@ -170,7 +170,7 @@ pub fn parse_scoped_args(tokens: TokenStream) -> Result<args::ScopedArgs, syn::E
 }
 
 /// Parses and validates the input of `go!(..)`.
-pub fn parse_go_args(tokens: TokenStream) -> Result<args::GoArgs, syn::Error> {
+pub(crate) fn parse_go_args(tokens: TokenStream) -> Result<args::GoArgs, syn::Error> {
     let mut errors = Errors::default();
     let args = args::go_args(tokens, &mut errors);
     validate::go_args(&args, &mut errors);

@@ -230,20 +230,33 @@ impl<T: Send + 'static> Inner<T> {
         self.destroy_later(resource);
     }
 
-    async fn close(&self) {
+    /// Closes the pool and destroys its idle resources, one after the other. If this future is
+    /// dropped half-way, the resources not yet destroyed are destroyed in the background, so
+    /// every resource still gets its one `destroy`.
+    async fn close(self: &Arc<Self>) {
+        let idle = self.close_now();
+        let mut pending = DestroyRest {
+            pool: self,
+            rest: idle.into_iter(),
+        };
+        for resource in pending.rest.by_ref() {
+            self.destroy_now(resource).await;
+        }
+    }
+
+    /// Marks the pool closed and takes its idle resources (none when it already was closed).
+    fn close_now(&self) -> Vec<T> {
         let idle = {
             let mut slots = lock(&self.slots);
             if slots.closed {
-                return;
+                return Vec::new();
             }
             slots.closed = true;
             slots.total -= slots.idle.len();
             std::mem::take(&mut slots.idle)
         };
         self.room.close();
-        for resource in idle {
-            self.destroy_now(resource).await;
-        }
+        idle
     }
 
     async fn wait_for_room(&self) -> Result<OwnedSemaphorePermit, Error> {
@@ -421,9 +434,10 @@ impl<T: Send + 'static> Pool<T> {
     /// ```
     ///
     /// # Cancel safety
-    /// Not cancel safe: dropping the future while it creates the `min` resources drops the
-    /// pool with it, and the resources created so far are dropped without `destroy` running
-    /// for them. Do not drop it mid-way when every resource must go through `destroy`.
+    /// Dropping the future while it creates the `min` resources gives up the pool: the
+    /// creation in progress is dropped, and the resources created so far are destroyed in the
+    /// background (each with its one `destroy`). Nothing is lent from a pool that was never
+    /// returned.
     ///
     /// # Errors
     /// - [`Error::InvalidOption`] when `max` is 0 or above
@@ -470,6 +484,7 @@ impl<T: Send + 'static> Pool<T> {
                 runtime,
             }),
         };
+        let mut filling = CloseUnlessFilled(Some(Arc::clone(&pool.inner)));
         for _ in 0..options.min {
             match pool.inner.create_one().await {
                 Ok(resource) => {
@@ -478,11 +493,13 @@ impl<T: Send + 'static> Pool<T> {
                     slots.total += 1;
                 }
                 Err(error) => {
+                    filling.0 = None;
                     pool.close().await;
                     return Err(error);
                 }
             }
         }
+        filling.0 = None;
         Ok(pool)
     }
 
@@ -627,10 +644,10 @@ impl<T: Send + 'static> Pool<T> {
     /// ```
     ///
     /// # Cancel safety
-    /// Not cancel safe: the pool is closed by the first poll, but the idle resources are
-    /// destroyed one after another by this future; if it is dropped before it completes, the
-    /// ones not destroyed yet are dropped without `destroy` running, and a later `close`
-    /// returns at once.
+    /// The pool is closed by the first poll; the idle resources are then destroyed one after
+    /// another by this future. If it is dropped before it completes, the `destroy` in progress
+    /// is dropped where it stands and the resources not destroyed yet are destroyed in the
+    /// background, so each still gets its one `destroy`; a later `close` returns at once.
     pub async fn close(&self) {
         self.inner.close().await;
     }
@@ -638,6 +655,35 @@ impl<T: Send + 'static> Pool<T> {
     /// True once closed.
     pub fn is_closed(&self) -> bool {
         lock(&self.inner.slots).closed
+    }
+}
+
+/// The idle resources a close has not destroyed yet; dropped half-way, it hands them to the
+/// background.
+struct DestroyRest<'a, T: Send + 'static> {
+    pool: &'a Arc<Inner<T>>,
+    rest: std::vec::IntoIter<T>,
+}
+
+impl<T: Send + 'static> Drop for DestroyRest<'_, T> {
+    fn drop(&mut self) {
+        for resource in self.rest.by_ref() {
+            self.pool.destroy_later(resource);
+        }
+    }
+}
+
+/// Closes a pool that `Pool::new` was still filling when its future was dropped, so the
+/// resources it had created are destroyed.
+struct CloseUnlessFilled<T: Send + 'static>(Option<Arc<Inner<T>>>);
+
+impl<T: Send + 'static> Drop for CloseUnlessFilled<T> {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            for resource in pool.close_now() {
+                pool.destroy_later(resource);
+            }
+        }
     }
 }
 
@@ -726,8 +772,8 @@ impl Scope {
     /// ```
     ///
     /// # Cancel safety
-    /// As [`Pool::new`]: dropping the future while it creates the `min` resources drops them
-    /// without `destroy`, and the scope is left without the pool.
+    /// As [`Pool::new`]: dropping the future while it creates the `min` resources destroys
+    /// those created so far in the background, and the scope is left without the pool.
     ///
     /// # Errors
     /// [`Error::Closed`] when the scope is closed (or closing); otherwise as [`Pool::new`].
