@@ -340,3 +340,27 @@ async fn a_task_waiting_for_a_pooled_resource_is_shown_waiting_on_the_pool() {
     drop(held);
     scope.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_local_scope_lists_its_tasks_and_where_they_were_spawned() {
+    let builder = Scope::builder().name("local-tree").introspect(true);
+    let signal = tokio::sync::Notify::new();
+    let (waiting, line) = Scope::local(builder, |s| {
+        Box::pin(async {
+            let line = line!() + 1;
+            let task = s.spawn(go_go_scope::tracked_wait("signal", signal.notified()));
+            flush_tasks().await;
+            let waiting = s.tree().find_task("task-1").cloned();
+            signal.notify_one();
+            task.await;
+            (waiting, line)
+        })
+    })
+    .await
+    .unwrap();
+    let waiting = waiting.unwrap();
+    assert_eq!(waiting.state.waiting_on(), Some("signal"));
+    let site = waiting.spawned_at.unwrap();
+    assert!(site.file.ends_with("introspect.rs"), "{site}");
+    assert_eq!(site.line, line);
+}
