@@ -7,6 +7,10 @@ use go_go_scope::introspect::{self, TaskState};
 use go_go_scope::testing::{assert_no_tasks_left, assert_no_wait_longer_than, flush_tasks};
 use go_go_scope::{CircuitBreaker, Retry, Scope, go};
 
+/// Held by the tests that build a scope without asking for introspection, and by the one that
+/// flips the process-wide switch: with the switch on, such a scope would be introspected.
+static PROCESS_WIDE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
         Ok(message) => *message,
@@ -171,7 +175,9 @@ async fn the_json_rendering_carries_the_same_tree() {
 
 #[tokio::test]
 async fn a_scope_without_introspection_shows_only_its_counts() {
+    let switch = PROCESS_WIDE.lock().unwrap_or_else(|e| e.into_inner());
     let scope = Scope::builder().name("plain").build().unwrap();
+    drop(switch);
     let _task = scope.spawn(std::future::pending::<()>());
     let tree = scope.tree();
     assert!(!tree.scopes[0].tracked);
@@ -256,10 +262,12 @@ async fn go_and_tracked_wait_are_seen_and_the_scope_body_too() {
 
 #[tokio::test]
 async fn the_process_wide_switch_and_the_gauge() {
+    let switch = PROCESS_WIDE.lock().unwrap_or_else(|e| e.into_inner());
     introspect::enable();
     let scope = Scope::builder().name("gauge-scope").build().unwrap();
     introspect::disable();
     let later = Scope::builder().name("gauge-later").build().unwrap();
+    drop(switch);
     assert!(scope.tree().scopes[0].tracked);
     assert!(!later.tree().scopes[0].tracked);
 
@@ -301,4 +309,58 @@ async fn the_process_wide_switch_and_the_gauge() {
     later.close().await.unwrap();
     let text = go_go_scope::metrics::encode();
     assert!(!text.contains("scope=\"gauge-scope\",state"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_waiting_for_a_pooled_resource_is_shown_waiting_on_the_pool() {
+    let scope = Scope::builder()
+        .name("pooled")
+        .introspect(true)
+        .build()
+        .unwrap();
+    let pool = scope
+        .pool(
+            go_go_scope::PoolOptions::new(|| async { Ok::<_, std::io::Error>(1_u8) })
+                .max(1)
+                .acquire_timeout(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    let held = pool.acquire().await.unwrap();
+    let borrower = pool.clone();
+    let _waiting = scope
+        .task_once(async move { borrower.acquire().await.map(|_| ()) })
+        .name("borrower")
+        .spawn();
+    flush_tasks().await;
+    let tree = scope.tree();
+    let borrower = tree.find_task("borrower").unwrap();
+    assert_eq!(borrower.state.waiting_on(), Some("pool acquire"));
+    assert_eq!(borrower.state.kind(), "pool");
+    drop(held);
+    scope.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_local_scope_lists_its_tasks_and_where_they_were_spawned() {
+    let builder = Scope::builder().name("local-tree").introspect(true);
+    let signal = tokio::sync::Notify::new();
+    let (waiting, line) = Scope::local(builder, |s| {
+        Box::pin(async {
+            let line = line!() + 1;
+            let task = s.spawn(go_go_scope::tracked_wait("signal", signal.notified()));
+            flush_tasks().await;
+            let waiting = s.tree().find_task("task-1").cloned();
+            signal.notify_one();
+            task.await;
+            (waiting, line)
+        })
+    })
+    .await
+    .unwrap();
+    let waiting = waiting.unwrap();
+    assert_eq!(waiting.state.waiting_on(), Some("signal"));
+    let site = waiting.spawned_at.unwrap();
+    assert!(site.file.ends_with("introspect.rs"), "{site}");
+    assert_eq!(site.line, line);
 }

@@ -289,6 +289,11 @@ impl<'env> LocalScope<'env, AnyTasks> {
 }
 
 impl<'env, K: LocalKind> LocalScope<'env, K> {
+    /// The scope behind this local scope, for features that read it (the live tree).
+    pub(crate) fn inner(&self) -> &Scope {
+        &self.scope
+    }
+
     fn new(builder: ScopeBuilder) -> Result<Self, Error> {
         Ok(LocalScope {
             scope: builder.build()?,
@@ -297,7 +302,8 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     }
 
     /// Admits a task through the same path as a spawned one and queues it for the scope's
-    /// future.
+    /// future. `#[track_caller]`, so that the live tree shows where the task was spawned.
+    #[track_caller]
     fn start<B, T>(
         &self,
         body: B,

@@ -667,6 +667,32 @@ impl Scope {
     }
 }
 
+impl<K: crate::core::local::LocalKind> crate::core::local::LocalScope<'_, K> {
+    /// This local scope and its subtree as a [`Tree`], as [`Scope::tree`] gives it: its tasks
+    /// are listed when it is introspected ([`ScopeBuilder::introspect`], [`enable`]).
+    ///
+    /// ```
+    /// use go_go_scope::Scope;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let builder = Scope::builder().name("local").introspect(true);
+    /// let listed = Scope::local(builder, |s| Box::pin(async {
+    ///     let task = s.spawn(async {});
+    ///     let listed = s.tree().scopes[0].tasks.len();
+    ///     task.await;
+    ///     listed
+    /// }))
+    /// .await
+    /// .unwrap();
+    /// assert_eq!(listed, 1);
+    /// # }
+    /// ```
+    pub fn tree(&self) -> Tree {
+        self.inner().tree()
+    }
+}
+
 /// Reads the subtrees under `roots`, depth-first with an explicit stack (any depth works).
 fn walk(roots: Vec<Arc<Shared>>) -> Tree {
     let now = Instant::now();
