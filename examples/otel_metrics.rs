@@ -8,7 +8,7 @@
 //! to `goscope.task.retries`. The provider is shut down at the end, which exports the totals.
 //!
 //! ```text
-//! docker compose -f monitoring/docker-compose.yml up -d   # or any OTLP/HTTP collector
+//! # with an OTLP/HTTP receiver of metrics listening (an OpenTelemetry Collector, ...):
 //! cargo run -p go-go-scope-examples --example otel_metrics -- --batches 5
 //! ```
 

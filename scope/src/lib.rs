@@ -103,7 +103,7 @@
 //! tracer of your own.
 //! [`Hooks`] see every task start and end, cancellations and disposals. [`ScopeMetrics`]
 //! ([`ScopeBuilder::metrics`]) counts and times tasks; with the feature `metrics`, the
-//! [`metrics`] module exports them as Prometheus text, JSON or OTLP/JSON, aggregates every scope
+//! [`metrics`] module exports them as Prometheus text or JSON, aggregates every scope
 //! by name in a process-wide registry for a `/metrics` endpoint, and (feature `pushgateway`)
 //! pushes to a Pushgateway. The same instruments can go into the application's own pipeline
 //! instead: its `metrics` recorder ([`ScopeBuilder::metrics_facade`], feature `metrics-facade`)
@@ -132,7 +132,7 @@
 //! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
 //! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own, `ScopeBuilder::otel_meter` for a meter of your own; re-exports `opentelemetry` |
 //! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client) |
-//! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
+//! | `metrics` | no | [`metrics`] export (Prometheus, JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
 //! | `pushgateway` | no | `metrics`, plus `metrics::push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
 //! | `metrics-facade` | no | `ScopeBuilder::metrics_facade`: scope metrics through the `metrics` crate, into the application's recorder |
 //! | `full` | no | all of them |

@@ -5,8 +5,7 @@
 //! cheap to clone, with durations as [`Duration`].
 //!
 //! With the cargo feature `metrics`, this module also exports them:
-//! - `export_metrics` / `export_metrics_with`: one snapshot as Prometheus text, JSON or
-//!   OpenTelemetry (OTLP/JSON) metrics;
+//! - `export_metrics` / `export_metrics_with`: one snapshot as Prometheus text or JSON;
 //! - `registry()`: the process-wide registry that aggregates every metrics-enabled scope by
 //!   name, for an application's `/metrics` endpoint (`encode()`) or a `prometheus-client`
 //!   registry of its own (`MetricsRegistry::collector`);
