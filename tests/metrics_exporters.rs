@@ -144,6 +144,28 @@ async fn the_facade_reports_the_breaker() {
 }
 
 #[tokio::test]
+async fn scopes_of_one_name_record_into_the_recorder_in_force_when_built() {
+    let first = PrometheusBuilder::new().build_recorder();
+    let second = PrometheusBuilder::new().build_recorder();
+    for (recorder, tasks) in [(&first, 1), (&second, 2), (&first, 3)] {
+        let scope = build_under(recorder, Scope::builder().name("facade-recorders"));
+        for _ in 0..tasks {
+            scope.spawn(async {}).await;
+        }
+        scope.close().await.unwrap();
+    }
+    let scope = r#"scope="facade-recorders""#;
+    for (recorder, spawned) in [(&first, 4.0), (&second, 2.0)] {
+        let text = recorder.handle().render();
+        assert_eq!(sample(&text, "goscope_tasks_spawned_total", scope), spawned);
+        assert!(
+            text.contains("# HELP goscope_tasks_spawned_total "),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_scope_without_the_option_records_nothing() {
     let recorder = PrometheusBuilder::new().build_recorder();
     let scope = metrics::with_local_recorder(&recorder, || {

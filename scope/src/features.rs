@@ -125,9 +125,9 @@ pub(crate) fn assemble(
     // Last: they count a task as running once every observer before them has admitted it.
     #[cfg(feature = "metrics-facade")]
     if metrics_facade {
-        use crate::observe::metrics::{facade::FacadeSink, instruments::Recorder};
+        use crate::observe::metrics::{facade::sink_for, instruments::Recorder};
         features.observe(Arc::new(Recorder::new(
-            FacadeSink::new(init.name),
+            sink_for(init.name),
             init.concurrency.is_some(),
             features.get::<CircuitBreaker>(),
         )));

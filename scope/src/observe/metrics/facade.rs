@@ -3,17 +3,19 @@
 //! `instruments.rs` is recorded with the `metrics` macros, into whatever recorder the
 //! application installed (`metrics-exporter-prometheus`, StatsD, ...), beside its own metrics.
 //!
-//! Each scope takes its handles (and describes the instruments) once, when it is built; the
-//! recorder's handles are what a task event touches. Handles taken while no recorder is
-//! installed record nothing, so the application installs its recorder before it builds such
-//! scopes.
+//! Handles are taken when a scope is built, and shared by every scope of the same `scope` label
+//! while the recorder in force stays the same one (registering them and describing the
+//! instruments costs tens of microseconds, too much for a scope per request); the recorder's
+//! handles are what a task event touches. Handles taken while no recorder is installed record
+//! nothing, so the application installs its recorder before it builds such scopes.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use metrics_facade::{
-    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
+    Counter, Gauge, Histogram, Recorder, Unit, counter, describe_counter, describe_gauge,
+    describe_histogram, gauge, histogram, with_recorder,
 };
 
 use super::instruments::{
@@ -22,6 +24,7 @@ use super::instruments::{
 };
 use crate::core::error::OutcomeKind;
 use crate::core::scope::ScopeBuilder;
+use crate::util::sync::lock;
 
 /// The prefix of every name the facade records.
 pub(crate) const PREFIX: &str = "goscope_";
@@ -38,8 +41,37 @@ fn names() -> &'static [&'static str; INSTRUMENTS.len()] {
     })
 }
 
-/// Gives the recorder each instrument's unit and help text. Done at every scope build, like
-/// taking the handles: the recorder in force may have changed since the last one.
+/// Which recorder is in force: the address of the global one, or of the local one of
+/// `metrics::with_local_recorder`.
+fn recorder_in_force() -> usize {
+    with_recorder(|recorder| std::ptr::from_ref::<dyn Recorder>(recorder).cast::<()>() as usize)
+}
+
+/// The handles of the scope label `label` in the recorder in force, taken (and the instruments
+/// described) the first time that recorder sees the label.
+pub(crate) fn sink_for(scope: &str) -> Arc<FacadeSink> {
+    /// By label: the recorder the handles were taken from, and the handles.
+    type Sinks = HashMap<Arc<str>, (usize, Arc<FacadeSink>)>;
+    static SINKS: Mutex<Option<Sinks>> = Mutex::new(None);
+    let label = scope_label(scope);
+    let recorder = recorder_in_force();
+    let mut sinks = lock(&SINKS);
+    let sinks = sinks.get_or_insert_with(HashMap::new);
+    if let Some((seen, sink)) = sinks.get(&label)
+        && *seen == recorder
+    {
+        return Arc::clone(sink);
+    }
+    let described = sinks.values().any(|(seen, _)| *seen == recorder);
+    if !described {
+        describe(names());
+    }
+    let sink = Arc::new(FacadeSink::new(Arc::clone(&label)));
+    sinks.insert(label, (recorder, Arc::clone(&sink)));
+    sink
+}
+
+/// Gives the recorder each instrument's unit and help text.
 fn describe(names: &[&'static str; INSTRUMENTS.len()]) {
     for (instrument, &name) in INSTRUMENTS.iter().zip(names) {
         let description = instrument.description;
@@ -67,11 +99,9 @@ pub(crate) struct FacadeSink {
 }
 
 impl FacadeSink {
-    /// The handles of the scope named `scope`, labelled with its capped label.
-    pub(crate) fn new(scope: &str) -> FacadeSink {
+    /// New handles labelled `scope = label`.
+    fn new(label: Arc<str>) -> FacadeSink {
         let names = names();
-        describe(names);
-        let label: Arc<str> = scope_label(scope);
         let scope = || ("scope", Arc::clone(&label));
         let by_outcome = |i: usize| {
             let outcome = OutcomeKind::ALL[i].as_str();

@@ -303,6 +303,32 @@ pub(crate) trait Sink: Send + Sync + 'static {
     fn scope_duration(&self, lifetime: Duration);
 }
 
+impl<S: Sink> Sink for Arc<S> {
+    fn add(&self, count: Count, n: u64) {
+        (**self).add(count, n);
+    }
+
+    fn step(&self, level: Level, delta: i64) {
+        (**self).step(level, delta);
+    }
+
+    fn ended(&self, outcome: OutcomeKind, run: Duration) {
+        (**self).ended(outcome, run);
+    }
+
+    fn permit_wait(&self, wait: Duration) {
+        (**self).permit_wait(wait);
+    }
+
+    fn breaker_state(&self, value: u8) {
+        (**self).breaker_state(value);
+    }
+
+    fn scope_duration(&self, lifetime: Duration) {
+        (**self).scope_duration(lifetime);
+    }
+}
+
 /// The observer that records a scope's events into a [`Sink`].
 pub(crate) struct Recorder<S: Sink> {
     sink: S,
