@@ -165,6 +165,33 @@ async fn scopes_of_one_name_record_into_the_recorder_in_force_when_built() {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn permit_waits_and_run_times_are_measured_on_the_scope_clock() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let scope = build_under(
+        &recorder,
+        Scope::builder().name("facade-permits").concurrency(1),
+    );
+    // The second task waits 100 ms for the first one's permit, then runs 50 ms.
+    let first = scope.spawn(async { tokio::time::sleep(Duration::from_millis(100)).await });
+    let second = scope.spawn(async { tokio::time::sleep(Duration::from_millis(50)).await });
+    first.await;
+    second.await;
+    scope.close().await.unwrap();
+    let text = recorder.handle().render();
+    let scope = r#"scope="facade-permits""#;
+    assert_eq!(
+        sample(&text, "goscope_permit_wait_seconds_count", scope),
+        2.0
+    );
+    // Sums of f64 seconds: compared in whole milliseconds (the paused clock makes them exact).
+    let millis = |name: &str, labels: &str| (sample(&text, name, labels) * 1000.0).round();
+    assert_eq!(millis("goscope_permit_wait_seconds_sum", scope), 100.0);
+    let ok = format!(r#"{scope},outcome="ok""#);
+    assert_eq!(millis("goscope_task_run_seconds_sum", &ok), 150.0);
+    assert_eq!(millis("goscope_scope_duration_seconds", scope), 150.0);
+}
+
 #[tokio::test]
 async fn a_scope_without_the_option_records_nothing() {
     let recorder = PrometheusBuilder::new().build_recorder();
