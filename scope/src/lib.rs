@@ -131,7 +131,7 @@
 //! | `macros` | yes | `#[scoped]`, `go!`, `try_go!`, `try_go_raw!` |
 //! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
 //! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own, `ScopeBuilder::otel_meter` for a meter of your own; re-exports `opentelemetry` |
-//! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client) |
+//! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client); re-exports `opentelemetry_sdk` |
 //! | `metrics` | no | [`metrics`] export (Prometheus, JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
 //! | `pushgateway` | no | `metrics`, plus `metrics::push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
 //! | `metrics-facade` | no | `ScopeBuilder::metrics_facade`: scope metrics through the `metrics` crate, into the application's recorder |
@@ -171,6 +171,14 @@ pub use observe::otel;
 pub use opentelemetry;
 
 pub use observe::trace;
+/// The OpenTelemetry SDK at the version this crate is built with: the types of
+/// [`otel::Otel::tracer`] and [`otel::Otel::provider`].
+///
+/// *Feature `otlp`.*
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use opentelemetry_sdk;
+
 /// The `prometheus-client` crate at the version this crate is built with, for
 /// [`MetricsRegistry::collector`](metrics::MetricsRegistry::collector).
 ///
