@@ -1,84 +1,83 @@
 //! HTTP calls with per-attempt timeouts, retries, a deadline, hedging and a bounded fan-out,
-//! against a small HTTP/1.1 server the example starts on 127.0.0.1.
+//! made with `reqwest` against a small axum server the example starts on 127.0.0.1.
 //!
-//! The server is a task of the same scope as the client code: when `main`'s scope ends, the
-//! server and every connection it is still serving are cancelled and awaited. The server also
-//! reports when a client hangs up, which makes the client-side cancellations visible: a timed
-//! out or losing request really drops its connection.
+//! The server is a task of the same scope as the client code, and each connection a task of
+//! that scope: when `main`'s scope ends, the server and every connection it is still serving are
+//! cancelled and awaited. Each request runs in a scope of its own
+//! ([`ScopeLayer`](go_go_scope::tower::ScopeLayer)), and the server reports when a client hangs
+//! up, which makes the client-side cancellations visible: a timed out or losing request really
+//! drops its connection, and the server's handler with it.
 //!
 //! Run: `cargo run -p go-go-scope-examples --example http_client`
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::get as route;
+use go_go_scope::tower::ScopeLayer;
 use go_go_scope::{Error, ParallelOpts, Retry, Scope, TimeoutOrigin};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
 use tokio::time::{Instant, sleep};
 
 // ---------------------------------------------------------------------------------------------
-// A minimal HTTP client: one request per connection, `Connection: close`.
+// The client: reqwest, one shared connection pool.
+
+static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
 
 /// What can go wrong with one request.
 #[derive(Debug)]
 enum HttpError {
-    Io(std::io::Error),
+    Request(reqwest::Error),
     Status(u16),
-    Malformed,
 }
 
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HttpError::Io(e) => write!(f, "connection failed: {e}"),
+            HttpError::Request(e) => write!(f, "request failed: {e}"),
             HttpError::Status(code) => write!(f, "HTTP status {code}"),
-            HttpError::Malformed => f.write_str("malformed response"),
         }
     }
 }
 
-impl std::error::Error for HttpError {}
+impl std::error::Error for HttpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HttpError::Request(e) => Some(e),
+            HttpError::Status(_) => None,
+        }
+    }
+}
 
 impl HttpError {
     /// Worth retrying: the server or the network had a bad moment. A 4xx will not get better.
     fn is_transient(&self) -> bool {
         match self {
-            HttpError::Io(_) => true,
+            HttpError::Request(e) => e.is_connect() || e.is_timeout() || e.is_request(),
             HttpError::Status(code) => *code >= 500,
-            HttpError::Malformed => false,
         }
     }
 }
 
 /// `GET path`, returning the body of a 2xx response.
 async fn get(addr: SocketAddr, path: &str) -> Result<String, HttpError> {
-    let mut stream = TcpStream::connect(addr).await.map_err(HttpError::Io)?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
+    let response = CLIENT
+        .get(format!("http://{addr}{path}"))
+        .send()
         .await
-        .map_err(HttpError::Io)?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .await
-        .map_err(HttpError::Io)?;
-    let response = String::from_utf8(response).map_err(|_| HttpError::Malformed)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or(HttpError::Malformed)?;
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or(HttpError::Malformed)?;
-    if (200..300).contains(&status) {
-        Ok(body.to_owned())
-    } else {
-        Err(HttpError::Status(status))
+        .map_err(HttpError::Request)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(HttpError::Status(status.as_u16()));
     }
+    response.text().await.map_err(HttpError::Request)
 }
 
 /// The retry policy for idempotent GETs: back off exponentially, retry only transient errors
@@ -114,57 +113,104 @@ fn describe(error: &Error) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A small server: a few routes with delays and failures.
+// A small axum server: a few routes with delays and failures.
 
-async fn serve(listener: TcpListener, flaky_hits: Arc<AtomicU32>) {
+/// Says so when dropped before `answered`: the client hung up and the server dropped the
+/// request's handler (and, with it, the request's scope).
+struct HangUpReport {
+    path: String,
+    since: Instant,
+    answered: bool,
+}
+
+impl Drop for HangUpReport {
+    fn drop(&mut self) {
+        if !self.answered {
+            let waited = self.since.elapsed().as_millis();
+            println!(
+                "    server: client hung up on {} after {waited} ms",
+                self.path
+            );
+        }
+    }
+}
+
+/// Waits `delay_ms`, then answers; a hang-up meanwhile drops this future and is reported.
+async fn answer(
+    path: String,
+    delay_ms: u64,
+    status: StatusCode,
+    body: &str,
+) -> (StatusCode, String) {
+    let mut report = HangUpReport {
+        path,
+        since: Instant::now(),
+        answered: false,
+    };
+    sleep(Duration::from_millis(delay_ms)).await;
+    report.answered = true;
+    println!("    server: GET {} -> {}", report.path, status.as_u16());
+    (status, body.to_owned())
+}
+
+fn server() -> Router {
+    let flaky_hits = Arc::new(AtomicU32::new(0));
+    Router::new()
+        .route(
+            "/users/{id}",
+            route(|Path(id): Path<u32>| async move {
+                let (delay, name) = match id {
+                    1 => (10, "Ada"),
+                    2 => (30, "Grace"),
+                    3 => (20, "Edsger"),
+                    _ => return (StatusCode::NOT_FOUND, String::new()),
+                };
+                let body = format!(r#"{{"id":{id},"name":"{name}"}}"#);
+                answer(format!("/users/{id}"), delay, StatusCode::OK, &body).await
+            }),
+        )
+        .route(
+            "/slow",
+            route(|| answer("/slow".into(), 5_000, StatusCode::OK, "finally")),
+        )
+        .route(
+            "/mirror/{region}",
+            route(|Path(region): Path<String>| async move {
+                let delay = if region == "eu" { 300 } else { 40 };
+                let body = format!("answer from {region}");
+                answer(format!("/mirror/{region}"), delay, StatusCode::OK, &body).await
+            }),
+        )
+        .route(
+            "/flaky",
+            route(|State(hits): State<Arc<AtomicU32>>| async move {
+                if hits.fetch_add(1, Ordering::SeqCst) < 2 {
+                    answer("/flaky".into(), 5, StatusCode::SERVICE_UNAVAILABLE, "").await
+                } else {
+                    answer("/flaky".into(), 5, StatusCode::OK, "worked this time").await
+                }
+            }),
+        )
+        .with_state(flaky_hits)
+        // Each request in a scope of its own, a child of the connection's.
+        .layer(ScopeLayer::new())
+}
+
+/// Accepts connections until cancelled; each connection is a task of the ambient scope, so it
+/// ends, at the latest, with it.
+async fn serve(listener: TcpListener) {
+    let app = server();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        // Each connection is a task of the ambient scope: it ends, at the latest, with it.
-        let hits = flaky_hits.clone();
-        drop(Scope::current().spawn(handle(stream, hits)));
+        let service = TowerToHyperService::new(app.clone());
+        drop(Scope::current().spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }));
     }
-}
-
-async fn handle(mut stream: TcpStream, flaky_hits: Arc<AtomicU32>) {
-    let mut head = Vec::new();
-    let mut buf = [0_u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
-    let (delay, status, body) = match path.as_str() {
-        "/users/1" => (10, 200, r#"{"id":1,"name":"Ada"}"#.to_owned()),
-        "/users/2" => (30, 200, r#"{"id":2,"name":"Grace"}"#.to_owned()),
-        "/users/3" => (20, 200, r#"{"id":3,"name":"Edsger"}"#.to_owned()),
-        "/slow" => (5_000, 200, "finally".to_owned()),
-        "/mirror/eu" => (300, 200, "answer from eu".to_owned()),
-        "/mirror/us" => (40, 200, "answer from us".to_owned()),
-        "/flaky" if flaky_hits.fetch_add(1, Ordering::SeqCst) < 2 => (5, 503, String::new()),
-        "/flaky" => (5, 200, "worked this time".to_owned()),
-        _ => (0, 404, String::new()),
-    };
-    // Wait before answering, noticing if the client hangs up meanwhile.
-    let waited = Instant::now();
-    tokio::select! {
-        () = sleep(Duration::from_millis(delay)) => {}
-        _ = stream.read(&mut buf) => {
-            println!("    server: client hung up on {path} after {} ms", waited.elapsed().as_millis());
-            return;
-        }
-    }
-    println!("    server: GET {path} -> {status}");
-    let response = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        if status == 200 { "OK" } else { "Error" },
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,7 +224,7 @@ async fn main() -> Result<(), Error> {
     println!("server listening on http://{addr}");
 
     Scope::run(Scope::builder().name("http-example"), |s| async move {
-        let _server = s.spawn(serve(listener, Arc::new(AtomicU32::new(0))));
+        let _server = s.spawn(serve(listener));
 
         println!("\n1. one GET, each attempt bounded by 500 ms");
         let user = s
@@ -252,6 +298,7 @@ async fn main() -> Result<(), Error> {
             started.elapsed().as_millis(),
             describe(&err)
         );
+        sleep(Duration::from_millis(20)).await; // lets the server report the hang-up first
 
         println!("\n6. a hedged request: ask two mirrors, keep the first answer");
         let started = Instant::now();

@@ -19,6 +19,8 @@ mod guide {
     mod observability {}
     #[doc = include_str!("../docs/testing.md")]
     mod testing {}
+    #[doc = include_str!("../docs/services.md")]
+    mod services {}
 }
 
 pub mod shop;

@@ -1,5 +1,5 @@
 //! Scope metrics in an application's own `metrics` recorder: `metrics-exporter-prometheus`
-//! serves them at `http://127.0.0.1:9096/metrics`, beside the application's own counter.
+//! serves them at `http://127.0.0.1:9097/metrics`, beside the application's own counter.
 //!
 //! Every batch is a scope named `import-batch` built with `metrics_facade(true)` and a
 //! concurrency limit of 2. It imports four records: the second fails once and succeeds on its
@@ -10,10 +10,10 @@
 //!
 //! ```text
 //! cargo run -p go-go-scope-examples --example metrics_facade -- --batches 5
-//! curl -s http://127.0.0.1:9096/metrics | grep import-batch
+//! curl -s http://127.0.0.1:9097/metrics | grep import-batch
 //! ```
 //!
-//! The address is `--addr`, else the `GOSCOPE_FACADE_EXAMPLE` variable, else 127.0.0.1:9096.
+//! The address is `--addr`, else the `GOSCOPE_FACADE_EXAMPLE` variable, else 127.0.0.1:9097.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,7 +28,7 @@ struct Options {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let addr = std::env::var("GOSCOPE_FACADE_EXAMPLE").unwrap_or("127.0.0.1:9096".into());
+    let addr = std::env::var("GOSCOPE_FACADE_EXAMPLE").unwrap_or("127.0.0.1:9097".into());
     let mut options = Options {
         addr: addr
             .parse()

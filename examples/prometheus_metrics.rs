@@ -7,10 +7,16 @@
 //! The process-wide registry sums every scope by name, so the counters keep growing across
 //! orders: `goscope_tasks_spawned_total{scope="process-order"}` and friends.
 //!
+//! Introspection is on for the whole process, so `/debug/scopes` answers "what is this service
+//! waiting on?": the live tree of every scope and task and what each task waits on, as text, or
+//! as JSON with `?format=json`. The same tree feeds the `goscope_tasks_by_state` gauge.
+//!
 //! ```text
 //! cargo run -p go-go-scope-examples --example prometheus_metrics               # an order every 200 ms
 //! cargo run -p go-go-scope-examples --example prometheus_metrics -- --orders 8 # 8 orders, then serve
 //! curl -s http://127.0.0.1:9095/metrics
+//! curl -s http://127.0.0.1:9095/debug/scopes
+//! curl -s 'http://127.0.0.1:9095/debug/scopes?format=json'
 //! ```
 //!
 //! With `docker compose -f monitoring/docker-compose.yml up -d`, Prometheus scrapes it and the
@@ -20,7 +26,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use go_go_scope::{Error, Scope};
+use go_go_scope::{Error, Scope, introspect, tracked_wait};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -108,16 +114,35 @@ async fn serve_metrics(request: Request<Incoming>) -> Result<Response<Full<Bytes
         "/metrics" => Response::builder()
             .header("Content-Type", go_go_scope::metrics::CONTENT_TYPE)
             .body(Full::new(Bytes::from(go_go_scope::metrics::encode()))),
+        "/debug/scopes" => debug_scopes(request.uri().query()),
         _ => Response::builder()
             .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::from_static(b"try /metrics\n"))),
+            .body(Full::new(Bytes::from_static(
+                b"try /metrics or /debug/scopes\n",
+            ))),
     };
     Ok(response.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+}
+
+/// The admin endpoint: every live scope and task, as text or (`?format=json`) JSON.
+fn debug_scopes(query: Option<&str>) -> Result<Response<Full<Bytes>>, hyper::http::Error> {
+    let tree = introspect::snapshot();
+    let json = query.is_some_and(|q| q.split('&').any(|pair| pair == "format=json"));
+    let (content_type, body) = if json {
+        ("application/json", tree.to_json())
+    } else {
+        ("text/plain; charset=utf-8", tree.to_string())
+    };
+    Response::builder()
+        .header("Content-Type", content_type)
+        .body(Full::new(Bytes::from(body)))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_args()?;
+    // Every scope built from here on keeps a live record of its tasks for /debug/scopes.
+    introspect::enable();
     let listener = TcpListener::bind(options.addr).await?;
     println!("metrics at http://{}/metrics", listener.local_addr()?);
 
@@ -125,7 +150,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let connections = server.clone();
     let accept = server.spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            // Named, so /debug/scopes shows what the accept loop waits on.
+            let Ok((stream, _)) = tracked_wait("tcp accept", listener.accept()).await else {
                 continue;
             };
             drop(connections.spawn(async move {

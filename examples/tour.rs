@@ -148,7 +148,7 @@ mod spans {
     use tracing_subscriber::registry::LookupSpan;
     use tracing_subscriber::{Layer, filter};
 
-    pub fn print_closed_spans() {
+    pub(crate) fn print_closed_spans() {
         let layer =
             SpanPrinter.with_filter(filter::Targets::new().with_target("go_go_scope", Level::INFO));
         let subscriber = tracing_subscriber::registry().with(layer);

@@ -10,6 +10,7 @@ import gzip
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,7 +24,8 @@ PROMETHEUS = "http://" + os.environ.get("GOSCOPE_PROMETHEUS", "127.0.0.1:19090")
 PUSHGATEWAY = "http://" + os.environ.get("GOSCOPE_PUSHGATEWAY", "127.0.0.1:19091")
 OTLP = "http://" + os.environ.get("GOSCOPE_OTLP", "127.0.0.1:14318")
 METRICS_ADDR = os.environ.get("GOSCOPE_METRICS_EXAMPLE", "127.0.0.1:9095")
-FACADE_ADDR = os.environ.get("GOSCOPE_FACADE_EXAMPLE", "127.0.0.1:9096")
+FACADE_ADDR = os.environ.get("GOSCOPE_FACADE_EXAMPLE", "127.0.0.1:9097")
+AXUM_ADDR = os.environ.get("GOSCOPE_AXUM_EXAMPLE", "127.0.0.1:9096")
 SPANS_FILE = os.path.join(WORK, "spans.jsonl")
 OTLP_METRICS_FILE = os.path.join(WORK, "otlp-metrics.jsonl")
 
@@ -114,6 +116,64 @@ def read_jsonl(path, start):
 # Checks
 
 
+def scraped_value(text, series):
+    """The value of `series` (name and labels, as written) in a Prometheus text page, or None."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def check_axum_service_scopes_every_request():
+    """The axum example: each request runs in a scope named after its route; a request whose
+    client hangs up has its tasks cancelled; Ctrl-C drains the server."""
+    server = subprocess.Popen([example("axum_service"), "--addr", AXUM_ADDR],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = "http://" + AXUM_ADDR
+    try:
+        first = server.stdout.readline()
+        expect("serving on" in first, f"axum_service did not start: {first!r}")
+        status, _, body = http(base + "/orders/7")
+        expect(status == 200 and body.startswith(b"order 7 for customer-7"), (status, body))
+        # Order 13's lines never arrive: the lookup's own 300 ms timeout answers 504.
+        status, _, body = http(base + "/orders/13")
+        expect(status == 504 and b"timed out" in body, (status, body))
+
+        # A client that asks for the slow report and hangs up after 300 ms.
+        host, port = AXUM_ADDR.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as client:
+            client.sendall(b"GET /report HTTP/1.1\r\nHost: e2e\r\n\r\n")
+            client.settimeout(0.3)
+            try:
+                expect(not client.recv(1024), "the report answered before the client hung up")
+            except socket.timeout:
+                pass
+        cancelled = 'goscope_tasks_cancelled_total{scope="GET /report"}'
+        completed = 'goscope_tasks_completed_total{scope="GET /report"}'
+        deadline = time.monotonic() + 10
+        while True:
+            _, _, page = http(base + "/metrics")
+            page = page.decode()
+            if scraped_value(page, cancelled) == 3:
+                break
+            expect(time.monotonic() < deadline,
+                   f"the abandoned report's 3 tasks were not cancelled:\n{page}")
+            time.sleep(0.1)
+        expect(scraped_value(page, completed) in (None, 0), f"{completed} in\n{page}")
+        # The `#[scoped(metrics)]` handler's own scope: two lookups per order.
+        spawned = 'goscope_tasks_spawned_total{scope="order"}'
+        expect(scraped_value(page, spawned) == 4, f"{spawned} in\n{page}")
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            code = server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+            raise CheckFailed("axum_service did not drain on SIGINT within 10 s")
+    expect(code == 0, f"axum_service exited with {code}")
+
+
 def check_tracing_example_exports_the_span_tree():
     start = os.path.getsize(SPANS_FILE)
     env = dict(os.environ, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=OTLP + "/v1/traces")
@@ -174,6 +234,27 @@ def check_metrics_example_serves_valid_prometheus_text(state):
     lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
     expect(lint.returncode == 0, f"promtool check metrics rc {lint.returncode}: {lint.stderr.decode()}")
     state["metrics_text"] = text
+
+
+def check_debug_scopes_shows_the_live_tree():
+    status, headers, body = http(f"http://{METRICS_ADDR}/debug/scopes")
+    expect(status == 200, f"/debug/scopes answered {status}")
+    text = body.decode()
+    expect(text.startswith("scope http-server (#"), f"the server's scope heads the tree:\n{text}")
+    expect("waiting on tcp accept" in text, f"the accept loop waits on a named wait:\n{text}")
+    status, headers, body = http(f"http://{METRICS_ADDR}/debug/scopes?format=json")
+    expect(status == 200, f"/debug/scopes?format=json answered {status}")
+    content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+    expect(content_type == "application/json", f"Content-Type {content_type!r}")
+    scopes = json.loads(body)["scopes"]
+    server = next((s for s in scopes if s["name"] == "http-server"), None)
+    expect(server is not None, f"no http-server scope in {scopes}")
+    expect(server["tracked"] and server["depth"] == 0, f"server scope {server}")
+    accept = [t for t in server["tasks"] if t.get("on") == "tcp accept"]
+    expect(len(accept) == 1 and accept[0]["state"] == "waiting", f"tasks {server['tasks']}")
+    expect(accept[0]["spawned_at"]["file"].endswith("prometheus_metrics.rs"), f"task {accept[0]}")
+    wait_for_value('goscope_tasks_by_state{job="goscope-example",scope="http-server",'
+                   'state="tracked_wait"}', 1)
 
 
 def check_prometheus_scrapes_the_expected_values():
@@ -377,9 +458,11 @@ def main():
             sys.exit("prometheus_metrics exited early:\n" + "".join(output))
         checks = [
             ("tracing example exports the span tree", check_tracing_example_exports_the_span_tree),
+            ("axum example scopes every request", check_axum_service_scopes_every_request),
             ("metrics example serves valid Prometheus text",
              lambda: check_metrics_example_serves_valid_prometheus_text(state)),
             ("Prometheus scrapes the expected values", check_prometheus_scrapes_the_expected_values),
+            ("/debug/scopes shows the live tree", check_debug_scopes_shows_the_live_tree),
             ("pushed groups are queryable", check_pushed_groups_are_queryable),
             ("Prometheus scrapes the metrics facade example",
              check_prometheus_scrapes_the_metrics_facade_example),

@@ -40,6 +40,8 @@ ROWS = [
      "retry_once_scope", "BATCH"),
     ("spawn + await, `metrics(true)` (raw: two clock reads + an atomic add)",
      "metrics_tracker", "metrics_joinset", "metrics_scope", "BATCH"),
+    ("spawn + await, `introspect(true)` (the task recorded in the live tree)",
+     "spawn_await_tracker", "spawn_await_joinset", "introspect_scope", "BATCH"),
     ("`parallel` of 3 trivial tasks", "parallel3_tracker", "parallel3_joinset",
      "parallel3_scope", "BATCH"),
     ("channel, per message, capacity 100 (raw: tokio mpsc)", "channel_tokio", None,
@@ -47,10 +49,23 @@ ROWS = [
 ]
 
 
+# Local scopes: (operation, TaskTracker function, local-scope function, batch constant)
+LOCAL_ROWS = [
+    ("spawn + await one task (one local scope per 1 000 tasks)", "spawn_await_tracker",
+     "spawn_await_local", "BATCH"),
+    ("3 tasks spawned and awaited together (one local scope per 1 000 operations)",
+     "parallel3_tracker", "parallel3_local", "BATCH"),
+    ("the same, a local scope built and closed for every 3 tasks", "parallel3_tracker",
+     "parallel3_local_each", "BATCH"),
+    ("one of 10 000 tasks under a limit of 100 (raw: a semaphore)", "limited_tracker",
+     "limited_local", "LIMITED"),
+]
+
+
 def batch_sizes():
     source = BENCH.read_text()
     sizes = {}
-    for name in ("BATCH", "MESSAGES"):
+    for name in ("BATCH", "MESSAGES", "LIMITED"):
         m = re.search(rf"^const {name}: \w+ = ([0-9_]+);", source, re.MULTILINE)
         if not m:
             sys.exit(f"error: no `const {name}` in {BENCH.relative_to(ROOT)}")
@@ -89,7 +104,8 @@ def fmt(n):
 
 
 def table(counts, sizes):
-    missing = sorted({f for row in ROWS for f in row[1:4] if f and f not in counts})
+    wanted = {f for row in ROWS for f in row[1:4]} | {f for row in LOCAL_ROWS for f in row[1:3]}
+    missing = sorted({f for f in wanted if f and f not in counts})
     if missing:
         sys.exit(f"error: no instruction count for {', '.join(missing)}")
     out = [
@@ -106,10 +122,22 @@ def table(counts, sizes):
             f"{f'{s / j:.2f}×' if j else '—'} |"
         )
     go = counts["go_scoped_scope"] / counts["spawn_await_scope"]
+    introspect = counts["introspect_scope"] / counts["spawn_await_scope"]
     out.append("")
     out.append(f"Instructions per operation (Callgrind `Ir`, batches of {fmt(sizes['BATCH'])} "
                f"operations, {fmt(sizes['MESSAGES'])} messages for the channel). "
-               f"`go!` in a `#[scoped]` fn against `Scope::spawn`: {go:.2f}×.")
+               f"`go!` in a `#[scoped]` fn against `Scope::spawn`: {go:.2f}×; "
+               f"an introspected scope against a plain one: {introspect:.2f}×.")
+    out += [
+        "",
+        "| local scopes | TaskTracker | `Scope::local` | vs TaskTracker |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, tracker, local, batch in LOCAL_ROWS:
+        n = sizes[batch]
+        t = counts[tracker] / n
+        s = counts[local] / n
+        out.append(f"| {label} | {fmt(t)} | {fmt(s)} | {s / t:.2f}× |")
     return "\n".join(out)
 
 

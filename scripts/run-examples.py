@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Builds every example of the `go-go-scope-examples` package and runs the self-contained ones.
+"""Builds every example of the `go-go-scope-examples` package, and those published with the
+`go-go-scope` crate (`scope/examples/`), and runs the self-contained ones.
 
 Examples listed under `[package.metadata.examples] needs-services` in examples/Cargo.toml
 talk to servers outside the example (an OTLP collector, a Pushgateway); they are built here and
@@ -24,7 +25,8 @@ MANIFEST = ROOT / "examples" / "Cargo.toml"
 def build():
     """Builds the examples and returns {name: executable path}."""
     result = subprocess.run(
-        ["cargo", "build", "-p", "go-go-scope-examples", "--examples", "--message-format=json"],
+        ["cargo", "build", "-p", "go-go-scope-examples", "-p", "go-go-scope", "--examples",
+         "--message-format=json"],
         cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True,
     )
     executables = {}
@@ -44,6 +46,8 @@ def main():
 
     manifest = tomllib.loads(MANIFEST.read_text(encoding="utf-8"))
     declared = [example["name"] for example in manifest.get("example", [])]
+    # The crate's own examples, found by Cargo in scope/examples/.
+    declared += sorted(path.stem for path in (ROOT / "scope" / "examples").glob("*.rs"))
     metadata = manifest.get("package", {}).get("metadata", {}).get("examples", {})
     needs_services = set(metadata.get("needs-services", []))
     unknown = (needs_services | set(args.names)) - set(declared)

@@ -1191,6 +1191,18 @@ async fn spawn_blocking_is_waited_for_by_close_and_contains_panics() {
     assert!(matches!(err, Some(Error::Closed)));
 }
 
+// Blocking work can be started from a thread outside the runtime: it runs on the scope's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn spawn_blocking_works_from_a_thread_outside_the_runtime() {
+    let scope = Scope::new().unwrap();
+    let outside = scope.clone();
+    let task = std::thread::spawn(move || outside.spawn_blocking(|| 6 * 7))
+        .join()
+        .expect("spawn_blocking from a plain thread does not panic");
+    assert_eq!(task.await.1, Some(42));
+    scope.close().await.unwrap();
+}
+
 // A scope linked to an outside token is cancelled with it (also when the token was cancelled
 // before the scope was built); cancelling the scope leaves the token alone.
 #[tokio::test]

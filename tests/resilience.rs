@@ -468,6 +468,29 @@ async fn a_scope_breaker_opens_after_consecutive_failures() {
     s.close().await.unwrap();
 }
 
+// A call that panics through `CircuitBreaker::call` is a failure, as a scope's task panic is;
+// the panic still reaches the caller.
+#[tokio::test]
+async fn a_panicking_call_counts_as_a_failure_and_still_panics() {
+    use futures::FutureExt as _;
+    let breaker = CircuitBreaker::builder()
+        .failure_threshold(2)
+        .build()
+        .unwrap();
+    for round in 1..=2 {
+        let call = breaker.call(async {
+            if round > 0 {
+                panic!("backend exploded");
+            }
+            Ok::<(), std::io::Error>(())
+        });
+        let caught = std::panic::AssertUnwindSafe(call).catch_unwind().await;
+        assert!(caught.is_err(), "the panic reaches the caller");
+        assert_eq!(breaker.failure_count(), round);
+    }
+    assert_eq!(breaker.state(), CircuitState::Open);
+}
+
 // CB-03, CB-08: after the reset timeout, half-open; a success closes it.
 #[tokio::test(start_paused = true)]
 async fn a_breaker_recovers_after_its_reset_timeout() {

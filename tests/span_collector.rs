@@ -55,3 +55,65 @@ async fn the_span_collector_sees_names_parents_fields_and_attributes() {
     spans.clear();
     assert!(spans.spans().is_empty());
 }
+
+/// Records each span's name and its parent's name, for spans of any target.
+#[derive(Clone, Default)]
+struct Parents(std::sync::Arc<std::sync::Mutex<Vec<NameAndParent>>>);
+
+type NameAndParent = (String, Option<String>);
+
+impl<S> tracing_subscriber::Layer<S> for Parents
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let parent = ctx
+            .span(id)
+            .and_then(|span| span.parent().map(|p| p.name().to_owned()));
+        let name = attrs.metadata().name().to_owned();
+        self.0.lock().unwrap().push((name, parent));
+    }
+}
+
+#[tokio::test]
+async fn a_request_scope_of_the_tower_layer_is_a_child_of_the_request_span() {
+    use tower::ServiceExt;
+    use tracing::Instrument;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let parents = Parents::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(parents.clone()));
+    let app = axum::Router::new()
+        .route(
+            "/traced",
+            axum::routing::get(|| async {
+                let task = go_go_scope::go!(name = "lookup", async { "found" });
+                task.await.1.unwrap()
+            }),
+        )
+        .layer(go_go_scope::tower::ScopeLayer::with(|_| {
+            Scope::builder().name("GET /traced")
+        }));
+    let request = http::Request::get("/traced")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = app
+        .oneshot(request)
+        .instrument(tracing::info_span!("http.request"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+
+    // Span names as `tracing` knows them: a scope's span is `scope` (its display name is
+    // recorded later, in `otel.name`), a task's is `scope.task`.
+    let seen = parents.0.lock().unwrap().clone();
+    let scopes: Vec<_> = seen.iter().filter(|(name, _)| name == "scope").collect();
+    assert_eq!(scopes.len(), 1, "{seen:?}");
+    assert_eq!(scopes[0].1.as_deref(), Some("http.request"), "{seen:?}");
+}

@@ -1085,3 +1085,39 @@ fn the_docs_name_every_span_attribute() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_local_scope_s_tasks_get_spans_under_the_scope_s_span() {
+    let traces = Traces::layer_at(Level::INFO);
+    let greeting = String::from("hello");
+    let (ok, bad) = Scope::local(
+        Scope::builder()
+            .name("local-handler")
+            .tracer(ScopeTracer::global()),
+        |s| {
+            Box::pin(async {
+                let ok = s.spawn(async { greeting.len() });
+                let bad = s.try_spawn(async {
+                    Err::<(), _>(std::io::Error::other(format!("{greeting} failed")))
+                });
+                (ok.await, bad.await)
+            })
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.1, Some(5));
+    assert!(bad.0.is_some());
+
+    let spans = traces.spans();
+    let root = one(&spans, "local-handler");
+    assert_eq!(int(root, "scope.errors"), 1);
+    let tasks = named(&spans, "scope.task");
+    assert_eq!(tasks.len(), 2);
+    for task in &tasks {
+        assert_eq!(task.parent_span_id, root.span_context.span_id());
+    }
+    let failed: Vec<_> = tasks.iter().filter(|t| is_error(t)).collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(int(failed[0], "task.index"), 2);
+}

@@ -237,7 +237,7 @@ async fn dropping_the_poller_stops_it() {
 
 #[tokio::test(start_paused = true)]
 async fn a_zero_interval_is_rejected() {
-    let s = Scope::new().unwrap();
+    let s = Scope::builder().metrics(true).build().unwrap();
     let err = s
         .poll(
             || async { Ok::<_, Error>(()) },
@@ -252,6 +252,8 @@ async fn a_zero_interval_is_rejected() {
             ..
         }
     ));
+    // Refused before anything was registered with the scope.
+    assert_eq!(s.metrics().unwrap().resources_registered, 0);
     s.close().await.unwrap();
 }
 

@@ -248,3 +248,35 @@ async fn a_timed_out_lookup_is_an_error_span() {
     assert_eq!(attribute(query, "task.has_timeout"), Some(true.into()));
 }
 // endregion: spans
+
+// region: no-tasks-left
+#[tokio::test]
+async fn a_leaked_task_is_named_with_what_it_waits_on() {
+    let scope = Scope::builder()
+        .name("handler")
+        .introspect(true)
+        .build()
+        .unwrap();
+    let replies = scope.channel::<u32>(1);
+    let rx = replies.clone();
+    let reply = scope
+        .task_once(async move { Ok::<_, Error>(rx.recv().await) })
+        .name("await-reply")
+        .spawn();
+    flush_tasks().await;
+
+    let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        go_go_scope::testing::assert_no_tasks_left(&scope)
+    }));
+    let message = *failure.unwrap_err().downcast::<String>().unwrap();
+    assert!(
+        message.contains("await-reply (#1) waiting on channel receive"),
+        "{message}"
+    );
+
+    replies.send(7).await.unwrap();
+    assert_eq!(reply.await.1, Some(Some(7)));
+    go_go_scope::testing::assert_no_tasks_left(&scope);
+    close_and_assert(&scope).await;
+}
+// endregion: no-tasks-left

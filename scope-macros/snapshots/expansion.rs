@@ -125,6 +125,10 @@ async fn try_go_raw_async() {
             use ::go_go_scope::__private::{
                 RawAsErrorKind as _, RawAsMessageKind as _, RawResumesKind as _,
             };
+            use ::go_go_scope::__private::{SettledKind as _, UnawaitedKind as _};
+            let __scoped_caught = (&::go_go_scope::__private::ValueProbe::of(&__scoped_caught))
+                .__value_kind()
+                .settle(__scoped_caught);
             (&&&::go_go_scope::__private::RawTarget::of(&__scoped_caught))
                 .__raw_kind()
                 .split(__scoped_caught)

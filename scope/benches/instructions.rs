@@ -32,6 +32,11 @@ use tokio_util::task::TaskTracker;
 const BATCH: usize = 1_000;
 /// Messages per measured batch in the channel benchmarks; `scripts/instructions.py` divides by it.
 const MESSAGES: u64 = 10_000;
+/// Tasks per measured batch in the concurrency-limit benchmarks; `scripts/instructions.py`
+/// divides by it.
+const LIMITED: usize = 10_000;
+/// The concurrency limit of those benchmarks.
+const LIMIT: usize = 100;
 /// Channel capacity in the channel benchmarks.
 const CAPACITY: usize = 100;
 /// The timeout of the timeout benchmarks: long enough never to fire.
@@ -437,6 +442,26 @@ impl Op for MetricsScope {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Spawn + await one task in an introspected scope: the task is recorded in the live tree while
+// it lives (a lock, a map insert and a removal).
+
+struct IntrospectScope(Scope);
+impl Op for IntrospectScope {
+    fn new() -> Self {
+        IntrospectScope(Scope::builder().introspect(true).build().expect("scope"))
+    }
+    async fn run(&mut self, n: usize) {
+        for _ in 0..n {
+            let (_, v) = self.0.spawn(async { 42_u64 }).await;
+            black_box(v);
+        }
+    }
+    async fn finish(self) {
+        self.0.close().await.expect("close");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Three trivial tasks run together, all results collected (one operation = all three).
 
 struct ParallelTracker(TaskTracker);
@@ -544,6 +569,129 @@ impl Op for ChannelScope {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Local scopes (`Scope::local`): tasks polled by the scope's own future. The batch runs in one
+// local scope, as the tracker and the spawned scope are reused for a batch; the last form
+// builds and closes a local scope for every three tasks.
+
+fn local_builder() -> ScopeBuilder {
+    Scope::builder().detached()
+}
+
+struct SpawnLocal;
+impl Op for SpawnLocal {
+    fn new() -> Self {
+        SpawnLocal
+    }
+    async fn run(&mut self, n: usize) {
+        Scope::local(local_builder(), |s| {
+            Box::pin(async move {
+                for _ in 0..n {
+                    let (_, v) = s.spawn(async { 42_u64 }).await;
+                    black_box(v);
+                }
+            })
+        })
+        .await
+        .expect("local scope");
+    }
+}
+
+struct ParallelLocal;
+impl Op for ParallelLocal {
+    fn new() -> Self {
+        ParallelLocal
+    }
+    async fn run(&mut self, n: usize) {
+        Scope::local(local_builder(), |s| {
+            Box::pin(async move {
+                for _ in 0..n {
+                    let tasks = [1_u64, 2, 3].map(|i| s.spawn(async move { i }));
+                    let mut sum = 0;
+                    for task in tasks {
+                        sum += task.await.1.unwrap_or(0);
+                    }
+                    black_box(sum);
+                }
+            })
+        })
+        .await
+        .expect("local scope");
+    }
+}
+
+struct ParallelLocalEach;
+impl Op for ParallelLocalEach {
+    fn new() -> Self {
+        ParallelLocalEach
+    }
+    async fn run(&mut self, n: usize) {
+        for _ in 0..n {
+            let sum = Scope::local(local_builder(), |s| {
+                Box::pin(async move {
+                    let tasks = [1_u64, 2, 3].map(|i| s.spawn(async move { i }));
+                    let mut sum = 0;
+                    for task in tasks {
+                        sum += task.await.1.unwrap_or(0);
+                    }
+                    sum
+                })
+            })
+            .await
+            .expect("local scope");
+            black_box(sum);
+        }
+    }
+}
+
+/// 10 000 tasks under a limit of 100: raw Tokio with a semaphore each task waits on.
+struct LimitedTracker(TaskTracker);
+impl Op for LimitedTracker {
+    const BATCH: usize = LIMITED;
+    fn new() -> Self {
+        LimitedTracker(TaskTracker::new())
+    }
+    async fn run(&mut self, n: usize) {
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(LIMIT));
+        let tasks: Vec<_> = (0..n as u64)
+            .map(|i| {
+                let limit = std::sync::Arc::clone(&limit);
+                self.0.spawn(async move {
+                    let _permit = limit.acquire_owned().await.expect("open");
+                    i
+                })
+            })
+            .collect();
+        let mut sum = 0;
+        for task in tasks {
+            sum += task.await.expect("no panic");
+        }
+        black_box(sum);
+    }
+}
+
+struct LimitedLocal;
+impl Op for LimitedLocal {
+    const BATCH: usize = LIMITED;
+    fn new() -> Self {
+        LimitedLocal
+    }
+    async fn run(&mut self, n: usize) {
+        Scope::local(local_builder().concurrency(LIMIT), |s| {
+            Box::pin(async move {
+                let tasks: Vec<_> = (0..n as u64).map(|i| s.spawn(async move { i })).collect();
+                let mut sum = 0;
+                for task in tasks {
+                    sum += task.await.1.unwrap_or(0);
+                }
+                black_box(sum);
+            })
+        })
+        .await
+        .expect("local scope");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 instructions! {
     create_close_tracker: CreateCloseTracker;
@@ -562,11 +710,17 @@ instructions! {
     metrics_tracker: MetricsTracker;
     metrics_joinset: MetricsJoinSet;
     metrics_scope: MetricsScope;
+    introspect_scope: IntrospectScope;
     parallel3_tracker: ParallelTracker;
     parallel3_joinset: ParallelJoinSet;
     parallel3_scope: ParallelScope;
     channel_tokio: ChannelTokio;
     channel_scope: ChannelScope;
+    spawn_await_local: SpawnLocal;
+    parallel3_local: ParallelLocal;
+    parallel3_local_each: ParallelLocalEach;
+    limited_tracker: LimitedTracker;
+    limited_local: LimitedLocal;
 }
 
 library_benchmark_group!(
@@ -588,11 +742,17 @@ library_benchmark_group!(
         metrics_tracker,
         metrics_joinset,
         metrics_scope,
+        introspect_scope,
         parallel3_tracker,
         parallel3_joinset,
         parallel3_scope,
         channel_tokio,
-        channel_scope
+        channel_scope,
+        spawn_await_local,
+        parallel3_local,
+        parallel3_local_each,
+        limited_tracker,
+        limited_local
     ]
 );
 

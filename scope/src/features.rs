@@ -13,6 +13,7 @@ use crate::core::observer::Features;
 use crate::core::scope::{ScopeBuilder, Shared};
 use crate::observe::deadlock::{DeadlockCallback, Detector};
 use crate::observe::hooks::Hooks;
+use crate::observe::introspect::{IntrospectOptions, introspector};
 use crate::observe::metrics::MetricsCollector;
 use crate::observe::profiler::Profiler;
 use crate::observe::trace::{ScopeSpanInfo, ScopeTrace, TraceOptions};
@@ -35,6 +36,7 @@ pub(crate) struct FeatureOptions {
     /// Record through an OpenTelemetry meter.
     #[cfg(feature = "otel")]
     pub(crate) otel_meter: Option<crate::observe::metrics::otel_meter::ScopeMeter>,
+    pub(crate) introspect: IntrospectOptions,
     /// The crate's own observers (the testing scope's recorder).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     pub(crate) observers: Vec<Arc<dyn crate::core::observer::Observer>>,
@@ -54,7 +56,9 @@ pub(crate) struct ScopeInit<'a> {
     pub(crate) explicit_parent: bool,
 }
 
-/// Checks the options, then builds the scope's features (`None` when it has none).
+/// Checks the options, then builds the scope's features (`None` when it has none). Called once,
+/// from `ScopeBuilder::build`, and inlined there.
+#[inline]
 pub(crate) fn assemble(
     options: Option<Box<FeatureOptions>>,
     init: &ScopeInit<'_>,
@@ -71,6 +75,7 @@ pub(crate) fn assemble(
         metrics_facade,
         #[cfg(feature = "otel")]
         otel_meter,
+        introspect,
         observers,
     } = options.map(|options| *options).unwrap_or_default();
     if deadlock.as_ref().is_some_and(|(t, _)| t.is_zero()) {
@@ -79,6 +84,7 @@ pub(crate) fn assemble(
             "the threshold must be greater than zero",
         ));
     }
+    let introspector = introspector(&introspect, init.parent)?;
     let parent = init.parent.and_then(|p| p.features());
     let mut features = Features::default();
     let trace = ScopeTrace::start(
@@ -118,6 +124,9 @@ pub(crate) fn assemble(
     }
     if let Some((threshold, callback)) = deadlock {
         features.observe(Arc::new(Detector::new(threshold, callback)));
+    }
+    if let Some(introspector) = introspector {
+        features.observe(Arc::new(introspector));
     }
     for observer in observers {
         features.observe(observer);

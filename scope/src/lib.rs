@@ -108,7 +108,9 @@
 //! pushes to a Pushgateway. The same instruments can go into the application's own pipeline
 //! instead: its `metrics` recorder ([`ScopeBuilder::metrics_facade`], feature `metrics-facade`)
 //! or its OpenTelemetry meter ([`ScopeBuilder::otel_meter`], feature `otel`).
-//! Log events go through `tracing` too (target `go_go_scope`).
+//! Log events go through `tracing` too (target `go_go_scope`). The [`introspect`] module shows
+//! the live tree of scopes and tasks and what each task waits on ([`Scope::tree`],
+//! [`introspect::snapshot`]), as text or JSON.
 //!
 //! ## Testing
 //! The module `testing` (feature `testing`) has a recording `TestScope`, `assert_closed`,
@@ -135,6 +137,7 @@
 //! | `metrics` | no | [`metrics`] export (Prometheus, JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
 //! | `pushgateway` | no | `metrics`, plus `metrics::push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
 //! | `metrics-facade` | no | `ScopeBuilder::metrics_facade`: scope metrics through the `metrics` crate, into the application's recorder |
+//! | `introspect-json` | no | `introspect::Tree::to_json`: the live tree as JSON (serde) |
 //! | `full` | no | all of them |
 //!
 //! # The guide
@@ -157,6 +160,7 @@ mod resilience;
 mod sync;
 mod time;
 
+pub use observe::introspect;
 pub use observe::metrics;
 #[cfg(feature = "otlp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
@@ -187,17 +191,27 @@ pub use opentelemetry_sdk;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub use prometheus_client;
 
+// Support for the code the macros generate (see the file's own docs); compiler messages quote
+// its file name.
 #[doc(hidden)]
+#[path = "macro_support.rs"]
 pub mod __private;
 
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
+
 pub use combinators::parallel::{Aggregate, ParallelOpts, parallel, parallel_aggregate};
 pub use combinators::race::race;
 pub use core::error::{
     BoxError, Error, Outcome, OutcomeKind, TimeoutOrigin, into_outcome, into_result,
+};
+pub use core::local::{
+    AnyTasks, LocalBody, LocalKind, LocalScope, LocalTask, SendTasks, UnsendBody,
 };
 pub use core::resources::DisposeResult;
 pub use core::scope::{Scope, ScopeBuilder, cancelled, unclosed_drops};
@@ -240,4 +254,27 @@ pub mod prelude {
 
     #[cfg(feature = "macros")]
     pub use crate::{go, scoped, try_go, try_go_raw};
+}
+
+/// The traits behind the macros' compile-time checks.
+///
+/// `#[scoped]`, `go!` and `try_go!` bound what you give them on these traits, so that a value of
+/// the wrong kind gets one message that names the option and says what to write, instead of a
+/// list of `From` or `Future` impls. They are implemented by this crate for every type that
+/// works; you never need to implement or name them.
+#[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+pub mod dsl {
+    pub use crate::__private::{
+        AsScope, AttrValueOf, AwaitedFirst, BreakerCarrier, CarriesError, DurationValue,
+        ErrorMessage, GoFuture, NameValue, RetryValue, TimeoutCarrier, TracerValue, TryGoValue,
+    };
+
+    // The generated code calls methods of these; a bound of theirs that fails is quoted in
+    // "required by a bound in ..." notes, which then name this module.
+    #[doc(hidden)]
+    pub use crate::__private::{
+        FallibleTag, PanicAsError, PanicAsMessage, PanicResumes, PlainTag, RawTarget, Settled,
+        Unawaited, ValueProbe,
+    };
 }

@@ -4,6 +4,8 @@
 //!   outcome) for assertions.
 //! - [`assert_closed`] / [`close_and_assert`]: the structured-concurrency promise as an
 //!   assertion — closed, cancelled, no task alive, no child scope left, every disposer run.
+//! - [`assert_no_tasks_left`] / [`assert_no_wait_longer_than`]: assertions that print the
+//!   scope's live tree (every task and what it waits on) when they fail.
 //! - [`flush_tasks`] and [`advance`]: drive the controlled clock. Tokio's paused clock is the
 //!   controlled timer: write tests as `#[tokio::test(start_paused = true)]`; time then stands
 //!   still, `tokio::time::advance` moves it, and a runtime with nothing to do jumps straight to
@@ -251,6 +253,85 @@ pub async fn close_and_assert(scope: &Scope) {
         panic!("closing scope `{}` failed: {error}", scope.name());
     }
     assert_closed(scope);
+}
+
+/// Asserts that no task of `scope` or of its child scopes is alive; on failure the message
+/// holds the scope's live tree ([`Scope::tree`]), naming every task left and what it waits on
+/// (tasks are listed when the scope is introspected, see [`ScopeBuilder::introspect`]).
+///
+/// *Feature `testing`.*
+///
+/// # Panics
+/// When a task is still alive, with the tree.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let scope = go_go_scope::Scope::builder().introspect(true).build().unwrap();
+/// scope.spawn(async {}).await;
+/// go_go_scope::testing::assert_no_tasks_left(&scope);
+///
+/// let _stuck = scope.spawn(std::future::pending::<()>());
+/// let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| go_go_scope::testing::assert_no_tasks_left(&scope)));
+/// let message = *failure.unwrap_err().downcast::<String>().unwrap();
+/// assert!(message.contains("task-2 (#2) running"));
+/// scope.close().await.unwrap();
+/// # }
+/// ```
+#[track_caller]
+pub fn assert_no_tasks_left(scope: &Scope) {
+    let tree = scope.tree();
+    let left: usize = tree.scopes.iter().map(|s| s.live_tasks).sum();
+    assert!(
+        left == 0,
+        "scope `{}` still has {left} live task(s):\n{tree}",
+        scope.name()
+    );
+}
+
+/// Asserts that no task of `scope` or of its child scopes has been waiting (on a permit, a
+/// channel, a pool, a retry delay or a [`tracked_wait`](crate::tracked_wait)) for longer
+/// than `limit`; on failure the message holds the scope's live tree. Only introspected scopes
+/// record waits (see [`ScopeBuilder::introspect`]).
+///
+/// *Feature `testing`.*
+///
+/// # Panics
+/// When a wait is longer than `limit`, with the tree.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let scope = go_go_scope::Scope::builder().introspect(true).build().unwrap();
+/// let ch = scope.channel::<u8>(1);
+/// let rx = ch.clone();
+/// let _waiting = scope.spawn(async move { rx.recv().await });
+/// go_go_scope::testing::flush_tasks().await;
+/// go_go_scope::testing::assert_no_wait_longer_than(&scope, Duration::from_secs(1));
+/// tokio::time::advance(Duration::from_secs(2)).await;
+/// let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+///     go_go_scope::testing::assert_no_wait_longer_than(&scope, Duration::from_secs(1))
+/// }));
+/// let message = *failure.unwrap_err().downcast::<String>().unwrap();
+/// assert!(message.contains("waiting on channel receive for 2.00s"));
+/// scope.close().await.unwrap();
+/// # }
+/// ```
+#[track_caller]
+pub fn assert_no_wait_longer_than(scope: &Scope, limit: Duration) {
+    let tree = scope.tree();
+    if let Some((owner, task)) = tree.longest_wait()
+        && let Some(waited) = task.state.waited().filter(|waited| *waited > limit)
+    {
+        panic!(
+            "task `{}` of scope `{}` has waited on {} for {waited:?} (limit {limit:?}):\n{tree}",
+            task.name,
+            owner.path,
+            task.state.waiting_on().unwrap_or("?"),
+        );
+    }
 }
 
 /// Lets every task that can make progress run until none can, before returning.

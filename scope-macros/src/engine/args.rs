@@ -19,7 +19,7 @@ use super::diag::{Errors, list, suggest, with_help};
 use super::duration::{self, VALID_FORMS};
 
 /// Every argument `#[scoped(..)]` accepts, in the order the docs present them.
-pub const SCOPED_KEYS: &[&str] = &[
+pub(crate) const SCOPED_KEYS: &[&str] = &[
     "timeout",
     "name",
     "tracer",
@@ -36,17 +36,17 @@ pub const SCOPED_KEYS: &[&str] = &[
 ];
 
 /// Every option `go!(..)` accepts before its future.
-pub const GO_KEYS: &[&str] = &["name", "timeout", "retry", "attrs", "scope", "crate"];
+pub(crate) const GO_KEYS: &[&str] = &["name", "timeout", "retry", "attrs", "scope", "crate"];
 
 /// The settings of `circuit_breaker(..)`.
-pub const BREAKER_KEYS: &[&str] = &["failure_threshold", "reset_timeout"];
+pub(crate) const BREAKER_KEYS: &[&str] = &["failure_threshold", "reset_timeout"];
 
 /// The settings of `retry(..)`.
-pub const RETRY_KEYS: &[&str] = &["max", "delay", "backoff", "jitter", "max_delay"];
+pub(crate) const RETRY_KEYS: &[&str] = &["max", "delay", "backoff", "jitter", "max_delay"];
 
 /// A duration: a literal parsed now, or an expression of type `Duration` evaluated at run time.
 #[derive(Clone)]
-pub enum DurationArg {
+pub(crate) enum DurationArg {
     /// `"30s"`.
     Literal {
         /// The parsed value.
@@ -60,7 +60,7 @@ pub enum DurationArg {
 
 /// A count: an integer literal checked now, or an expression evaluated at run time.
 #[derive(Clone)]
-pub enum CountArg {
+pub(crate) enum CountArg {
     /// `4`.
     Literal {
         /// The value.
@@ -74,7 +74,7 @@ pub enum CountArg {
 
 /// `backoff = ".."` in `retry(..)`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Backoff {
+pub(crate) enum Backoff {
     /// The same delay before every retry.
     Fixed,
     /// The delay doubles before each retry.
@@ -83,7 +83,7 @@ pub enum Backoff {
 
 /// `retry(max = .., delay = .., backoff = .., jitter, max_delay = ..)`.
 #[derive(Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// `max = N`.
     pub max: Option<u32>,
     /// `delay = ".."`.
@@ -100,7 +100,7 @@ pub struct RetryPolicy {
 
 /// What `retry` was given.
 #[derive(Clone)]
-pub enum RetryArg {
+pub(crate) enum RetryArg {
     /// `retry = 3`.
     Count(u32),
     /// `retry = EXPR` (anything `Into<Retry>`).
@@ -113,7 +113,7 @@ pub enum RetryArg {
 
 /// What `circuit_breaker` was given.
 #[derive(Clone)]
-pub enum BreakerArg {
+pub(crate) enum BreakerArg {
     /// `circuit_breaker(failure_threshold = .., reset_timeout = ..)`; unset values keep the
     /// runtime's defaults.
     Config {
@@ -128,7 +128,7 @@ pub enum BreakerArg {
 
 /// What `tracer` was given.
 #[derive(Clone)]
-pub enum TracerArg {
+pub(crate) enum TracerArg {
     /// `tracer`: the global tracer provider.
     Global,
     /// `tracer = EXPR`.
@@ -137,7 +137,7 @@ pub enum TracerArg {
 
 /// One `"key" = value` of `attrs(..)`.
 #[derive(Clone)]
-pub struct AttrArg {
+pub(crate) struct AttrArg {
     /// The key.
     pub key: LitStr,
     /// The value.
@@ -146,7 +146,7 @@ pub struct AttrArg {
 
 /// The arguments of `#[scoped(..)]`.
 #[derive(Clone, Default)]
-pub struct ScopedArgs {
+pub(crate) struct ScopedArgs {
     /// `timeout`, with the key's span.
     pub timeout: Option<(DurationArg, Span)>,
     /// `name`.
@@ -177,7 +177,7 @@ pub struct ScopedArgs {
 
 /// The options and the future of `go!(..)`.
 #[derive(Clone, Default)]
-pub struct GoArgs {
+pub(crate) struct GoArgs {
     /// `name`.
     pub name: Option<Expr>,
     /// `timeout`, with the key's span.
@@ -399,7 +399,7 @@ fn flag(input: ParseStream, key: &Key) -> syn::Result<Span> {
 
 /// `expr` without the invisible groups `macro_rules!` wraps around `$x:expr` and `$x:literal`
 /// fragments, so a value passed through a user's macro is read as if written in place.
-pub fn unwrap_invisible(expr: &Expr) -> &Expr {
+pub(crate) fn unwrap_invisible(expr: &Expr) -> &Expr {
     match expr {
         Expr::Group(group) if group.attrs.is_empty() => unwrap_invisible(&group.expr),
         _ => expr,
@@ -407,7 +407,7 @@ pub fn unwrap_invisible(expr: &Expr) -> &Expr {
 }
 
 /// The literal `expr` is, seen through invisible groups.
-pub fn literal(expr: &Expr) -> Option<&Lit> {
+pub(crate) fn literal(expr: &Expr) -> Option<&Lit> {
     match unwrap_invisible(expr) {
         Expr::Lit(lit) if lit.attrs.is_empty() => Some(&lit.lit),
         _ => None,
@@ -849,7 +849,7 @@ fn expr_value(input: ParseStream, key: &Key, example: &str) -> syn::Result<Expr>
 
 /// The input of `try_go!` / `try_go_raw!`: an optional leading `crate = "path",`, then the
 /// expression.
-pub struct TryGoArgs {
+pub(crate) struct TryGoArgs {
     /// The `crate = ".."` path, if given.
     pub krate: Option<syn::Path>,
     /// The expression to run.
@@ -858,7 +858,7 @@ pub struct TryGoArgs {
 
 /// Splits a leading `crate = "path",` off a `try_go!` input. No expression starts with
 /// `crate =`, so the option cannot be mistaken for one.
-pub fn try_go_args(tokens: TokenStream, name: &str) -> syn::Result<TryGoArgs> {
+pub(crate) fn try_go_args(tokens: TokenStream, name: &str) -> syn::Result<TryGoArgs> {
     let parser = |input: ParseStream| {
         let mut krate = None;
         if input.peek(Token![crate]) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
@@ -887,7 +887,7 @@ pub fn try_go_args(tokens: TokenStream, name: &str) -> syn::Result<TryGoArgs> {
 }
 
 /// Parses the arguments of `#[scoped(..)]`, recording every problem in `errors`.
-pub fn scoped_args(tokens: TokenStream, errors: &mut Errors) -> ScopedArgs {
+pub(crate) fn scoped_args(tokens: TokenStream, errors: &mut Errors) -> ScopedArgs {
     let mut args = ScopedArgs::default();
     let parser = |input: ParseStream| {
         let mut seen = Seen::new(SCOPED);
@@ -1039,7 +1039,7 @@ fn misplaced_option(ident: &Ident) -> String {
 }
 
 /// Parses `go!(..)`'s options and future, recording every problem in `errors`.
-pub fn go_args(tokens: TokenStream, errors: &mut Errors) -> GoArgs {
+pub(crate) fn go_args(tokens: TokenStream, errors: &mut Errors) -> GoArgs {
     let mut args = GoArgs::default();
     let mut last_option = None;
     let mut rest = TokenStream::new();
@@ -1108,7 +1108,7 @@ pub fn go_args(tokens: TokenStream, errors: &mut Errors) -> GoArgs {
 
 /// The comma after a first expression when another expression follows it (`a, b`); a trailing
 /// comma, or tokens that are not an expression, give `None`.
-pub fn second_expression(tokens: TokenStream) -> Option<Span> {
+pub(crate) fn second_expression(tokens: TokenStream) -> Option<Span> {
     let parser = |input: ParseStream| {
         input.parse::<Expr>()?;
         let comma = input.parse::<Token![,]>().ok();

@@ -6,18 +6,18 @@ use std::fmt::Display;
 
 /// The errors found so far, reported all at once.
 #[derive(Default)]
-pub struct Errors {
+pub(crate) struct Errors {
     combined: Option<syn::Error>,
 }
 
 impl Errors {
     /// Records an error at `span`.
-    pub fn at(&mut self, span: Span, message: impl Display) {
+    pub(crate) fn at(&mut self, span: Span, message: impl Display) {
         self.push(syn::Error::new(span, message));
     }
 
     /// Records `error`.
-    pub fn push(&mut self, error: syn::Error) {
+    pub(crate) fn push(&mut self, error: syn::Error) {
         match &mut self.combined {
             Some(combined) => combined.combine(error),
             None => self.combined = Some(error),
@@ -25,12 +25,12 @@ impl Errors {
     }
 
     /// True when nothing was recorded.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.combined.is_none()
     }
 
     /// `Ok(value)` when nothing was recorded, else every error.
-    pub fn finish<T>(self, value: T) -> Result<T, syn::Error> {
+    pub(crate) fn finish<T>(self, value: T) -> Result<T, syn::Error> {
         match self.combined {
             Some(error) => Err(error),
             None => Ok(value),
@@ -38,7 +38,7 @@ impl Errors {
     }
 
     /// The errors as `compile_error!` invocations (empty when there are none).
-    pub fn to_compile_errors(&self) -> TokenStream {
+    pub(crate) fn to_compile_errors(&self) -> TokenStream {
         self.combined
             .as_ref()
             .map(syn::Error::to_compile_error)
@@ -47,12 +47,12 @@ impl Errors {
 }
 
 /// A message followed by a `help:` line, laid out the way rustc lays out its own help.
-pub fn with_help(message: impl Display, help: impl Display) -> String {
+pub(crate) fn with_help(message: impl Display, help: impl Display) -> String {
     format!("{message}\n= help: {help}")
 }
 
 /// The valid name closest to `unknown`, if any is close enough to be a likely typo.
-pub fn suggest<'a>(unknown: &str, valid: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(unknown: &str, valid: &[&'a str]) -> Option<&'a str> {
     let unknown = unknown.to_ascii_lowercase();
     valid
         .iter()
@@ -94,7 +94,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// `a, b, c` with each name in backticks.
-pub fn list(names: &[&str]) -> String {
+pub(crate) fn list(names: &[&str]) -> String {
     names
         .iter()
         .map(|name| format!("`{name}`"))

@@ -11,12 +11,12 @@ use std::fmt;
 use std::time::Duration;
 
 /// The forms shown in diagnostics.
-pub const VALID_FORMS: &str =
+pub(crate) const VALID_FORMS: &str =
     "\"500ms\", \"30s\", \"5m\", \"1h\", \"1m30s\", \"1_500ms\", \"1.5s\"";
 
 /// Why a duration literal was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DurationError {
+pub(crate) enum DurationError {
     /// Nothing but whitespace.
     Empty,
     /// A number with no unit after it (`"30"`).
@@ -109,12 +109,12 @@ fn unit(name: &str) -> Option<(u128, u8)> {
 }
 
 /// True when `name` is one of the units.
-pub fn is_unit(name: &str) -> bool {
+pub(crate) fn is_unit(name: &str) -> bool {
     unit(name).is_some()
 }
 
 /// Parses a duration literal; see the module docs for the grammar.
-pub fn parse(text: &str) -> Result<Duration, DurationError> {
+pub(crate) fn parse(text: &str) -> Result<Duration, DurationError> {
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(DurationError::Empty);

@@ -16,7 +16,7 @@ use super::args::{
 use super::item::{ScopedFn, mentions_impl_trait};
 
 /// The path generated code uses for the runtime crate.
-pub fn runtime_path(krate: Option<&syn::Path>) -> TokenStream {
+pub(crate) fn runtime_path(krate: Option<&syn::Path>) -> TokenStream {
     match krate {
         Some(path) => path.to_token_stream(),
         None => quote!(::go_go_scope),
@@ -194,7 +194,7 @@ fn is_unit(ty: Option<&Type>) -> bool {
 }
 
 /// `#[scoped(..)]` on a validated fn.
-pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
+pub(crate) fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
     let krate = runtime_path(args.krate.as_ref());
     let private = quote!(#krate::__private);
     let options = local("options");
@@ -364,7 +364,7 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
 }
 
 /// `go!(..)` with validated options.
-pub fn go(args: &GoArgs) -> TokenStream {
+pub(crate) fn go(args: &GoArgs) -> TokenStream {
     let krate = runtime_path(args.krate.as_ref());
     let private = quote!(#krate::__private);
     let future = &args.future;
@@ -470,7 +470,7 @@ pub fn go(args: &GoArgs) -> TokenStream {
 }
 
 /// True when `tokens` await something outside any nested `async` block.
-pub fn awaits(tokens: TokenStream) -> bool {
+pub(crate) fn awaits(tokens: TokenStream) -> bool {
     let trees: Vec<TokenTree> = tokens.into_iter().collect();
     let mut after_async = false;
     for (index, tree) in trees.iter().enumerate() {
@@ -498,7 +498,7 @@ pub fn awaits(tokens: TokenStream) -> bool {
 }
 
 /// `try_go!(..)` (`raw == false`) or `try_go_raw!(..)`.
-pub fn try_go(krate: Option<&syn::Path>, expr: TokenStream, raw: bool) -> TokenStream {
+pub(crate) fn try_go(krate: Option<&syn::Path>, expr: TokenStream, raw: bool) -> TokenStream {
     let krate = runtime_path(krate);
     let private = quote!(#krate::__private);
     let caught = local("caught");
@@ -520,7 +520,9 @@ pub fn try_go(krate: Option<&syn::Path>, expr: TokenStream, raw: bool) -> TokenS
     quote! {
         match #catch {
             #caught => {
+                use #private::{SettledKind as _, UnawaitedKind as _};
                 use #private::{RawAsErrorKind as _, RawAsMessageKind as _, RawResumesKind as _};
+                let #caught = (&#private::ValueProbe::of(&#caught)).__value_kind().settle(#caught);
                 (&&&#private::RawTarget::of(&#caught)).__raw_kind().split(#caught)
             }
         }

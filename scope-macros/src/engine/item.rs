@@ -9,7 +9,7 @@ use syn::{Attribute, FnArg, Pat, ReturnType, Signature, Type, Visibility};
 use super::diag::with_help;
 
 /// An `async fn` (free, method, or trait default) with its body kept as tokens.
-pub struct ScopedFn {
+pub(crate) struct ScopedFn {
     /// Outer attributes (`#[tokio::main]`, docs, ...), kept in place.
     pub attrs: Vec<Attribute>,
     /// `pub`, `pub(crate)`, ...
@@ -22,7 +22,7 @@ pub struct ScopedFn {
 
 impl ScopedFn {
     /// The return type, when the fn declares one.
-    pub fn return_type(&self) -> Option<&Type> {
+    pub(crate) fn return_type(&self) -> Option<&Type> {
         match &self.sig.output {
             ReturnType::Type(_, ty) => Some(ty),
             ReturnType::Default => None,
@@ -31,7 +31,7 @@ impl ScopedFn {
 
     /// The names of the arguments, `self` included; arguments bound by a pattern other than a
     /// plain name have none.
-    pub fn argument_names(&self) -> Vec<String> {
+    pub(crate) fn argument_names(&self) -> Vec<String> {
         self.sig
             .inputs
             .iter()
@@ -49,7 +49,7 @@ impl ScopedFn {
 impl ScopedFn {
     /// The plainly named arguments (not `self`, not patterns), with their own spans so
     /// generated code that reads them resolves to the fn's parameters.
-    pub fn named_arguments(&self) -> Vec<syn::Ident> {
+    pub(crate) fn named_arguments(&self) -> Vec<syn::Ident> {
         self.sig
             .inputs
             .iter()
@@ -65,7 +65,7 @@ impl ScopedFn {
 }
 
 /// True when `tokens` contain `impl` (an `impl Trait` type cannot be named in a `let`).
-pub fn mentions_impl_trait(tokens: TokenStream) -> bool {
+pub(crate) fn mentions_impl_trait(tokens: TokenStream) -> bool {
     tokens.into_iter().any(|tree| match tree {
         TokenTree::Ident(ident) => ident == "impl",
         TokenTree::Group(group) => mentions_impl_trait(group.stream()),
@@ -75,7 +75,7 @@ pub fn mentions_impl_trait(tokens: TokenStream) -> bool {
 
 /// Reads the item; `Err` when it is not a fn with a body (the checks on the signature, such as
 /// `async`, are `validate`'s).
-pub fn parse(tokens: TokenStream) -> syn::Result<ScopedFn> {
+pub(crate) fn parse(tokens: TokenStream) -> syn::Result<ScopedFn> {
     let parser = |input: ParseStream| {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;

@@ -9,19 +9,19 @@
 //! find; expansion runs only when there is none. On errors, `#[scoped]` emits the user's fn
 //! unchanged beside the errors, so the rest of the crate still type-checks against it.
 
-pub mod args;
-pub mod diag;
-pub mod duration;
-pub mod expand;
-pub mod item;
-pub mod validate;
+pub(crate) mod args;
+pub(crate) mod diag;
+pub(crate) mod duration;
+pub(crate) mod expand;
+pub(crate) mod item;
+pub(crate) mod validate;
 
 use proc_macro2::{Span, TokenStream};
 
 use self::diag::{Errors, with_help};
 
 /// `#[scoped(attr)] item`.
-pub fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = match parse_scoped_args(attr) {
         Ok(args) => Some(args),
@@ -53,7 +53,7 @@ pub fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// `go!(input)`.
-pub fn go(input: TokenStream) -> TokenStream {
+pub(crate) fn go(input: TokenStream) -> TokenStream {
     match parse_go_args(input) {
         Ok(args) => expand::go(&args),
         Err(error) => errors_as_expression(error),
@@ -73,7 +73,7 @@ fn errors_as_expression(error: syn::Error) -> TokenStream {
 }
 
 /// `try_go!(input)` or, with `raw`, `try_go_raw!(input)`.
-pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
+pub(crate) fn try_go(input: TokenStream, raw: bool) -> TokenStream {
     let name = if raw { "try_go_raw" } else { "try_go" };
     let args = match args::try_go_args(input, name) {
         Ok(args) => args,
@@ -91,23 +91,8 @@ pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
         )
         .to_compile_error();
     }
-    if let Some(proc_macro2::TokenTree::Punct(question)) = args.expr.clone().into_iter().last()
-        && question.as_char() == '?'
-    {
-        return syn::Error::new(
-            question.span(),
-            with_help(
-                format!(
-                    "this `?` would return from the closure `{name}!` runs the expression in, \
-                     not from your fn"
-                ),
-                format!(
-                    "drop the `?`: `{name}!` catches the error itself and gives it back in the \
-                     tuple, `let (err, value) = {name}!(text.parse::<u32>());`"
-                ),
-            ),
-        )
-        .to_compile_error();
+    if let Some(error) = escaping_control_flow(&args.expr, name) {
+        return error.to_compile_error();
     }
     if let Some(comma) = args::second_expression(args.expr.clone()) {
         return syn::Error::new(
@@ -125,8 +110,59 @@ pub fn try_go(input: TokenStream, raw: bool) -> TokenStream {
     expand::try_go(args.krate.as_ref(), args.expr, raw)
 }
 
+/// A `?` or `return` among the expression's own tokens: `try_go!` runs the expression in a
+/// closure (to catch panics), so either would leave that closure, not the caller's fn. Tokens
+/// inside groups are not searched: a `return` there is usually a nested closure's own.
+fn escaping_control_flow(expr: &TokenStream, name: &str) -> Option<syn::Error> {
+    let last = expr.clone().into_iter().count().saturating_sub(1);
+    for (index, token) in expr.clone().into_iter().enumerate() {
+        match &token {
+            proc_macro2::TokenTree::Punct(question) if question.as_char() == '?' => {
+                let fix = if index == last {
+                    format!(
+                        "drop the `?`: `{name}!` catches the error itself and gives it back in \
+                         the tuple, `let (err, value) = {name}!(text.parse::<u32>());`"
+                    )
+                } else {
+                    format!(
+                        "give `{name}!` the fallible step alone, `let (err, value) = \
+                         {name}!(text.parse::<u32>());`, and continue with `value` after it"
+                    )
+                };
+                return Some(syn::Error::new(
+                    question.span(),
+                    with_help(
+                        format!(
+                            "this `?` would return from the closure `{name}!` runs the \
+                             expression in, not from your fn"
+                        ),
+                        fix,
+                    ),
+                ));
+            }
+            proc_macro2::TokenTree::Ident(ident) if ident == "return" => {
+                return Some(syn::Error::new(
+                    ident.span(),
+                    with_help(
+                        format!(
+                            "this `return` would return from the closure `{name}!` runs the \
+                             expression in, not from your fn"
+                        ),
+                        format!(
+                            "return after `{name}!` instead: `let (err, value) = \
+                             {name}!(parse(text)); if let Some(err) = err {{ return Err(err); }}`"
+                        ),
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Parses and validates the arguments of `#[scoped(..)]` (the part inside the parentheses).
-pub fn parse_scoped_args(tokens: TokenStream) -> Result<args::ScopedArgs, syn::Error> {
+pub(crate) fn parse_scoped_args(tokens: TokenStream) -> Result<args::ScopedArgs, syn::Error> {
     let mut errors = Errors::default();
     let args = args::scoped_args(tokens, &mut errors);
     validate::scoped_args(&args, &mut errors);
@@ -134,7 +170,7 @@ pub fn parse_scoped_args(tokens: TokenStream) -> Result<args::ScopedArgs, syn::E
 }
 
 /// Parses and validates the input of `go!(..)`.
-pub fn parse_go_args(tokens: TokenStream) -> Result<args::GoArgs, syn::Error> {
+pub(crate) fn parse_go_args(tokens: TokenStream) -> Result<args::GoArgs, syn::Error> {
     let mut errors = Errors::default();
     let args = args::go_args(tokens, &mut errors);
     validate::go_args(&args, &mut errors);

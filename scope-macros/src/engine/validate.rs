@@ -14,7 +14,7 @@ use super::diag::{Errors, list, suggest, with_help};
 use super::item::{ScopedFn, mentions_impl_trait};
 
 /// Checks the arguments of `#[scoped(..)]` on their own.
-pub fn scoped_args(args: &ScopedArgs, errors: &mut Errors) {
+pub(crate) fn scoped_args(args: &ScopedArgs, errors: &mut Errors) {
     if let Some((duration, _)) = &args.timeout {
         nonzero_duration(
             duration,
@@ -89,7 +89,7 @@ pub fn scoped_args(args: &ScopedArgs, errors: &mut Errors) {
 }
 
 /// Checks what depends on the fn: its signature, and the arguments that name its parts.
-pub fn scoped_fn(args: &ScopedArgs, item: &ScopedFn, errors: &mut Errors) {
+pub(crate) fn scoped_fn(args: &ScopedArgs, item: &ScopedFn, errors: &mut Errors) {
     if let Some(constness) = &item.sig.constness {
         errors.at(
             constness.span(),
@@ -236,7 +236,7 @@ fn unit_return_with_carried_error(args: &ScopedArgs, item: &ScopedFn, errors: &m
 }
 
 /// Checks the options of `go!(..)`.
-pub fn go_args(args: &GoArgs, errors: &mut Errors) {
+pub(crate) fn go_args(args: &GoArgs, errors: &mut Errors) {
     if let Some((duration, _)) = &args.timeout {
         nonzero_duration(
             duration,

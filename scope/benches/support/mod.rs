@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 /// A multi-thread runtime with 2 workers, like the machines the numbers are reported for.
-pub fn runtime() -> Runtime {
+pub(crate) fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -19,7 +19,7 @@ pub fn runtime() -> Runtime {
 }
 
 /// Runs `body` `iters` times inside a task on a worker and returns the time taken.
-pub fn on_worker<F, Fut>(rt: &Runtime, iters: u64, body: F) -> Duration
+pub(crate) fn on_worker<F, Fut>(rt: &Runtime, iters: u64, body: F) -> Duration
 where
     F: Fn() -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
@@ -38,7 +38,7 @@ where
 }
 
 /// Runs `fut` (which times its own loop) inside a task on a worker.
-pub fn timed_on_worker<Fut>(rt: &Runtime, fut: Fut) -> Duration
+pub(crate) fn timed_on_worker<Fut>(rt: &Runtime, fut: Fut) -> Duration
 where
     Fut: Future<Output = Duration> + Send + 'static,
 {

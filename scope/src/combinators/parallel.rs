@@ -69,6 +69,12 @@ impl Scope {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping the future loses the outcomes gathered so far. It leaves no
+    /// work behind, though: the tasks still running are cancelled at once (they end at their
+    /// next await point, and the scope's close still waits for them), and the futures not
+    /// started yet are dropped without being run.
     pub async fn parallel<I, F, T, E>(&self, futures: I, opts: ParallelOpts) -> Vec<Outcome<T>>
     where
         I: IntoIterator<Item = F>,
@@ -147,6 +153,10 @@ impl Scope {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// As [`parallel`](Scope::parallel): dropping the future loses the outcomes, and the
+    /// tasks still running are cancelled.
     pub async fn parallel_aggregate<I, F, T, E>(&self, futures: I) -> Aggregate<T>
     where
         I: IntoIterator<Item = F>,
@@ -194,6 +204,11 @@ impl Scope {
 /// assert_eq!(out.into_iter().map(|(_, v)| v.unwrap()).collect::<Vec<_>>(), [1, 4, 9]);
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future loses the outcomes. Its scope is cancelled, which
+/// cancels every task still running, and closes in the background, as when a
+/// [`Scope::run`] future is dropped.
 pub async fn parallel<I, F, T, E>(futures: I, opts: ParallelOpts) -> Vec<Outcome<T>>
 where
     I: IntoIterator<Item = F>,
@@ -227,6 +242,10 @@ where
 /// assert!(agg.all_completed);
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// As [`parallel`](crate::parallel()): dropping the future loses the outcomes, and its scope
+/// is cancelled and closes in the background.
 pub async fn parallel_aggregate<I, F, T, E>(futures: I) -> Aggregate<T>
 where
     I: IntoIterator<Item = F>,

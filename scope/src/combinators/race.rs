@@ -35,6 +35,12 @@ impl Scope {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping the future loses the outcome, even a winner's value when it
+    /// is dropped while the losers are still ending. Every racer still running is cancelled at
+    /// once (it ends at its next await point; the scope's close still waits for it), so no
+    /// racer runs on unobserved.
     pub async fn race<I, F, T, E>(&self, futures: I) -> Outcome<T>
     where
         I: IntoIterator<Item = F>,
@@ -169,6 +175,11 @@ impl<T> Drop for Indexed<T> {
 /// assert_eq!(value, Some(7));
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future loses the outcome. Its scope is cancelled, which
+/// cancels every racer still running, and closes in the background, as when a [`Scope::run`]
+/// future is dropped.
 pub async fn race<I, F, T, E>(futures: I) -> Outcome<T>
 where
     I: IntoIterator<Item = F>,

@@ -154,6 +154,13 @@ impl ScopeBuilder {
 
     /// Builds the scope. Fails on invalid options, outside a Tokio runtime, or when the parent
     /// is already closed.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidOption`] for a `concurrency` of 0 or above
+    ///   [`Semaphore::MAX_PERMITS`], a zero `timeout`, or a zero `deadlock_detection`
+    ///   threshold;
+    /// - [`Error::NoRuntime`] when called outside a Tokio runtime;
+    /// - [`Error::Closed`] when the parent (explicit or ambient) is already closed or closing.
     pub fn build(self) -> Result<Scope, Error> {
         if let Some(limit) = self.concurrency
             && !(1..=Semaphore::MAX_PERMITS).contains(&limit)
@@ -274,6 +281,9 @@ impl ScopeBuilder {
                 }
             });
             lock(&shared.background).push(timer);
+        }
+        if let Some(features) = shared.features() {
+            features.scope_built(&shared);
         }
         for work in background {
             let handle = shared.runtime.spawn(work(shared.token().clone()));

@@ -307,6 +307,10 @@ impl Error {
     /// let io: std::io::Error = e.downcast().unwrap();
     /// assert_eq!(io.to_string(), "boom");
     /// ```
+    ///
+    /// # Errors
+    /// `self`, unchanged, when it is not [`Error::Failed`] or holds an error of another type
+    /// than `E`.
     pub fn downcast<E: StdError + 'static>(self) -> Result<E, Error> {
         match self {
             Error::Failed(inner) => match inner.downcast::<E>() {
@@ -380,6 +384,10 @@ pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 /// assert_eq!(into_result((None, Some(3))).unwrap(), 3);
 /// assert!(into_result::<u8>((Some(Error::Closed), None)).is_err());
 /// ```
+///
+/// # Errors
+/// The outcome's error when it has one (whether or not a value is set too), else an
+/// [`Error::Cancelled`] for an outcome with neither side set.
 pub fn into_result<T>(outcome: Outcome<T>) -> Result<T, Error> {
     match outcome {
         (None, Some(value)) => Ok(value),

@@ -5,6 +5,7 @@ pub(crate) mod builder;
 pub(crate) mod context;
 pub(crate) mod error;
 pub(crate) mod lifecycle;
+pub(crate) mod local;
 pub(crate) mod observer;
 pub(crate) mod resources;
 pub(crate) mod scope;

@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::core::context::TaskIdent;
 use crate::core::error::Error;
 use crate::core::scope::{LimitSnapshot, Shared};
 
@@ -75,7 +76,9 @@ pub(crate) struct SpawnedTask<'a> {
     pub(crate) scope: &'a Arc<Shared>,
     /// 1-based, in spawn order.
     pub(crate) index: u64,
-    pub(crate) name: Option<&'a str>,
+    pub(crate) name: Option<&'a Cow<'static, str>>,
+    /// Where the task was spawned (the caller of the public spawn method).
+    pub(crate) location: &'static std::panic::Location<'static>,
     /// The body runs its own attempts: it takes concurrency permits and asks the scope's
     /// breaker itself, once per attempt.
     pub(crate) runs_attempts: bool,
@@ -87,7 +90,7 @@ pub(crate) struct SpawnedTask<'a> {
 impl SpawnedTask<'_> {
     /// The task's name: its own, or `task-<index>`.
     pub(crate) fn display_name(&self) -> Cow<'_, str> {
-        display_name(self.name, self.index)
+        display_name(self.name.map(|name| &**name), self.index)
     }
 }
 
@@ -193,12 +196,15 @@ pub(crate) trait Observer: Any + Send + Sync {
         None
     }
 
+    /// The scope's state exists: called once, when the scope is built.
+    fn scope_built(&self, _scope: &Arc<Shared>) {}
+
     /// A task of the scope (or the scope body, `task = None`) starts waiting for `what`; the
     /// returned value is dropped when the wait ends.
     fn wait_began(
         self: Arc<Self>,
         _scope: &Shared,
-        _task: Option<&str>,
+        _task: Option<&TaskIdent>,
         _what: &'static str,
     ) -> Option<Box<dyn Any + Send>> {
         None
@@ -287,10 +293,16 @@ impl Features {
         }
     }
 
+    pub(crate) fn scope_built(&self, scope: &Arc<Shared>) {
+        for observer in &self.observers {
+            observer.scope_built(scope);
+        }
+    }
+
     pub(crate) fn wait_began(
         &self,
         scope: &Shared,
-        task: Option<&str>,
+        task: Option<&TaskIdent>,
         what: &'static str,
     ) -> Option<Box<dyn Any + Send>> {
         let mut guards: Vec<Box<dyn Any + Send>> = self

@@ -119,6 +119,10 @@ impl Scope {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// As [`ScopeBuilder::build`]: [`Error::NoRuntime`] outside a Tokio runtime, and
+    /// [`Error::Closed`] when the ambient scope (the parent) is already closing.
     pub fn new() -> Result<Scope, Error> {
         ScopeBuilder::default().build()
     }
@@ -159,6 +163,17 @@ impl Scope {
     /// assert!(matches!(slow, Err(Error::Timeout { .. })));
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropping the future drops the body where it stands (its value is
+    /// lost) and cancels the scope with its tasks; the close, disposers included, finishes in
+    /// the background, so nothing the scope owns outlives it.
+    ///
+    /// # Errors
+    /// Building the scope fails as [`ScopeBuilder::build`] does (the body then never runs).
+    /// When the scope is cancelled or times out before the body ends, the result is the
+    /// cancellation's error: [`Error::Cancelled`] with its reason, or [`Error::Timeout`].
+    /// Errors of the close itself (failed disposers) are not returned.
     pub async fn run<F, Fut>(builder: ScopeBuilder, body: F) -> Result<Fut::Output, Error>
     where
         F: FnOnce(Scope) -> Fut,
@@ -314,6 +329,10 @@ impl Scope {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// Like [`spawn`](Scope::spawn), it works from any thread, also one outside the runtime
+    /// (a plain `std::thread` holding a clone of the scope): the closure goes to the blocking
+    /// pool of the scope's own runtime.
     #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> Task<R>
     where
@@ -326,7 +345,7 @@ impl Scope {
             Ok(_) => BlockingGuard(Arc::clone(&self.shared)),
             Err(error) => return Task::rejected(error, 0, None),
         };
-        let handle = tokio::task::spawn_blocking(move || {
+        let handle = self.shared.runtime.spawn_blocking(move || {
             let _counted = blocking;
             f()
         });
@@ -558,7 +577,8 @@ impl Scope {
     /// Creates a service with an async `factory` and registers `dispose` to run when the scope
     /// closes (after every task has ended, last-registered-first).
     ///
-    /// Fails with [`Error::Closed`] on a closed scope, or with the factory's error.
+    /// Fails with [`Error::Closed`] on a closed scope, or with the factory's error; the
+    /// factory does not run on a closed scope.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -583,6 +603,16 @@ impl Scope {
     /// assert!(closed.load(Ordering::SeqCst));
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Dropping the future while the factory runs drops the factory's future: no service is
+    /// provided and no disposer is registered, so `dispose` never runs (whatever the factory
+    /// had set up is dropped with its future). Once the factory has finished there is no
+    /// further await: the service and its disposer are registered together.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the scope is closed (or closing) at the call; the factory's own
+    /// error otherwise, as [`Error::Failed`] (or itself, when the factory returns [`Error`]).
     pub async fn provide_with<T, E, F, Fut, D, DFut>(
         &self,
         factory: F,
@@ -683,6 +713,10 @@ impl Scope {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the scope is closed (or closing); [`Error::ServiceNotFound`]
+    /// when neither this scope nor an ancestor provides a `T`.
     pub fn use_<T: Send + Sync + 'static>(&self) -> Result<Arc<T>, Error> {
         if !self.shared.is_open() {
             return Err(Error::Closed);
@@ -710,6 +744,9 @@ impl Scope {
 /// scope.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// Cancel safe: it only waits.
 pub async fn cancelled() {
     match context::with_ambient(|ambient| ambient.scope.token().clone()) {
         Some(token) => token.cancelled().await,

@@ -187,7 +187,7 @@ impl Shared {
     /// waits; the wait ends when the returned value is dropped.
     pub(crate) fn begin_wait(
         &self,
-        task: Option<&str>,
+        task: Option<&context::TaskIdent>,
         what: &'static str,
     ) -> Option<Box<dyn std::any::Any + Send>> {
         self.features()?.wait_began(self, task, what)
@@ -293,6 +293,28 @@ impl Shared {
 
     pub(crate) fn live_tasks(&self) -> usize {
         self.life.live()
+    }
+
+    /// The child scopes not yet closed, in the order they were built.
+    pub(crate) fn children(&self) -> Vec<Arc<Shared>> {
+        let mut children: Vec<Arc<Shared>> = lock(&self.children).by_id.values().cloned().collect();
+        children.sort_by_key(|child| child.id);
+        children
+    }
+
+    /// The scope's own deadline, measured from its build.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The concurrency limit in force, if any.
+    pub(crate) fn concurrency(&self) -> Option<usize> {
+        self.concurrency
+    }
+
+    /// True once the close has finished.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.life.is_closed()
     }
 
     pub(super) async fn wait_idle(&self) {

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, Location, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -46,6 +46,12 @@ use crate::core::scope::{LimitSnapshot, Queued, Shared};
 /// scope.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// Awaiting `&mut task` is cancel safe: `Task` is `Unpin`, and the outcome is taken only by
+/// the poll that returns it, so a `select!` branch on `&mut task` that loses leaves the
+/// outcome for a later await. Awaiting `task` itself moves the handle into the `select!`;
+/// dropping it there loses the outcome, though the task runs on, owned by its scope.
 pub struct Task<T> {
     state: State<T>,
     index: u64,
@@ -272,7 +278,7 @@ pin_project! {
     /// Field order is drop order: the body is dropped first, the permit released next, and the
     /// record (which counts the task as ended) goes last, so a closing scope never sees a task
     /// as ended while its body still exists.
-    struct TaskFuture<B> {
+    pub(crate) struct TaskFuture<B> {
         #[pin]
         body: B,
         #[pin]
@@ -352,6 +358,9 @@ struct Record {
     /// The features' per-task state (see `crate::core::observer`).
     watch: Option<Box<dyn TaskWatch>>,
     ended: bool,
+    /// Polled by a local scope's future, which watches the scope's cancellation for all its
+    /// tasks at once: the task registers no waiter of its own.
+    driven: bool,
 }
 
 impl Record {
@@ -386,7 +395,7 @@ impl Record {
         mut cancel: Pin<&mut Option<WaitForCancellationFutureOwned>>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error>> {
-        if cancel.is_none() {
+        if cancel.is_none() && !self.driven {
             cancel.set(Some(self.shared().token().clone().cancelled_owned()));
             if let Some(waiter) = cancel.as_pin_mut()
                 && waiter.poll(cx).is_ready()
@@ -467,12 +476,30 @@ impl TaskSpec {
     }
 }
 
-/// Spawns `body` into the scope behind `shared`: the single entry point for every task.
+/// A task admitted into its scope, its future built and not yet running.
+pub(crate) struct Prepared<B> {
+    pub(crate) future: TaskFuture<B>,
+    pub(crate) index: u64,
+    pub(crate) name: Option<Cow<'static, str>>,
+}
+
+/// A task its scope (or one of its observers) refused: its error, number and name.
+pub(crate) type Refused = (Error, u64, Option<Cow<'static, str>>);
+
+/// Admits a task into the scope behind `shared` and builds the future it runs in: the one
+/// place every task, spawned or local, goes through (admission, observers, permit, record).
+/// `driven` tasks are polled by a local scope's future, which watches cancellation for them.
+/// `#[track_caller]` all the way from the public spawn methods, so that the live tree shows
+/// where each task was spawned.
 #[track_caller]
-pub(crate) fn spawn_body<B, T>(shared: &Arc<Shared>, body: B, spec: TaskSpec) -> Task<T>
+pub(crate) fn prepare<B, T>(
+    shared: &Arc<Shared>,
+    body: B,
+    spec: TaskSpec,
+    driven: bool,
+) -> Result<Prepared<B>, Refused>
 where
-    B: Future<Output = Result<T, Error>> + Send + 'static,
-    T: Send + 'static,
+    B: Future<Output = Result<T, Error>>,
 {
     let TaskSpec {
         name,
@@ -482,7 +509,7 @@ where
     } = spec;
     let index = match shared.admit() {
         Ok(index) => index,
-        Err(error) => return Task::rejected(error, 0, name),
+        Err(error) => return Err((error, 0, name)),
     };
     if let Some(details) = &details {
         details.admitted(index);
@@ -497,14 +524,16 @@ where
         let task = SpawnedTask {
             scope: shared,
             index,
-            name: name.as_deref(),
+            name: name.as_ref(),
+            // The caller of the public spawn method: every path to here is `#[track_caller]`.
+            location: Location::caller(),
             runs_attempts,
             details: details.as_ref(),
             limit_before,
         };
         if let Err(error) = features.task_spawned(&task) {
             shared.task_exited();
-            return Task::rejected(error, index, name);
+            return Err((error, index, name));
         }
         watch = features.watch_task(&task);
     }
@@ -516,9 +545,10 @@ where
             Err(_) => Permit::Waiting(Box::new(PermitWait {
                 semaphore: PollSemaphore::new(Arc::clone(semaphore)),
                 _wait: shared.features().and_then(|_| {
-                    let task = name
-                        .as_deref()
-                        .map_or_else(|| format!("task-{index}"), str::to_owned);
+                    let task = TaskIdent {
+                        index,
+                        name: name.clone(),
+                    };
                     shared.begin_wait(Some(&task), "concurrency permit")
                 }),
                 _queued: Queued::new(shared),
@@ -544,12 +574,36 @@ where
             details,
             watch,
             ended: false,
+            driven,
         },
     };
-    let handle = shared.runtime.spawn(future);
-    Task {
-        state: State::Running(handle),
+    Ok(Prepared {
+        future,
         index,
         name,
+    })
+}
+
+/// Spawns `body` into the scope behind `shared` as a Tokio task.
+#[track_caller]
+pub(crate) fn spawn_body<B, T>(shared: &Arc<Shared>, body: B, spec: TaskSpec) -> Task<T>
+where
+    B: Future<Output = Result<T, Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    match prepare(shared, body, spec, false) {
+        Ok(Prepared {
+            future,
+            index,
+            name,
+        }) => {
+            let handle = shared.runtime.spawn(future);
+            Task {
+                state: State::Running(handle),
+                index,
+                name,
+            }
+        }
+        Err((error, index, name)) => Task::rejected(error, index, name),
     }
 }

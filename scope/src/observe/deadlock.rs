@@ -167,11 +167,11 @@ impl Observer for Detector {
     fn wait_began(
         self: Arc<Self>,
         scope: &Shared,
-        task: Option<&str>,
+        task: Option<&TaskIdent>,
         what: &'static str,
     ) -> Option<WaitGuard> {
         let task = match task {
-            Some(task) => task.to_owned(),
+            Some(task) => task.display_name(),
             None => format!("{} (scope body)", scope.name),
         };
         Some(Box::new(self.register(task, what)))
@@ -198,8 +198,7 @@ impl ScopeBuilder {
 pub(crate) fn begin_wait(resource: &'static str) -> Option<WaitGuard> {
     with_ambient(|ambient| {
         ambient.scope.features()?;
-        let task = ambient.task.as_ref().map(TaskIdent::display_name);
-        ambient.scope.begin_wait(task.as_deref(), resource)
+        ambient.scope.begin_wait(ambient.task.as_ref(), resource)
     })
     .flatten()
 }
@@ -235,6 +234,10 @@ pub(crate) fn begin_wait(resource: &'static str) -> Option<WaitGuard> {
 /// scope.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// As cancel safe as `future`: dropping this future drops `future` and ends the wait's
+/// registration, so a dropped wait is no longer reported.
 pub async fn tracked_wait<F: Future>(resource: &'static str, future: F) -> F::Output {
     let _guard = begin_wait(resource);
     future.await

@@ -3,6 +3,7 @@
 
 pub(crate) mod deadlock;
 pub(crate) mod hooks;
+pub mod introspect;
 pub mod metrics;
 #[cfg(feature = "otlp")]
 pub mod otel;

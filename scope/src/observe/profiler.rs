@@ -239,6 +239,16 @@ impl Scope {
     }
 }
 
+impl<K: crate::LocalKind> crate::LocalScope<'_, K> {
+    /// The profile of this local scope's tasks so far, or `None` unless it was built with
+    /// [`profiler(true)`](ScopeBuilder::profiler).
+    pub fn profile_report(&self) -> Option<ProfileReport> {
+        self.shared()
+            .feature::<Profiler>()
+            .map(|profiler| profiler.report())
+    }
+}
+
 impl ScopeBuilder {
     /// Records where each task's time goes; read it with [`Scope::profile_report`].
     pub fn profiler(mut self, enabled: bool) -> Self {

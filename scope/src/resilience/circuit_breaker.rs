@@ -7,6 +7,7 @@
 //! call becomes the trial. Only the trial decides: a call admitted while the breaker was still
 //! closed that ends once it is open or half-open changes nothing.
 
+use futures::FutureExt as _;
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -180,6 +181,9 @@ impl CircuitBreakerBuilder {
     }
 
     /// Builds the breaker; a zero threshold is an [`Error::InvalidOption`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when `failure_threshold` is 0.
     pub fn build(self) -> Result<CircuitBreaker, Error> {
         if self.failure_threshold == 0 {
             return Err(Error::invalid(
@@ -291,6 +295,9 @@ impl CircuitBreaker {
     }
 
     /// A breaker with the given threshold and reset timeout (threshold must be at least 1).
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when `failure_threshold` is 0.
     pub fn new(failure_threshold: u32, reset_timeout: Duration) -> Result<CircuitBreaker, Error> {
         CircuitBreaker::builder()
             .failure_threshold(failure_threshold)
@@ -350,13 +357,47 @@ impl CircuitBreaker {
 
     /// Runs `call` if the breaker lets it through and records its outcome; otherwise returns
     /// [`Error::CircuitOpen`] without polling `call`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use go_go_scope::{CircuitBreaker, Error};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let breaker = CircuitBreaker::new(3, Duration::from_secs(30)).unwrap();
+    /// assert_eq!(breaker.call(async { Ok::<_, Error>(7) }).await.unwrap(), 7);
+    /// let err = breaker.call(async { Err::<u8, _>(std::io::Error::other("refused")) }).await;
+    /// assert!(err.unwrap_err().downcast_ref::<std::io::Error>().is_some());
+    /// assert_eq!(breaker.failure_count(), 1);
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops `call` where it stands (its result is lost), and the breaker
+    /// counts the call as neither a success nor a failure. A half-open breaker's trial call
+    /// that is dropped frees the trial slot: the next call becomes the trial.
+    ///
+    /// # Errors
+    /// [`Error::CircuitOpen`] when the breaker is open, or half-open with its trial call
+    /// already running (`call` is then not polled); otherwise `call`'s own error, as
+    /// [`Error::Failed`] (or itself, when `call` returns [`Error`]).
+    ///
+    /// # Panics
+    /// Only when `call` panics: the panic goes on to the caller, after the breaker has counted
+    /// the call as a failure (as a scope's breaker counts a task's caught panic).
     pub async fn call<F, T, E>(&self, call: F) -> Result<T, Error>
     where
         F: Future<Output = Result<T, E>>,
         E: Into<BoxError>,
     {
         let admission = self.admit()?;
-        let result = call.await.map_err(Error::from_task_error);
+        let result = match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(result) => result.map_err(Error::from_task_error),
+            Err(payload) => {
+                admission.settle(false);
+                std::panic::resume_unwind(payload);
+            }
+        };
         admission.settle(result.is_ok());
         result
     }

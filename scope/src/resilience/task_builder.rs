@@ -64,6 +64,20 @@ pub struct Factory<F>(F);
 /// A single attempt from a future that already exists; see [`Scope::task_once`].
 pub struct SingleAttempt<Fut>(Option<Fut>);
 
+impl<F> std::fmt::Debug for Factory<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Factory").finish_non_exhaustive()
+    }
+}
+
+impl<Fut> std::fmt::Debug for SingleAttempt<Fut> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SingleAttempt")
+            .field("taken", &self.0.is_none())
+            .finish()
+    }
+}
+
 impl<F> sealed::Sealed for Factory<F> {}
 impl<Fut> sealed::Sealed for SingleAttempt<Fut> {}
 
@@ -674,7 +688,12 @@ async fn run_attempts<S: Attempts>(
             // runtime back once the task's cooperative budget is spent (cheap until then).
             tokio::task::consume_budget().await;
         } else {
-            Box::pin(tokio::time::sleep(delay)).await;
+            // The wait is registered inside the boxed future, which keeps the loop's state small.
+            Box::pin(async move {
+                let _waiting = begin_wait("retry delay");
+                tokio::time::sleep(delay).await;
+            })
+            .await;
             plan.stage(|s| s.retry_delays.push(delay));
         }
     }

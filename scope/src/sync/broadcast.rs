@@ -101,6 +101,9 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
     /// assert!(Broadcast::<u8>::new(16).is_ok());
     /// assert!(matches!(Broadcast::<u8>::new(0), Err(Error::InvalidOption { .. })));
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when `capacity` is 0 or above [`Broadcast::MAX_CAPACITY`].
     pub fn new(capacity: usize) -> Result<Broadcast<T>, Error> {
         if !(1..=Self::MAX_CAPACITY).contains(&capacity) {
             return Err(Error::invalid(
@@ -136,6 +139,10 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
     /// b.close();
     /// assert_eq!(b.send("closed").unwrap_err().into_inner(), "closed");
     /// ```
+    ///
+    /// # Errors
+    /// [`SendError`] holding `value` when the broadcast is closed. Having no subscribers is
+    /// not an error: the value is dropped and the count is 0.
     pub fn send(&self, value: T) -> Result<usize, SendError<T>> {
         let sender = lock(&self.state.sender);
         match sender.as_ref() {
@@ -146,6 +153,18 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
 
     /// A new subscriber that receives every value sent from now on; fails with
     /// [`Error::ChannelClosed`] once the broadcast is closed.
+    ///
+    /// ```
+    /// use go_go_scope::{Broadcast, Error};
+    /// let b = Broadcast::<u8>::new(4).unwrap();
+    /// let sub = b.subscribe();
+    /// assert!(sub.is_ok());
+    /// b.close();
+    /// assert!(matches!(b.subscribe(), Err(Error::ChannelClosed)));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ChannelClosed`] once the broadcast is closed (explicitly or by its scope).
     pub fn subscribe(&self) -> Result<Subscriber<T>, Error> {
         let sender = lock(&self.state.sender);
         let receiver = sender.as_ref().ok_or(Error::ChannelClosed)?.subscribe();
@@ -228,6 +247,11 @@ async fn next<T: Clone>(mut receiver: tokio_broadcast::Receiver<T>) -> Next<T> {
 
 /// One subscription to a [`Broadcast`]; also a [`Stream`] of the same items as
 /// [`recv`](Subscriber::recv). Dropping it unsubscribes.
+///
+/// # Cancel safety
+/// The wait for the next value lives in the subscriber itself, so dropping a
+/// [`recv`](Subscriber::recv) future or a `next()` future of the stream before it completes
+/// takes nothing: the next call gets the value.
 pub struct Subscriber<T> {
     next: ReusableBoxFuture<'static, Next<T>>,
     done: bool,
@@ -268,6 +292,12 @@ impl<T: Clone + Send + 'static> Subscriber<T> {
     /// assert_eq!(sub.recv().await, None);
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the wait for the next value belongs to the subscriber, not to the returned
+    /// future, and a value is handed out only in the poll that completes the future. Dropping
+    /// the future (in a `select!` whose other branch won) loses nothing: the next `recv` (or
+    /// the stream's next item) gets the value.
     pub async fn recv(&mut self) -> Option<Result<T, Lagged>> {
         std::future::poll_fn(|cx| self.poll_item(cx)).await
     }
@@ -333,6 +363,10 @@ impl Scope {
     /// s.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when `capacity` is 0 or above [`Broadcast::MAX_CAPACITY`]. A
+    /// closed scope is not an error: the broadcast then starts closed.
     pub fn broadcast_with_capacity<T: Clone + Send + 'static>(
         &self,
         capacity: usize,

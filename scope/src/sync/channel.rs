@@ -296,6 +296,12 @@ type PendingRecv<T> = Pin<Box<dyn Future<Output = Option<T>> + Send>>;
 /// s.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// [`recv`](Channel::recv) is cancel safe and [`send`](Channel::send) never delivers a value
+/// whose future was dropped; see their docs. Used as a [`Stream`], a receive that has to
+/// wait is kept in this handle rather than in the `next()` future, so dropping that future
+/// takes nothing either, and the handle's next poll picks the receive up again.
 pub struct Channel<T> {
     state: Arc<State<T>>,
     /// The receive in progress for the `Stream` impl; a `Mutex` only so the handle stays
@@ -374,6 +380,10 @@ impl<T> Channel<T> {
     /// If the future is dropped before it completes (another `select!` branch won), the value
     /// was either already taken by a receiver or is dropped with the future: it is never
     /// received later.
+    ///
+    /// # Errors
+    /// [`SendError`] holding `value` when the channel is closed, at the call or while the send
+    /// waited.
     pub async fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.state.send(value).await
     }
@@ -389,6 +399,10 @@ impl<T> Channel<T> {
     /// ch.close();
     /// assert!(matches!(ch.try_send(3), Err(TrySendError::Closed(3))));
     /// ```
+    ///
+    /// # Errors
+    /// The value comes back in [`TrySendError::Full`] when the buffer is full (capacity 0: no
+    /// receiver is waiting), in [`TrySendError::Closed`] when the channel is closed.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         self.state.try_send(value)
     }
@@ -429,6 +443,10 @@ impl<T> Channel<T> {
     /// ch.close();
     /// assert_eq!(ch.try_recv(), Err(TryRecvError::Closed));
     /// ```
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] when nothing is ready now; [`TryRecvError::Closed`] when the
+    /// channel is closed and every value sent before the close has been received.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         self.state.try_recv()
     }

@@ -230,20 +230,33 @@ impl<T: Send + 'static> Inner<T> {
         self.destroy_later(resource);
     }
 
-    async fn close(&self) {
+    /// Closes the pool and destroys its idle resources, one after the other. If this future is
+    /// dropped half-way, the resources not yet destroyed are destroyed in the background, so
+    /// every resource still gets its one `destroy`.
+    async fn close(self: &Arc<Self>) {
+        let idle = self.close_now();
+        let mut pending = DestroyRest {
+            pool: self,
+            rest: idle.into_iter(),
+        };
+        for resource in pending.rest.by_ref() {
+            self.destroy_now(resource).await;
+        }
+    }
+
+    /// Marks the pool closed and takes its idle resources (none when it already was closed).
+    fn close_now(&self) -> Vec<T> {
         let idle = {
             let mut slots = lock(&self.slots);
             if slots.closed {
-                return;
+                return Vec::new();
             }
             slots.closed = true;
             slots.total -= slots.idle.len();
             std::mem::take(&mut slots.idle)
         };
         self.room.close();
-        for resource in idle {
-            self.destroy_now(resource).await;
-        }
+        idle
     }
 
     async fn wait_for_room(&self) -> Result<OwnedSemaphorePermit, Error> {
@@ -419,6 +432,20 @@ impl<T: Send + 'static> Pool<T> {
     /// pool.close().await;
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Dropping the future while it creates the `min` resources gives up the pool: the
+    /// creation in progress is dropped, and the resources created so far are destroyed in the
+    /// background (each with its one `destroy`). Nothing is lent from a pool that was never
+    /// returned.
+    ///
+    /// # Errors
+    /// - [`Error::InvalidOption`] when `max` is 0 or above
+    ///   [`Semaphore::MAX_PERMITS`], or `min` is above `max`;
+    /// - [`Error::NoRuntime`] outside a Tokio runtime;
+    /// - the error of the first `create` that fails while making the `min` resources, as
+    ///   [`Error::Failed`] (or itself, when `create` returns [`Error`]), or [`Error::Panicked`]
+    ///   when it panicked. The resources made before it are destroyed first.
     pub async fn new(options: PoolOptions<T>) -> Result<Pool<T>, Error> {
         if options.max == 0 {
             return Err(Error::invalid(
@@ -457,6 +484,7 @@ impl<T: Send + 'static> Pool<T> {
                 runtime,
             }),
         };
+        let mut filling = CloseUnlessFilled(Some(Arc::clone(&pool.inner)));
         for _ in 0..options.min {
             match pool.inner.create_one().await {
                 Ok(resource) => {
@@ -465,11 +493,13 @@ impl<T: Send + 'static> Pool<T> {
                     slots.total += 1;
                 }
                 Err(error) => {
+                    filling.0 = None;
                     pool.close().await;
                     return Err(error);
                 }
             }
         }
+        filling.0 = None;
         Ok(pool)
     }
 
@@ -498,6 +528,26 @@ impl<T: Send + 'static> Pool<T> {
     /// assert!(pool.acquire().await.is_ok());
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future takes nothing from the pool and leaves no slot taken.
+    /// A caller dropped while waiting gives up its place in the queue (callers behind it move
+    /// up); one dropped while its resource is being created drops that creation, and the
+    /// room it had reserved is free again. A resource is only ever lent by the poll that
+    /// completes the future with its guard.
+    ///
+    /// # Errors
+    /// - [`Error::PoolClosed`] when the pool is closed, at the call or while waiting;
+    /// - [`Error::Timeout`] (origin `"pool acquire"`) when no resource could be lent within
+    ///   `acquire_timeout`, waiting and creating included;
+    /// - `create`'s error when a new resource was needed and its creation failed, as
+    ///   [`Error::Failed`] (or itself, when `create` returns [`Error`]), or [`Error::Panicked`]
+    ///   when it panicked. The failed slot is free again.
+    ///
+    /// # Panics
+    /// When it has to wait or to create a resource outside a Tokio runtime, or on a runtime
+    /// built without timers (`enable_time`): the `acquire_timeout` is a Tokio timer. Lending
+    /// an idle resource sets no timer.
     pub async fn acquire(&self) -> Result<PoolGuard<T>, Error> {
         let inner = &self.inner;
         let permit = match Arc::clone(&inner.room).try_acquire_owned() {
@@ -543,6 +593,22 @@ impl<T: Send + 'static> Pool<T> {
     /// assert_eq!(pool.stats().available, 1);
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Dropping the future while it waits for a resource is as harmless as dropping
+    /// [`acquire`](Pool::acquire). Dropping it while `f` runs drops `f`'s future and gives the
+    /// resource back to the pool as `f` left it, to be lent again; if a half-finished `f`
+    /// can leave the resource unusable (a connection in the middle of a request), use
+    /// [`acquire`](Pool::acquire) and [`PoolGuard::discard`] instead.
+    ///
+    /// # Errors
+    /// As [`acquire`](Pool::acquire); `f` has not run then. What `f` returns is passed through
+    /// as the `Ok` value, errors included.
+    ///
+    /// # Panics
+    /// When `f` panics: the panic goes on to the caller, and the resource is destroyed rather
+    /// than lent again. Also as [`acquire`](Pool::acquire) does, outside a Tokio runtime or
+    /// on one without timers.
     pub async fn execute<R>(&self, f: impl AsyncFnOnce(&mut T) -> R) -> Result<R, Error> {
         let mut guard = self.acquire().await?;
         Ok(f(&mut guard).await)
@@ -564,6 +630,24 @@ impl<T: Send + 'static> Pool<T> {
 
     /// Closes the pool: waiting and later `acquire`s fail with [`Error::PoolClosed`], idle
     /// resources are destroyed now, lent ones when they come back. Idempotent.
+    ///
+    /// ```
+    /// use go_go_scope::{Error, Pool, PoolOptions};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::new(PoolOptions::new(|| async { Ok::<_, Error>(()) }).min(1)).await.unwrap();
+    /// pool.close().await;
+    /// assert!(pool.is_closed());
+    /// assert_eq!(pool.stats().total, 0);
+    /// assert!(matches!(pool.acquire().await, Err(Error::PoolClosed)));
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    /// The pool is closed by the first poll; the idle resources are then destroyed one after
+    /// another by this future. If it is dropped before it completes, the `destroy` in progress
+    /// is dropped where it stands and the resources not destroyed yet are destroyed in the
+    /// background, so each still gets its one `destroy`; a later `close` returns at once.
     pub async fn close(&self) {
         self.inner.close().await;
     }
@@ -571,6 +655,35 @@ impl<T: Send + 'static> Pool<T> {
     /// True once closed.
     pub fn is_closed(&self) -> bool {
         lock(&self.inner.slots).closed
+    }
+}
+
+/// The idle resources a close has not destroyed yet; dropped half-way, it hands them to the
+/// background.
+struct DestroyRest<'a, T: Send + 'static> {
+    pool: &'a Arc<Inner<T>>,
+    rest: std::vec::IntoIter<T>,
+}
+
+impl<T: Send + 'static> Drop for DestroyRest<'_, T> {
+    fn drop(&mut self) {
+        for resource in self.rest.by_ref() {
+            self.pool.destroy_later(resource);
+        }
+    }
+}
+
+/// Closes a pool that `Pool::new` was still filling when its future was dropped, so the
+/// resources it had created are destroyed.
+struct CloseUnlessFilled<T: Send + 'static>(Option<Arc<Inner<T>>>);
+
+impl<T: Send + 'static> Drop for CloseUnlessFilled<T> {
+    fn drop(&mut self) {
+        if let Some(pool) = self.0.take() {
+            for resource in pool.close_now() {
+                pool.destroy_later(resource);
+            }
+        }
     }
 }
 
@@ -657,6 +770,13 @@ impl Scope {
     /// assert!(matches!(pool.acquire().await, Err(Error::PoolClosed)));
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// As [`Pool::new`]: dropping the future while it creates the `min` resources destroys
+    /// those created so far in the background, and the scope is left without the pool.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the scope is closed (or closing); otherwise as [`Pool::new`].
     pub async fn pool<T: Send + 'static>(&self, options: PoolOptions<T>) -> Result<Pool<T>, Error> {
         if self.is_closed() {
             return Err(Error::Closed);

@@ -65,6 +65,21 @@ type BranchFuture<'a, R> = Pin<Box<dyn Future<Output = Option<R>> + Send + 'a>>;
 /// s.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// Cancel safe: a value is taken from a channel only in the poll that completes the select
+/// with it, so dropping the select's future before that (another `select!` branch won, an
+/// outer timeout fired) takes nothing from any channel. Its timer goes with it.
+///
+/// # Errors
+/// Awaiting it fails with [`Error::ChannelClosed`] when every branch's channel is closed and
+/// drained, with [`Error::Timeout`] (origin `"select"`) when the timeout passed first, with
+/// [`Error::InvalidOption`] when it has no branches, and with [`Error::NoRuntime`] when it
+/// has a timeout and is polled outside a Tokio runtime.
+///
+/// # Panics
+/// Awaiting a select with a timeout panics on a Tokio runtime built without timers
+/// (`enable_time`), as every Tokio timer does.
 #[must_use = "a select does nothing until it is awaited"]
 pub struct Select<'a, R> {
     branches: Vec<BranchFuture<'a, R>>,
@@ -157,6 +172,9 @@ impl<'a, R: 'a> IntoFuture for Select<'a, R> {
 }
 
 /// The future of an awaited [`Select`].
+///
+/// # Cancel safety
+/// Cancel safe, as [`Select`] says: dropping it takes nothing from any channel.
 #[must_use = "futures do nothing unless awaited"]
 pub struct SelectFuture<'a, R> {
     /// `None` once that branch's channel turned out closed.

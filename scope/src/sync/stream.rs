@@ -45,6 +45,11 @@ use crate::core::scope::{Scope, Shared};
 /// s.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// The wrapper holds no item of its own: dropping a `next()` future of it (in a `select!`
+/// whose other branch won) is exactly as safe as dropping one of the source, and the
+/// cancellation it watches is not consumed by a dropped poll.
 #[must_use = "streams do nothing unless polled"]
 pub struct ScopedStream<S> {
     /// Boxed so the wrapper is `Unpin` whatever the source is, and can drop the source

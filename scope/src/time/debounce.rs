@@ -150,6 +150,17 @@ where
     /// s.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the call is registered by `call` itself, before the future is first
+    /// polled, so dropping the future only discards this caller's answer. The call still
+    /// counts: it extends its burst, its argument is still the one a trailing run uses if it
+    /// was the burst's last call, and the run happens for the other callers.
+    ///
+    /// # Errors
+    /// The future resolves to the scope's cancellation error ([`Error::Cancelled`] or
+    /// [`Error::Timeout`]) when the scope ends before the run that answers this call
+    /// (at once if it had ended already), and to [`Error::Panicked`] when that run panicked.
     pub fn call(&self, arg: A) -> impl Future<Output = Result<R, Error>> + Send + use<A, R> {
         let inner = &self.inner;
         let mut burst = lock(&inner.burst);
@@ -291,6 +302,11 @@ impl Scope {
     /// s.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when neither edge is enabled; [`Error::Closed`] when the
+    /// scope is closed (or closing); the scope's cancellation error ([`Error::Cancelled`] or
+    /// [`Error::Timeout`]) when it is cancelled.
     pub fn debounce<A, R, F, Fut>(
         &self,
         f: F,

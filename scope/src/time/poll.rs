@@ -271,6 +271,18 @@ where
     }
 }
 
+/// Checked before anything is registered with the scope, so a refused poller leaves nothing
+/// behind.
+fn validate(options: &PollOptions) -> Result<(), Error> {
+    if options.interval.is_zero() {
+        return Err(Error::invalid(
+            "interval",
+            "must be greater than zero: a zero interval would poll in a busy loop",
+        ));
+    }
+    Ok(())
+}
+
 fn create_poller<T, F, Fut, E, V, VFut>(
     background: Arc<Background>,
     poll: F,
@@ -285,12 +297,6 @@ where
     V: FnMut(T) -> VFut + Send + 'static,
     VFut: Future<Output = ()> + Send + 'static,
 {
-    if options.interval.is_zero() {
-        return Err(Error::invalid(
-            "interval",
-            "must be greater than zero: a zero interval would poll in a busy loop",
-        ));
-    }
     let callbacks = Arc::new(Mutex::new((poll, on_value)));
     let state = Arc::new(State {
         background,
@@ -348,6 +354,11 @@ impl Scope {
     /// assert!(!poller.status().running);
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the scope is closed (or closing); the scope's cancellation error
+    /// ([`Error::Cancelled`] or [`Error::Timeout`]) when it is cancelled; otherwise
+    /// [`Error::InvalidOption`] for a zero interval.
     pub fn poll<T, F, Fut, E, V, VFut>(
         &self,
         poll: F,
@@ -363,6 +374,7 @@ impl Scope {
         VFut: Future<Output = ()> + Send + 'static,
     {
         let options = options.into();
+        validate(&options)?;
         let background = Background::for_scope(self, "poll")?;
         create_poller(background, poll, on_value, options)
     }
@@ -386,6 +398,10 @@ impl Scope {
 /// drop(poller); // stops polling
 /// # }
 /// ```
+///
+/// # Errors
+/// [`Error::NoRuntime`] outside a Tokio runtime; [`Error::InvalidOption`] for a zero
+/// interval.
 pub fn poll<T, F, Fut, E, V, VFut>(
     poll: F,
     on_value: V,
@@ -399,6 +415,8 @@ where
     V: FnMut(T) -> VFut + Send + 'static,
     VFut: Future<Output = ()> + Send + 'static,
 {
+    let options = options.into();
+    validate(&options)?;
     let background = Background::standalone("poll")?;
-    create_poller(background, poll, on_value, options.into())
+    create_poller(background, poll, on_value, options)
 }

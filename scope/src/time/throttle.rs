@@ -147,6 +147,17 @@ where
     /// s.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the call is registered by `call` itself, before the future is first
+    /// polled, so dropping the future only discards this caller's answer. A leading call's
+    /// run still happens, and a call inside a window is still the trailing run's argument if
+    /// it was the window's last one.
+    ///
+    /// # Errors
+    /// The future resolves to the scope's cancellation error ([`Error::Cancelled`] or
+    /// [`Error::Timeout`]) when the scope ends before the run that answers this call
+    /// (at once if it had ended already), and to [`Error::Panicked`] when that run panicked.
     pub fn call(&self, arg: A) -> impl Future<Output = Result<R, Error>> + Send + use<A, R> {
         let inner = &self.inner;
         let mut window = lock(&inner.window);
@@ -261,6 +272,11 @@ impl Scope {
     /// s.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] when neither edge is enabled; [`Error::Closed`] when the
+    /// scope is closed (or closing); the scope's cancellation error ([`Error::Cancelled`] or
+    /// [`Error::Timeout`]) when it is cancelled.
     pub fn throttle<A, R, F, Fut>(
         &self,
         f: F,

@@ -221,6 +221,14 @@ impl Scope {
     }
 }
 
+impl<K: crate::LocalKind> crate::LocalScope<'_, K> {
+    /// A snapshot of this local scope's metrics so far, or `None` unless it was built with
+    /// [`metrics(true)`](ScopeBuilder::metrics).
+    pub fn metrics(&self) -> Option<ScopeMetrics> {
+        self.shared().metrics_snapshot()
+    }
+}
+
 impl ScopeBuilder {
     /// Collects [`ScopeMetrics`] for this scope. Off by default; when off, tasks do no metrics
     /// work at all.

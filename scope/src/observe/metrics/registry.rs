@@ -295,6 +295,7 @@ impl Collector for ScopesCollector {
                 metrics: m,
             })
             .collect();
-        encode_families(&mut encoder, &series)
+        encode_families(&mut encoder, &series)?;
+        crate::observe::introspect::encode_tasks_by_state(&mut encoder)
     }
 }

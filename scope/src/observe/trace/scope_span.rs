@@ -241,7 +241,8 @@ impl Observer for ScopeTrace {
             limit_before: task.limit_before,
             run,
         };
-        TaskTrace::start_recorded(self, live, task.index, task.name, info).into_watch()
+        TaskTrace::start_recorded(self, live, task.index, task.name.map(|name| &**name), info)
+            .into_watch()
     }
 
     fn watch_body(&self) -> Option<Box<dyn TaskWatch>> {

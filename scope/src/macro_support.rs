@@ -17,14 +17,13 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
 use crate::core::context;
 use crate::core::error::{BoxError, panic_message};
-use crate::core::scope::{BodyEnd, Shared};
+use crate::core::scope::BodyEnd;
 use crate::core::task::{Fallible, Plain, TaskSpec, spawn_body};
 use crate::resilience::task_builder::{SingleAttempt, TaskBuilder};
 
@@ -59,17 +58,6 @@ fn no_scope() -> ! {
         "go!() found no scope to spawn into: call it inside a #[scoped] fn, a Scope::run body or \
          a task of a scope, or name the scope explicitly with go!(scope = s, ..)"
     )
-}
-
-/// Runs `spawn` with the ambient scope's state.
-#[track_caller]
-fn with_ambient_scope<R>(spawn: impl FnOnce(&Arc<Shared>) -> R) -> R {
-    // Copied out: spawning may run user code (a `before_task` hook), which may look for its
-    // scope too.
-    match context::ambient_scope() {
-        Some(scope) => spawn(&scope),
-        None => no_scope(),
-    }
 }
 
 /// Chosen for futures whose output is `Result<T, E>` with `E: Into<BoxError>`.
@@ -114,7 +102,13 @@ impl FallibleTag {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        with_ambient_scope(|shared| spawn_body(shared, Fallible::new(future), TaskSpec::plain()))
+        // Not through a closure: `spawn_body` reads the caller's location for the live tree.
+        // The scope is copied out of the ambient slot: spawning may run user code (a
+        // `before_task` hook), which may look for its scope too.
+        match context::ambient_scope() {
+            Some(shared) => spawn_body(&shared, Fallible::new(future), TaskSpec::plain()),
+            None => no_scope(),
+        }
     }
 
     /// Spawns into `scope`.
@@ -161,7 +155,13 @@ impl PlainTag {
         F: GoFuture + Send + 'static,
         F::Value: Send + 'static,
     {
-        with_ambient_scope(|shared| spawn_body(shared, Plain::new(future), TaskSpec::plain()))
+        // Not through a closure: `spawn_body` reads the caller's location for the live tree.
+        // The scope is copied out of the ambient slot: spawning may run user code (a
+        // `before_task` hook), which may look for its scope too.
+        match context::ambient_scope() {
+            Some(shared) => spawn_body(&shared, Plain::new(future), TaskSpec::plain()),
+            None => no_scope(),
+        }
     }
 
     /// Spawns into `scope`.
@@ -365,6 +365,7 @@ pub fn record_argument(
 
 /// A borrowed fn argument, probed for an attribute form. The newtype keeps the two kinds
 /// below one reference apart even when the argument is itself a reference.
+#[derive(Debug)]
 pub struct ArgProbe<'a, T: ?Sized>(pub &'a T);
 
 /// The preferred kind: an argument whose type converts into an attribute value.
@@ -507,6 +508,7 @@ impl<T> BreakerCarrier for (Option<Error>, Option<T>) {}
 // above from the explanation keeps the message about the option, not about `From`.
 
 /// Names a return type for kind selection.
+#[derive(Debug)]
 pub struct Returns<R>(PhantomData<fn() -> R>);
 
 impl<R> Returns<R> {
@@ -707,6 +709,7 @@ impl<E: std::fmt::Display> ErrorMessage for E {
 }
 
 /// A `try_go!` value, probed for being a future that was not awaited.
+#[derive(Debug)]
 pub struct ValueProbe<V>(PhantomData<fn() -> V>);
 
 impl<V> ValueProbe<V> {
@@ -746,9 +749,9 @@ impl<V> SettledKind for &ValueProbe<V> {}
 
 /// Never implemented: a future given to `try_go!` without `.await` is reported through it.
 #[diagnostic::on_unimplemented(
-    message = "`try_go!` was given a future, `{Self}`, that nothing awaits",
+    message = "`try_go!` and `try_go_raw!` were given a future, `{Self}`, that nothing awaits",
     label = "this future is never awaited",
-    note = "end the expression with `.await`: `try_go!(fetch().await)`; `try_go!` then awaits it \
+    note = "end the expression with `.await`: `try_go!(fetch().await)`; the macro then awaits it \
             and catches a panic in any of its polls"
 )]
 pub trait AwaitedFirst {
@@ -763,6 +766,21 @@ impl Unawaited {
         _caught: Result<V, Payload>,
     ) -> (Option<String>, Option<V::Value>) {
         unreachable!("`AwaitedFirst` has no implementation")
+    }
+}
+
+impl Unawaited {
+    /// `try_go_raw!`: reports the missing `.await`; the value's type becomes an error type, so
+    /// nothing else is reported about it.
+    pub fn settle<V: AwaitedFirst>(self, _caught: Result<V, Payload>) -> Result<V::Value, Payload> {
+        unreachable!("`AwaitedFirst` has no implementation")
+    }
+}
+
+impl Settled {
+    /// `try_go_raw!`: the value as it is.
+    pub fn settle<V>(self, caught: Result<V, Payload>) -> Result<V, Payload> {
+        caught
     }
 }
 
@@ -793,6 +811,7 @@ where
 }
 
 /// Names the error type of a `try_go_raw!` for kind selection.
+#[derive(Debug)]
 pub struct RawTarget<E>(PhantomData<fn() -> E>);
 
 impl<E> RawTarget<E> {
