@@ -12,14 +12,13 @@
 //! ```
 //!
 //! Options: `--gateway URL`, `--job NAME` (default `goscope_batch`), `--instance NAME` (default
-//! `local`), `--otel-json PATH` (also write the batch's metrics as OTLP/JSON to PATH).
+//! `local`).
 
 use std::time::Duration;
 
 use go_go_scope::Scope;
 use go_go_scope::metrics::{
-    ExportFormat, MetricsReporter, ReporterOptions, export_metrics, push_text_to_gateway,
-    push_to_gateway,
+    ExportFormat, MetricsReporter, ReporterOptions, push_text_to_gateway, push_to_gateway,
 };
 use tokio::time::sleep;
 
@@ -27,7 +26,6 @@ struct Options {
     gateway: String,
     job: String,
     instance: String,
-    otel_json: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -35,7 +33,6 @@ fn parse_args() -> Result<Options, String> {
         gateway: "http://127.0.0.1:9091".into(),
         job: "goscope_batch".into(),
         instance: "local".into(),
-        otel_json: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -44,10 +41,9 @@ fn parse_args() -> Result<Options, String> {
             "--gateway" => options.gateway = value,
             "--job" => options.job = value,
             "--instance" => options.instance = value,
-            "--otel-json" => options.otel_json = Some(value),
             other => {
                 return Err(format!(
-                    "unknown option {other} (use --gateway, --job, --instance, --otel-json)"
+                    "unknown option {other} (use --gateway, --job, --instance)"
                 ));
             }
         }
@@ -108,14 +104,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "imported {imported} of 20 records; pushed to {} (job {}, instance {})",
         options.gateway, options.job, options.instance
     );
-
-    if let Some(path) = options.otel_json {
-        let metrics = batch.metrics().ok_or("the batch scope has metrics on")?;
-        std::fs::write(
-            &path,
-            export_metrics(&metrics, ExportFormat::Otel, "goscope"),
-        )?;
-        println!("OTLP/JSON metrics written to {path}");
-    }
     Ok(())
 }

@@ -24,6 +24,7 @@ PROMETHEUS = "http://" + os.environ.get("GOSCOPE_PROMETHEUS", "127.0.0.1:19090")
 PUSHGATEWAY = "http://" + os.environ.get("GOSCOPE_PUSHGATEWAY", "127.0.0.1:19091")
 OTLP = "http://" + os.environ.get("GOSCOPE_OTLP", "127.0.0.1:14318")
 METRICS_ADDR = os.environ.get("GOSCOPE_METRICS_EXAMPLE", "127.0.0.1:9095")
+FACADE_ADDR = os.environ.get("GOSCOPE_FACADE_EXAMPLE", "127.0.0.1:9097")
 AXUM_ADDR = os.environ.get("GOSCOPE_AXUM_EXAMPLE", "127.0.0.1:9096")
 SPANS_FILE = os.path.join(WORK, "spans.jsonl")
 OTLP_METRICS_FILE = os.path.join(WORK, "otlp-metrics.jsonl")
@@ -47,6 +48,10 @@ EXPECTED_ORDERS = {
     "goscope_task_duration_seconds_count": 20,
     "goscope_tasks_active": 0,
 }
+# What the metrics_facade and otel_metrics examples record after `--batches 5`: four records a
+# batch, the second retried once, the fourth malformed.
+BATCHES = 5
+EXPECTED_IMPORTS = {"spawned": 20, "completed": 15, "failed": 5, "cancelled": 0, "retries": 5}
 # What the prometheus_push example reports: 20 records, every fifth malformed.
 EXPECTED_BATCH = {"spawned": 20, "completed": 16, "failed": 4}
 
@@ -266,10 +271,9 @@ def check_prometheus_scrapes_the_expected_values():
 
 
 def check_pushed_groups_are_queryable():
-    otel_json = os.path.join(WORK, "batch-otel.json")
     run = subprocess.run([example("prometheus_push"), "--gateway", PUSHGATEWAY,
-                          "--job", "goscope_push_example", "--instance", "ci",
-                          "--otel-json", otel_json], capture_output=True, text=True, timeout=60)
+                          "--job", "goscope_push_example", "--instance", "ci"],
+                         capture_output=True, text=True, timeout=60)
     expect(run.returncode == 0, f"prometheus_push failed:\n{run.stdout}\n{run.stderr}")
     group = '{job="goscope_push_example",instance="ci",scope="nightly-batch"}'
     for kind, value in EXPECTED_BATCH.items():
@@ -282,29 +286,95 @@ def check_pushed_groups_are_queryable():
     expect({"goscope_push_example", "goscope_push_example_live"} <= jobs, f"groups {jobs}")
 
 
-def check_otel_metrics_export_is_valid_otlp_json():
-    with open(os.path.join(WORK, "batch-otel.json"), "rb") as f:
-        document = f.read()
+def check_prometheus_scrapes_the_metrics_facade_example():
+    """metrics-exporter-prometheus serves the scope metrics that `metrics_facade(true)` recorded
+    through the `metrics` crate, beside the application's own counter."""
+    server = subprocess.Popen([example("metrics_facade"), "--batches", str(BATCHES),
+                               "--addr", FACADE_ADDR],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output = []
+        for line in server.stdout:
+            output.append(line)
+            if "batches done" in line:
+                break
+        expect(server.poll() is None, "metrics_facade exited early:\n" + "".join(output))
+        job = 'job="goscope-facade",scope="import-batch"'
+        wait_for_value(f'goscope_tasks_spawned_total{{{job}}}', EXPECTED_IMPORTS["spawned"])
+        wait_for_value(f'goscope_tasks_completed_total{{{job}}}', EXPECTED_IMPORTS["completed"])
+        wait_for_value(f'goscope_tasks_failed_total{{{job}}}', EXPECTED_IMPORTS["failed"])
+        wait_for_value(f'goscope_task_retries_total{{{job}}}', EXPECTED_IMPORTS["retries"])
+        wait_for_value(f'goscope_tasks_ended_total{{{job},outcome="error"}}',
+                       EXPECTED_IMPORTS["failed"])
+        wait_for_value(f'goscope_task_run_seconds_count{{{job},outcome="ok"}}',
+                       EXPECTED_IMPORTS["completed"])
+        wait_for_value(f'goscope_permit_wait_seconds_count{{{job}}}', EXPECTED_IMPORTS["spawned"])
+        wait_for_value(f'goscope_scopes_open{{{job}}}', 0)
+        wait_for_value(f'goscope_tasks_running{{{job}}}', 0)
+        wait_for_value('app_batches_total{job="goscope-facade"}', BATCHES)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def otlp_points(records, name):
+    """The data points of metric `name` among the receiver's records, by their attributes."""
+    points = {}
+    for record in records:
+        if record["name"] != name:
+            continue
+        for point in record["data"]["dataPoints"]:
+            attrs = tuple(sorted((a["key"], a["value"]["stringValue"])
+                                 for a in point.get("attributes", [])))
+            points[attrs] = point
+    return points
+
+
+def check_otel_meter_exports_protobuf_otlp():
+    """The SDK's OTLP exporter sends the instruments recorded through `otel_meter` as a protobuf
+    ExportMetricsServiceRequest; the receiver decodes it and the values are the batches'."""
     start = os.path.getsize(OTLP_METRICS_FILE)
-    status, _, body = http(OTLP + "/v1/metrics", data=document,
-                           headers={"Content-Type": "application/json"})
-    expect(status == 200, f"the receiver rejected the OTel export: {status} {body[:300]!r}")
-    metrics = {m["name"]: m for m in read_jsonl(OTLP_METRICS_FILE, start)}
-    spawned = metrics.get("goscope.tasks.spawned")
-    expect(spawned and spawned["type"] == "sum", f"metrics {sorted(metrics)}")
-    point = spawned["data"]["dataPoints"][0]
-    expect(int(point["asInt"]) == EXPECTED_BATCH["spawned"], f"spawned {point}")
-    expect(metrics["goscope.task.duration.p95"]["unit"] == "ms", "p95 in ms")
-    histogram = metrics["goscope.task.duration"]["data"]["dataPoints"][0]
-    expect(int(histogram["count"]) == EXPECTED_BATCH["completed"], f"histogram {histogram}")
+    run = subprocess.run([example("otel_metrics"), "--batches", str(BATCHES),
+                          "--endpoint", OTLP + "/v1/metrics"],
+                         capture_output=True, text=True, timeout=60)
+    expect(run.returncode == 0, f"otel_metrics failed:\n{run.stdout}\n{run.stderr}")
+    records = [r for r in read_jsonl(OTLP_METRICS_FILE, start)
+               if r["service"] == "otel-metrics-example"]
+    expect(records, "the receiver got no metrics from otel_metrics")
+    scope = (("scope", "import-batch"),)
+    for name, kind in (("spawned", "spawned"), ("completed", "completed"),
+                       ("failed", "failed"), ("retries", "retries")):
+        metric = "goscope.task.retries" if name == "retries" else f"goscope.tasks.{name}"
+        point = otlp_points(records, metric).get(scope)
+        expect(point is not None, f"{metric}: no point for {scope}")
+        expect(int(point["asInt"]) == EXPECTED_IMPORTS[kind], f"{metric} {point}")
+    ended = otlp_points(records, "goscope.tasks.ended")
+    for outcome, expected in (("ok", EXPECTED_IMPORTS["completed"]),
+                              ("error", EXPECTED_IMPORTS["failed"])):
+        point = ended.get(tuple(sorted(scope + (("outcome", outcome),))))
+        expect(point is not None and int(point["asInt"]) == expected, f"ended {outcome}: {point}")
+    run_time = [r for r in records if r["name"] == "goscope.task.run"]
+    expect(run_time and run_time[-1]["type"] == "histogram" and run_time[-1]["unit"] == "s",
+           f"goscope.task.run {run_time[-1:]}")
+    ok = otlp_points(records, "goscope.task.run").get(tuple(sorted(scope + (("outcome", "ok"),))))
+    expect(ok is not None and int(ok["count"]) == EXPECTED_IMPORTS["completed"], f"run {ok}")
+    running = otlp_points(records, "goscope.tasks.running").get(scope)
+    expect(running is not None and int(running.get("asInt", 0)) == 0, f"running {running}")
 
 
 def check_receiver_decodes_gzip_and_rejects_undecodable_input():
-    with open(os.path.join(WORK, "batch-otel.json"), "rb") as f:
-        document = f.read()
+    document = json.dumps({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{
+        "name": "e2e.gzip", "sum": {"dataPoints": [{"asInt": "1"}]}}]}]}]}).encode()
+    start = os.path.getsize(OTLP_METRICS_FILE)
     status, _, body = http(OTLP + "/v1/metrics", data=gzip.compress(document),
                            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
     expect(status == 200, f"gzip body got {status} {body[:200]!r}")
+    names = [r["name"] for r in read_jsonl(OTLP_METRICS_FILE, start)]
+    expect(names == ["e2e.gzip"], f"decoded {names}")
     status, _, _ = http(OTLP + "/v1/traces", data=b"\xff\x00not protobuf",
                         headers={"Content-Type": "application/x-protobuf"})
     expect(status == 400, f"garbage got {status}")
@@ -399,7 +469,9 @@ def main():
             ("Prometheus scrapes the expected values", check_prometheus_scrapes_the_expected_values),
             ("/debug/scopes shows the live tree", check_debug_scopes_shows_the_live_tree),
             ("pushed groups are queryable", check_pushed_groups_are_queryable),
-            ("OTel metrics export is valid OTLP/JSON", check_otel_metrics_export_is_valid_otlp_json),
+            ("Prometheus scrapes the metrics facade example",
+             check_prometheus_scrapes_the_metrics_facade_example),
+            ("OTel meter exports protobuf OTLP", check_otel_meter_exports_protobuf_otlp),
             ("receiver decodes gzip and rejects undecodable input",
              check_receiver_decodes_gzip_and_rejects_undecodable_input),
             ("alert rules pass promtool", check_alert_rules_pass_promtool),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real components the end-to-end checks (scripts/e2e.py) talk to, all on 127.0.0.1:
-#   Prometheus     :19090  scrapes the prometheus_metrics example (:9095) and the Pushgateway
-#                          every second, and loads monitoring/prometheus/alerts.yml
+#   Prometheus     :19090  scrapes the prometheus_metrics example (:9095), the metrics_facade
+#                          example (:9097) and the Pushgateway every second, and loads
+#                          monitoring/prometheus/alerts.yml
 #   Pushgateway    :19091
 #   OTLP receiver  :14318  scripts/otlp_receiver.py (spans and metrics as JSON lines)
 #
@@ -22,6 +23,7 @@ export GOSCOPE_PROMETHEUS=${GOSCOPE_PROMETHEUS:-127.0.0.1:19090}
 export GOSCOPE_PUSHGATEWAY=${GOSCOPE_PUSHGATEWAY:-127.0.0.1:19091}
 export GOSCOPE_OTLP=${GOSCOPE_OTLP:-127.0.0.1:14318}
 export GOSCOPE_METRICS_EXAMPLE=${GOSCOPE_METRICS_EXAMPLE:-127.0.0.1:9095}
+export GOSCOPE_FACADE_EXAMPLE=${GOSCOPE_FACADE_EXAMPLE:-127.0.0.1:9097}
 
 services_missing() {
     local missing=()
@@ -105,6 +107,9 @@ scrape_configs:
   - job_name: goscope-example
     static_configs:
       - targets: ["$GOSCOPE_METRICS_EXAMPLE"]
+  - job_name: goscope-facade
+    static_configs:
+      - targets: ["$GOSCOPE_FACADE_EXAMPLE"]
   - job_name: pushgateway
     honor_labels: true
     static_configs:

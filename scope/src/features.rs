@@ -30,6 +30,12 @@ pub(crate) struct FeatureOptions {
     pub(crate) breaker: Option<CircuitBreaker>,
     pub(crate) retry: Option<Retry>,
     pub(crate) trace: TraceOptions,
+    /// Record through the `metrics` crate's installed recorder.
+    #[cfg(feature = "metrics-facade")]
+    pub(crate) metrics_facade: bool,
+    /// Record through an OpenTelemetry meter.
+    #[cfg(feature = "otel")]
+    pub(crate) otel_meter: Option<crate::observe::metrics::otel_meter::ScopeMeter>,
     pub(crate) introspect: IntrospectOptions,
     /// The crate's own observers (the testing scope's recorder).
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
@@ -65,6 +71,10 @@ pub(crate) fn assemble(
         breaker,
         retry,
         trace,
+        #[cfg(feature = "metrics-facade")]
+        metrics_facade,
+        #[cfg(feature = "otel")]
+        otel_meter,
         introspect,
         observers,
     } = options.map(|options| *options).unwrap_or_default();
@@ -120,6 +130,25 @@ pub(crate) fn assemble(
     }
     for observer in observers {
         features.observe(observer);
+    }
+    // Last: they count a task as running once every observer before them has admitted it.
+    #[cfg(feature = "metrics-facade")]
+    if metrics_facade {
+        use crate::observe::metrics::{facade::sink_for, instruments::Recorder};
+        features.observe(Arc::new(Recorder::new(
+            sink_for(init.name),
+            init.concurrency.is_some(),
+            features.get::<CircuitBreaker>(),
+        )));
+    }
+    #[cfg(feature = "otel")]
+    if let Some(meter) = otel_meter {
+        use crate::observe::metrics::{instruments::Recorder, otel_meter::OtelSink};
+        features.observe(Arc::new(Recorder::new(
+            OtelSink::new(&meter, init.name),
+            init.concurrency.is_some(),
+            features.get::<CircuitBreaker>(),
+        )));
     }
     Ok((!features.is_empty()).then(|| Box::new(features)))
 }

@@ -103,9 +103,11 @@
 //! tracer of your own.
 //! [`Hooks`] see every task start and end, cancellations and disposals. [`ScopeMetrics`]
 //! ([`ScopeBuilder::metrics`]) counts and times tasks; with the feature `metrics`, the
-//! [`metrics`] module exports them as Prometheus text, JSON or OTLP/JSON, aggregates every scope
+//! [`metrics`] module exports them as Prometheus text or JSON, aggregates every scope
 //! by name in a process-wide registry for a `/metrics` endpoint, and (feature `pushgateway`)
-//! pushes to a Pushgateway.
+//! pushes to a Pushgateway. The same instruments can go into the application's own pipeline
+//! instead: its `metrics` recorder ([`ScopeBuilder::metrics_facade`], feature `metrics-facade`)
+//! or its OpenTelemetry meter ([`ScopeBuilder::otel_meter`], feature `otel`).
 //! Log events go through `tracing` too (target `go_go_scope`). The [`introspect`] module shows
 //! the live tree of scopes and tasks and what each task waits on ([`Scope::tree`],
 //! [`introspect::snapshot`]), as text or JSON.
@@ -130,10 +132,11 @@
 //! |---|---|---|
 //! | `macros` | yes | `#[scoped]`, `go!`, `try_go!`, `try_go_raw!` |
 //! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
-//! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own; re-exports `opentelemetry` |
-//! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client) |
-//! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
+//! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own, `ScopeBuilder::otel_meter` for a meter of your own; re-exports `opentelemetry` |
+//! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client); re-exports `opentelemetry_sdk` |
+//! | `metrics` | no | [`metrics`] export (Prometheus, JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
 //! | `pushgateway` | no | `metrics`, plus `metrics::push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
+//! | `metrics-facade` | no | `ScopeBuilder::metrics_facade`: scope metrics through the `metrics` crate, into the application's recorder |
 //! | `introspect-json` | no | `introspect::Tree::to_json`: the live tree as JSON (serde) |
 //! | `full` | no | all of them |
 //!
@@ -172,6 +175,14 @@ pub use observe::otel;
 pub use opentelemetry;
 
 pub use observe::trace;
+/// The OpenTelemetry SDK at the version this crate is built with: the types of
+/// [`otel::Otel::tracer`] and [`otel::Otel::provider`].
+///
+/// *Feature `otlp`.*
+#[cfg(feature = "otlp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otlp")))]
+pub use opentelemetry_sdk;
+
 /// The `prometheus-client` crate at the version this crate is built with, for
 /// [`MetricsRegistry::collector`](metrics::MetricsRegistry::collector).
 ///
@@ -208,6 +219,10 @@ pub use core::task::Task;
 pub use metrics::ScopeMetrics;
 pub use observe::deadlock::{WaitingTask, tracked_wait};
 pub use observe::hooks::Hooks;
+/// *Feature `otel`.*
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub use observe::metrics::otel_meter::ScopeMeter;
 pub use observe::profiler::{KEPT_PROFILES, ProfileReport, ProfileStatistics, TaskProfile};
 pub use observe::trace::{AttrValue, ScopeTracer, record_task_attr};
 pub use resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};

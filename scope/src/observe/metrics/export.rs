@@ -1,4 +1,5 @@
-//! One metrics snapshot as Prometheus text, JSON, or OpenTelemetry metrics (OTLP/JSON).
+//! One metrics snapshot as Prometheus text or JSON. (OpenTelemetry gets the scope instruments
+//! through a meter, `ScopeBuilder::otel_meter`, and the SDK's exporters.)
 //!
 //! The Prometheus text is written by `prometheus-client` (text format 0.0.4); this module only
 //! decides which families exist, their names, help texts and values. Names and help texts follow
@@ -40,9 +41,9 @@ use super::ScopeMetrics;
 /// use go_go_scope::metrics::ExportFormat;
 ///
 /// assert_eq!("prometheus".parse::<ExportFormat>().unwrap(), ExportFormat::Prometheus);
-/// assert_eq!("OTEL".parse::<ExportFormat>().unwrap(), ExportFormat::Otel);
+/// assert_eq!("JSON".parse::<ExportFormat>().unwrap(), ExportFormat::Json);
 /// let err = "xml".parse::<ExportFormat>().unwrap_err();
-/// assert_eq!(err.to_string(), "unknown metrics format `xml`: use prometheus, json or otel");
+/// assert_eq!(err.to_string(), "unknown metrics format `xml`: use prometheus or json");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
@@ -52,8 +53,6 @@ pub enum ExportFormat {
     Prometheus,
     /// A pretty-printed JSON object (durations in milliseconds, keys ending in `_ms`).
     Json,
-    /// OpenTelemetry metrics in the OTLP/JSON encoding (durations in milliseconds, unit `ms`).
-    Otel,
 }
 
 impl fmt::Display for ExportFormat {
@@ -61,7 +60,6 @@ impl fmt::Display for ExportFormat {
         f.write_str(match self {
             ExportFormat::Prometheus => "prometheus",
             ExportFormat::Json => "json",
-            ExportFormat::Otel => "otel",
         })
     }
 }
@@ -75,7 +73,7 @@ impl fmt::Display for ExportFormat {
 /// assert_eq!(err.input(), "yaml");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown metrics format `{input}`: use prometheus, json or otel")]
+#[error("unknown metrics format `{input}`: use prometheus or json")]
 pub struct ParseFormatError {
     input: String,
 }
@@ -94,7 +92,6 @@ impl FromStr for ExportFormat {
         match s.to_ascii_lowercase().as_str() {
             "prometheus" => Ok(ExportFormat::Prometheus),
             "json" => Ok(ExportFormat::Json),
-            "otel" | "opentelemetry" => Ok(ExportFormat::Otel),
             _ => Err(ParseFormatError {
                 input: s.to_owned(),
             }),
@@ -127,7 +124,7 @@ pub struct ExportOptions {
     /// other than ASCII letters, digits, `_` and `:` become `_`.
     pub prefix: Cow<'static, str>,
     /// Write the export time on every sample (Prometheus: epoch milliseconds after the value;
-    /// JSON: a `timestamp_ms` key; OTel: `timeUnixNano` on every data point).
+    /// JSON: a `timestamp_ms` key).
     pub include_timestamps: bool,
 }
 
@@ -232,7 +229,6 @@ pub fn export_metrics_with(metrics: &ScopeMetrics, options: &ExportOptions) -> S
             }
         }
         ExportFormat::Json => to_json(metrics, &options.prefix, timestamp),
-        ExportFormat::Otel => to_otel(metrics, &options.prefix, timestamp),
     }
 }
 
@@ -529,119 +525,6 @@ fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
-fn to_otel(m: &ScopeMetrics, prefix: &str, timestamp: Option<Duration>) -> String {
-    let attributes = json!([{ "key": "scope.name", "value": { "stringValue": m.scope_name } }]);
-    let point = |value: Value| -> Value {
-        let mut point = serde_json::Map::new();
-        point.insert("attributes".into(), attributes.clone());
-        if let Some(at) = timestamp {
-            point.insert("timeUnixNano".into(), json!(at.as_nanos().to_string()));
-        }
-        if let Value::Object(fields) = value {
-            point.extend(fields);
-        }
-        Value::Object(point)
-    };
-    let name = |suffix: &str| format!("{prefix}.{suffix}");
-    let counter = |suffix: &str, description: &str, n: u64| {
-        json!({
-            "name": name(suffix),
-            "description": description,
-            "unit": "1",
-            "sum": {
-                "dataPoints": [point(json!({ "asInt": n }))],
-                "aggregationTemporality": 2,
-                "isMonotonic": true
-            }
-        })
-    };
-    let gauge_ms = |suffix: &str, description: &str, d: Duration| {
-        json!({
-            "name": name(suffix),
-            "description": description,
-            "unit": "ms",
-            "gauge": { "dataPoints": [point(json!({ "asDouble": millis(d) }))] }
-        })
-    };
-    let h = &m.task_duration_histogram;
-    let mut previous = 0;
-    let mut bucket_counts: Vec<u64> = h
-        .buckets
-        .iter()
-        .map(|&(_, cumulative)| {
-            let n = cumulative.saturating_sub(previous);
-            previous = cumulative;
-            n
-        })
-        .collect();
-    bucket_counts.push(h.count.saturating_sub(previous));
-    let bounds: Vec<f64> = h.buckets.iter().map(|&(b, _)| millis(b)).collect();
-    let mut metrics = vec![
-        counter("tasks.spawned", "Total tasks created", m.tasks_spawned),
-        counter("tasks.completed", "Tasks that succeeded", m.tasks_completed),
-        counter("tasks.failed", "Tasks that failed", m.tasks_failed),
-        gauge_ms(
-            "task.duration.avg",
-            "Average task duration",
-            m.avg_task_duration,
-        ),
-        gauge_ms(
-            "task.duration.p95",
-            "P95 task duration",
-            m.p95_task_duration,
-        ),
-        json!({
-            "name": name("task.duration.total"),
-            "description": "Total execution time",
-            "unit": "ms",
-            "sum": {
-                "dataPoints": [point(json!({ "asDouble": millis(m.total_task_duration) }))],
-                "aggregationTemporality": 2,
-                "isMonotonic": true
-            }
-        }),
-        json!({
-            "name": name("task.duration"),
-            "description": "Duration of completed tasks",
-            "unit": "ms",
-            "histogram": {
-                "dataPoints": [point(json!({
-                    "count": h.count,
-                    "sum": millis(h.sum),
-                    "bucketCounts": bucket_counts,
-                    "explicitBounds": bounds
-                }))],
-                "aggregationTemporality": 2
-            }
-        }),
-        counter(
-            "resources.registered",
-            "Resources registered",
-            m.resources_registered,
-        ),
-        counter(
-            "resources.disposed",
-            "Resources cleaned up",
-            m.resources_disposed,
-        ),
-    ];
-    if let Some(d) = m.scope_duration {
-        metrics.push(gauge_ms("scope.duration", "Total scope lifetime", d));
-    }
-    let document = json!({
-        "resourceMetrics": [{
-            "resource": {
-                "attributes": [{ "key": "service.name", "value": { "stringValue": prefix } }]
-            },
-            "scopeMetrics": [{
-                "scope": { "name": "go-go-scope", "version": env!("CARGO_PKG_VERSION") },
-                "metrics": metrics
-            }]
-        }]
-    });
-    pretty(&document)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -763,31 +646,5 @@ mod tests {
             keys[..4],
             ["scope", "tasks_spawned", "tasks_completed", "tasks_failed"]
         );
-    }
-
-    #[test]
-    fn otel_document_has_resource_scope_and_units() {
-        let text = export_metrics_with(
-            &sample(),
-            &ExportOptions::new(ExportFormat::Otel).include_timestamps(true),
-        );
-        let v: Value = serde_json::from_str(&text).expect("valid json");
-        let rm = &v["resourceMetrics"][0];
-        assert_eq!(
-            rm["resource"]["attributes"][0]["value"]["stringValue"],
-            "goscope"
-        );
-        let sm = &rm["scopeMetrics"][0];
-        assert_eq!(sm["scope"]["version"], env!("CARGO_PKG_VERSION"));
-        let metrics = sm["metrics"].as_array().expect("metrics");
-        let find = |n: &str| metrics.iter().find(|m| m["name"] == n).expect(n);
-        assert_eq!(
-            find("goscope.tasks.spawned")["sum"]["dataPoints"][0]["asInt"],
-            3
-        );
-        assert_eq!(find("goscope.task.duration.p95")["unit"], "ms");
-        let hist = &find("goscope.task.duration")["histogram"]["dataPoints"][0];
-        assert_eq!(hist["bucketCounts"], json!([1, 1, 0]));
-        assert!(hist["timeUnixNano"].as_str().is_some_and(|t| t.len() >= 19));
     }
 }

@@ -5,17 +5,28 @@
 //! cheap to clone, with durations as [`Duration`].
 //!
 //! With the cargo feature `metrics`, this module also exports them:
-//! - `export_metrics` / `export_metrics_with`: one snapshot as Prometheus text, JSON or
-//!   OpenTelemetry (OTLP/JSON) metrics;
+//! - `export_metrics` / `export_metrics_with`: one snapshot as Prometheus text or JSON;
 //! - `registry()`: the process-wide registry that aggregates every metrics-enabled scope by
 //!   name, for an application's `/metrics` endpoint (`encode()`) or a `prometheus-client`
 //!   registry of its own (`MetricsRegistry::collector`);
 //! - `push_to_gateway`: pushes the registry to a Prometheus Pushgateway;
 //! - `MetricsReporter`: exports one scope's metrics periodically.
+//!
+//! The same instruments can go to the application's own metrics pipeline instead of (or beside)
+//! the registry: its `metrics` crate recorder
+//! ([`ScopeBuilder::metrics_facade`](crate::ScopeBuilder::metrics_facade), feature
+//! `metrics-facade`) or its OpenTelemetry meter
+//! ([`ScopeBuilder::otel_meter`](crate::ScopeBuilder::otel_meter), feature `otel`).
 
 mod collector;
 #[cfg(feature = "metrics")]
 mod export;
+#[cfg(feature = "metrics-facade")]
+pub(crate) mod facade;
+#[cfg(any(feature = "metrics-facade", feature = "otel"))]
+pub(crate) mod instruments;
+#[cfg(feature = "otel")]
+pub(crate) mod otel_meter;
 #[cfg(feature = "pushgateway")]
 mod push;
 #[cfg(feature = "metrics")]
