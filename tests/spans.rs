@@ -828,7 +828,7 @@ async fn a_fmt_subscriber_at_info_is_quiet_until_tracing_is_asked_for() {
     assert!(lines[0].contains("inside the task"), "{text}");
     // The failed task's exception event.
     assert!(lines[1].contains("exception"), "{text}");
-    assert!(lines[1].contains("exception.message=nope"), "{text}");
+    assert!(lines[1].contains("exception.message=\"nope\""), "{text}");
 }
 
 #[tokio::test]

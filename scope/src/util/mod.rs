@@ -1,3 +1,5 @@
-//! Plumbing written once: a lock without poisoning, and the std/loom switch.
+//! Plumbing written once: a lock without poisoning, the std/loom switch, and user text made
+//! safe for log lines.
 
+pub(crate) mod log;
 pub(crate) mod sync;

@@ -411,10 +411,10 @@ macro_rules! exception_event {
         let kind = error_type($error);
         if $traced {
             tracing::event!(target: TARGET, parent: $span, Level::INFO,
-                exception.message = %message, exception.type = kind, "exception");
+                exception.message = message.as_str(), exception.type = kind, "exception");
         } else {
             tracing::event!(target: TARGET, parent: $span, Level::DEBUG,
-                exception.message = %message, exception.type = kind, "exception");
+                exception.message = message.as_str(), exception.type = kind, "exception");
         }
     }};
 }
