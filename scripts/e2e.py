@@ -28,12 +28,12 @@ AXUM_ADDR = os.environ.get("GOSCOPE_AXUM_EXAMPLE", "127.0.0.1:9096")
 SPANS_FILE = os.path.join(WORK, "spans.jsonl")
 OTLP_METRICS_FILE = os.path.join(WORK, "otlp-metrics.jsonl")
 
-# The span attributes of the original library (plus scope.errors and task.wait_ms).
+# The span attributes of the original library (plus scope.errors and goscope.task.wait_ms).
 SCOPE_ATTRIBUTES = ["scope.timeout", "scope.has_parent_signal", "scope.has_parent_scope",
                     "scope.concurrency", "scope.duration_ms", "scope.errors"]
 TASK_ATTRIBUTES = ["task.index", "task.has_retry", "task.has_timeout", "task.has_circuit_breaker",
                    "task.scope_concurrency", "task.duration_ms", "task.retry_attempts",
-                   "task.wait_ms"]
+                   "goscope.task.wait_ms"]
 
 # What the prometheus_metrics example reports after `--orders 8` (every fourth card declined:
 # 6 orders x 3 tasks + 2 orders x 2 tasks, one provided connection per order).

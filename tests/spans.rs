@@ -152,7 +152,7 @@ async fn scope_span_is_the_parent_of_its_task_spans_and_carries_the_original_att
         assert_eq!(int(task, "task.scope_concurrency"), 2);
         assert_eq!(int(task, "task.retry_attempts"), 0);
         assert!(int(task, "task.duration_ms") >= 0);
-        assert!(int(task, "task.wait_ms") >= 0);
+        assert!(int(task, "goscope.task.wait_ms") >= 0);
         assert!(attr(task, "task.error_reason").is_none());
         assert!(!is_error(task));
     }
@@ -191,6 +191,7 @@ async fn a_failed_task_has_status_error_an_exception_event_and_counts_in_scope_e
         }
     );
     assert_eq!(string(declined, "task.error_reason"), "exception");
+    assert_eq!(string(declined, "error.type"), "go_go_scope::Error::Failed");
     let event = declined
         .events
         .iter()
@@ -206,6 +207,11 @@ async fn a_failed_task_has_status_error_an_exception_event_and_counts_in_scope_e
     let panicked = by_index(3);
     assert!(is_error(panicked));
     assert_eq!(string(panicked, "task.error_reason"), "panic");
+    assert_eq!(
+        string(panicked, "error.type"),
+        "go_go_scope::Error::Panicked"
+    );
+    assert!(attr(by_index(1), "error.type").is_none());
     assert!(!is_error(by_index(1)));
 }
 
@@ -228,9 +234,9 @@ async fn task_duration_counts_the_body_and_wait_counts_the_permit_wait() {
     let tasks = named(&spans, "scope.task");
     let by_index = |i: i64| *tasks.iter().find(|t| int(t, "task.index") == i).unwrap();
     assert_eq!(int(by_index(1), "task.duration_ms"), 100);
-    assert_eq!(int(by_index(1), "task.wait_ms"), 0);
+    assert_eq!(int(by_index(1), "goscope.task.wait_ms"), 0);
     assert_eq!(int(by_index(2), "task.duration_ms"), 50);
-    assert_eq!(int(by_index(2), "task.wait_ms"), 100);
+    assert_eq!(int(by_index(2), "goscope.task.wait_ms"), 100);
 }
 
 #[tokio::test(start_paused = true)]
@@ -273,7 +279,7 @@ async fn a_built_task_reports_its_name_retries_timeout_breaker_and_attributes() 
     assert_eq!(int(task, "task.retry_attempts"), 1);
     assert_eq!(int(task, "payment.id"), 42);
     // It waited for the blocker's permit, then ran two 10 ms attempts with a 5 ms delay.
-    assert_eq!(int(task, "task.wait_ms"), 40);
+    assert_eq!(int(task, "goscope.task.wait_ms"), 40);
     assert_eq!(int(task, "task.duration_ms"), 25);
     assert!(!is_error(task));
 }
@@ -712,6 +718,11 @@ async fn a_timed_out_or_cancelled_scope_is_an_error_and_a_normal_close_is_not() 
         .find(|s| s.parent_span_id == slow.span_context.span_id())
         .unwrap();
     assert_eq!(string(slow_task, "task.error_reason"), "timeout");
+    assert!(
+        is_error(slow_task),
+        "a task cut off by its scope's timeout failed"
+    );
+    assert_eq!(string(slow, "error.type"), "go_go_scope::Error::Timeout");
     assert_eq!(
         one(&spans, "cancelled").status,
         Status::Error {
@@ -720,12 +731,17 @@ async fn a_timed_out_or_cancelled_scope_is_an_error_and_a_normal_close_is_not() 
     );
     let normal = one(&spans, "normal");
     assert!(!is_error(normal));
-    assert_eq!(int(normal, "scope.errors"), 1);
+    assert_eq!(int(normal, "scope.errors"), 0);
     let leftover = spans
         .iter()
         .find(|s| s.parent_span_id == normal.span_context.span_id())
         .unwrap();
-    assert_eq!(string(leftover, "task.error_reason"), "aborted");
+    assert!(
+        !is_error(leftover),
+        "a task cancelled by its scope's normal close did not fail"
+    );
+    assert!(attr(leftover, "task.error_reason").is_none());
+    assert!(attr(leftover, "error.type").is_none());
     let failing = one(&spans, "failing-cleanup");
     assert!(is_error(failing));
     assert!(
@@ -869,7 +885,7 @@ async fn without_a_layer_an_explicit_tracer_gets_the_spans_directly() {
         .find(|t| int(t, "task.index") == 1)
         .unwrap();
     assert_eq!(string(ok, "step"), "charge");
-    assert!(int(ok, "task.wait_ms") >= 0);
+    assert!(int(ok, "goscope.task.wait_ms") >= 0);
     let bad = root_tasks
         .iter()
         .find(|t| int(t, "task.index") == 2)
@@ -881,6 +897,49 @@ async fn without_a_layer_an_explicit_tracer_gets_the_spans_directly() {
         }
     );
     assert!(bad.events.iter().any(|e| e.name == "exception"));
+    assert_eq!(string(bad, "error.type"), "go_go_scope::Error::Failed");
+}
+
+#[go_go_scope::scoped(tracer = direct_tracer())]
+async fn traced_without_subscriber(order_id: u64, region: &str) -> usize {
+    region.len() + order_id as usize
+}
+
+thread_local! {
+    static DIRECT_TRACER: std::cell::RefCell<Option<opentelemetry_sdk::trace::SdkTracer>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn direct_tracer() -> opentelemetry_sdk::trace::SdkTracer {
+    DIRECT_TRACER.with(|t| t.borrow().clone().expect("a tracer for this test"))
+}
+
+#[tokio::test]
+async fn arguments_reach_a_tracer_given_to_scoped_without_any_subscriber() {
+    let traces = Traces::without_subscriber();
+    DIRECT_TRACER.with(|t| *t.borrow_mut() = Some(traces.provider.tracer("direct")));
+    assert_eq!(traced_without_subscriber(7, "eu").await, 9);
+    let spans = traces.spans();
+    let root = one(&spans, "traced_without_subscriber");
+    assert_eq!(int(root, "arg.order_id"), 7);
+    assert_eq!(string(root, "arg.region"), "eu");
+}
+
+#[tokio::test]
+async fn has_parent_signal_says_an_outside_cancellation_reaches_the_scope() {
+    let traces = Traces::layer_at(Level::INFO);
+    let token = go_go_scope::CancellationToken::new();
+    let linked = Scope::builder()
+        .name("linked")
+        .tracer(ScopeTracer::global())
+        .cancel_on(token)
+        .build()
+        .unwrap();
+    linked.close().await.unwrap();
+    let spans = traces.spans();
+    let linked = one(&spans, "linked");
+    assert!(boolean(linked, "scope.has_parent_signal"));
+    assert!(!boolean(linked, "scope.has_parent_scope"));
 }
 
 #[tokio::test]
@@ -1007,6 +1066,9 @@ fn the_pipeline_installs_globally_and_shutdown_flushes_to_the_endpoint() {
     assert!(contains(b"installed-scope"));
     assert!(contains(b"scope.task"));
     assert!(contains(b"task.duration_ms"));
+    // The instrumentation scope: the crate's name and version.
+    assert!(contains(b"go-go-scope"));
+    assert!(contains(env!("CARGO_PKG_VERSION").as_bytes()));
 
     let again = OtelPipeline::new("second")
         .endpoint(format!("{url}/v1/traces"))

@@ -287,7 +287,10 @@ impl Otel {
         S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
     {
         tracing_opentelemetry::layer()
-            .with_tracer(self.provider.tracer(self.service_name.clone()))
+            .with_tracer(
+                self.provider
+                    .tracer_with_scope(crate::observe::trace::instrumentation_scope()),
+            )
             .with_filter(LevelFilter::from_level(self.level))
     }
 

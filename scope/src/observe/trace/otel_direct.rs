@@ -53,7 +53,9 @@ pub(super) fn choose(
         return (Mode::Tracing, None);
     };
     let tracer = match &tracer.kind {
-        TracerKind::Global => Arc::new(opentelemetry::global::tracer("go-go-scope")),
+        TracerKind::Global => Arc::new(opentelemetry::global::tracer_with_scope(
+            super::instrumentation_scope(),
+        )),
         TracerKind::Explicit(tracer) => Arc::clone(tracer),
     };
     let parent_cx = info
@@ -66,7 +68,7 @@ pub(super) fn choose(
         })
         .unwrap_or_else(Context::current);
     let mut attributes = vec![
-        KeyValue::new("scope.has_parent_signal", info.has_parent),
+        KeyValue::new("scope.has_parent_signal", info.has_parent_signal()),
         KeyValue::new("scope.has_parent_scope", info.has_parent),
     ];
     if let Some(timeout) = info.timeout {
@@ -96,6 +98,7 @@ fn fail(cx: &Context, error: &Error) {
             KeyValue::new("exception.type", error_type(error)),
         ],
     );
+    span.set_attribute(KeyValue::new("error.type", error_type(error)));
     span.set_status(Status::error(message));
 }
 
