@@ -12,14 +12,16 @@
 //! ```
 //!
 //! Options: `--gateway URL`, `--job NAME` (default `goscope_batch`), `--instance NAME` (default
-//! `local`), `--otel-json PATH` (also write the batch's metrics as OTLP/JSON to PATH).
+//! `local`), `--otel-json PATH` (also write the batch's metrics as OTLP/JSON to PATH),
+//! `--user NAME` (basic auth; the password is read from the environment variable
+//! `PUSHGATEWAY_PASSWORD`, never from the command line), `--ca-cert PATH` (trust this PEM
+//! certificate for an `https://` gateway).
 
 use std::time::Duration;
 
 use go_go_scope::Scope;
 use go_go_scope::metrics::{
-    ExportFormat, MetricsReporter, ReporterOptions, export_metrics, push_text_to_gateway,
-    push_to_gateway,
+    ExportFormat, MetricsReporter, Pushgateway, ReporterOptions, export_metrics,
 };
 use tokio::time::sleep;
 
@@ -28,6 +30,8 @@ struct Options {
     job: String,
     instance: String,
     otel_json: Option<String>,
+    user: Option<String>,
+    ca_cert: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -36,6 +40,8 @@ fn parse_args() -> Result<Options, String> {
         job: "goscope_batch".into(),
         instance: "local".into(),
         otel_json: None,
+        user: None,
+        ca_cert: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -45,9 +51,12 @@ fn parse_args() -> Result<Options, String> {
             "--job" => options.job = value,
             "--instance" => options.instance = value,
             "--otel-json" => options.otel_json = Some(value),
+            "--user" => options.user = Some(value),
+            "--ca-cert" => options.ca_cert = Some(value),
             other => {
                 return Err(format!(
-                    "unknown option {other} (use --gateway, --job, --instance, --otel-json)"
+                    "unknown option {other} (use --gateway, --job, --instance, --otel-json, \
+                     --user, --ca-cert)"
                 ));
             }
         }
@@ -68,22 +77,34 @@ async fn import_record(n: u64) -> Result<u64, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_args()?;
+    // The URL, credentials and certificate are checked here, before any work is done.
+    let mut gateway = Pushgateway::builder(options.gateway.clone());
+    if let Some(user) = &options.user {
+        let password = std::env::var("PUSHGATEWAY_PASSWORD")
+            .map_err(|_| "--user needs the password in PUSHGATEWAY_PASSWORD")?;
+        gateway = gateway.basic_auth(user.clone(), password);
+    }
+    if let Some(path) = &options.ca_cert {
+        gateway = gateway.root_certificate_pem(std::fs::read(path)?);
+    }
+    let gateway = gateway.build()?;
     let batch = Scope::builder()
         .name("nightly-batch")
         .metrics(true)
         .concurrency(4)
         .build()?;
 
-    let (gateway, live_job, instance) = (
-        options.gateway.clone(),
+    let (live_gateway, live_job, instance) = (
+        gateway.clone(),
         format!("{}_live", options.job),
         options.instance.clone(),
     );
     let reporter = MetricsReporter::new(
         &batch,
         ReporterOptions::new(move |text: String| {
-            let (gateway, job, instance) = (gateway.clone(), live_job.clone(), instance.clone());
-            async move { push_text_to_gateway(&gateway, &job, &instance, text).await }
+            let (gateway, job, instance) =
+                (live_gateway.clone(), live_job.clone(), instance.clone());
+            async move { gateway.push_text(&job, &instance, text).await }
         })
         .format(ExportFormat::Prometheus)
         .interval(Duration::from_secs(1)),
@@ -103,7 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     batch.close().await?;
     // The loop ends with the scope; one last push carries the final numbers.
     reporter.report().await?;
-    push_to_gateway(&options.gateway, &options.job, &options.instance).await?;
+    gateway.push(&options.job, &options.instance).await?;
     println!(
         "imported {imported} of 20 records; pushed to {} (job {}, instance {})",
         options.gateway, options.job, options.instance

@@ -131,7 +131,8 @@
 //! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own; re-exports `opentelemetry` |
 //! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client) |
 //! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
-//! | `pushgateway` | no | `metrics`, plus `metrics::push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
+//! | `pushgateway` | no | `metrics`, plus the `metrics::Pushgateway` client (basic auth, headers), `push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
+//! | `tls` | no | `https://` for the `otlp` exporter and the `pushgateway` client (rustls, no OpenSSL) |
 //! | `full` | no | all of them |
 //!
 //! # The guide

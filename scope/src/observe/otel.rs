@@ -182,7 +182,9 @@ impl OtelPipeline {
     }
 
     /// Trusts the PEM certificate(s) in `pem` besides the system's roots, for an `https://`
-    /// collector whose certificate your own authority signed.
+    /// collector whose certificate your own authority signed. Without this option, the file
+    /// named by `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or `OTEL_EXPORTER_OTLP_CERTIFICATE`
+    /// is read when the pipeline is built, if one is set.
     ///
     /// *Feature `tls`.*
     #[cfg(feature = "tls")]
@@ -286,8 +288,22 @@ impl OtelPipeline {
             .map_err(|(name, reason)| OtelError::InvalidHeader { name, reason })?;
         #[cfg(feature = "tls")]
         let roots = {
+            let mut pems = self.roots.clone();
+            if pems.is_empty()
+                && let Some(path) = [
+                    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                ]
+                .iter()
+                .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+            {
+                let pem = std::fs::read(&path).map_err(|e| {
+                    OtelError::Tls(format!("cannot read the certificate {path}: {e}"))
+                })?;
+                pems.push(pem);
+            }
             let mut roots = Vec::new();
-            for pem in &self.roots {
+            for pem in &pems {
                 let certificates = reqwest::Certificate::from_pem_bundle(pem)
                     .map_err(|e| OtelError::Tls(e.to_string()))?;
                 if certificates.is_empty() {
