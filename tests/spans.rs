@@ -1147,3 +1147,104 @@ fn the_docs_name_every_span_attribute() {
         }
     }
 }
+
+const REMOTE_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const REMOTE_SPAN: &str = "00f067aa0ba902b7";
+
+fn remote_headers() -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    let parent = format!("00-{REMOTE_TRACE}-{REMOTE_SPAN}-01");
+    headers.insert("traceparent", parent.parse().unwrap());
+    headers
+}
+
+fn assert_remote_child(span: &SpanData) {
+    assert_eq!(span.span_context.trace_id().to_string(), REMOTE_TRACE);
+    assert_eq!(span.parent_span_id.to_string(), REMOTE_SPAN);
+}
+
+#[tokio::test]
+async fn a_remote_parent_continues_the_callers_trace_through_a_layer() {
+    let traces = Traces::layer_at(Level::INFO);
+    let scope = Scope::builder()
+        .name("handle-remote")
+        .tracer(ScopeTracer::global())
+        .remote_parent(&remote_headers())
+        .build()
+        .unwrap();
+    scope.spawn(async {}).await;
+    scope.close().await.unwrap();
+    let spans = traces.spans();
+    let root = one(&spans, "handle-remote");
+    assert_remote_child(root);
+    let task = one(&spans, "scope.task");
+    assert_eq!(task.parent_span_id, root.span_context.span_id());
+    assert_eq!(task.span_context.trace_id(), root.span_context.trace_id());
+}
+
+#[tokio::test]
+async fn a_remote_parent_continues_the_callers_trace_with_a_tracer_used_directly() {
+    let traces = Traces::without_subscriber();
+    let carrier: std::collections::HashMap<String, String> = [(
+        "traceparent".to_owned(),
+        format!("00-{REMOTE_TRACE}-{REMOTE_SPAN}-01"),
+    )]
+    .into();
+    let scope = Scope::builder()
+        .name("handle-direct")
+        .tracer(ScopeTracer::from(traces.provider.tracer("direct")))
+        .remote_parent(&carrier)
+        .build()
+        .unwrap();
+    scope.close().await.unwrap();
+    assert_remote_child(one(&traces.spans(), "handle-direct"));
+}
+
+#[go_go_scope::scoped(tracer, parent_from = headers, skip(headers))]
+async fn remote_handler(headers: http::HeaderMap) -> usize {
+    headers.len()
+}
+
+#[tokio::test]
+async fn scoped_takes_its_parent_from_headers() {
+    let traces = Traces::layer_at(Level::INFO);
+    assert_eq!(remote_handler(remote_headers()).await, 1);
+    assert_remote_child(one(&traces.spans(), "remote_handler"));
+}
+
+#[tokio::test]
+async fn a_task_writes_its_own_span_into_outgoing_headers() {
+    let traces = Traces::without_subscriber();
+    let scope = Scope::builder()
+        .name("client")
+        .tracer(ScopeTracer::from(traces.provider.tracer("direct")))
+        .build()
+        .unwrap();
+    let call = go_go_scope::go!(name = "call-server", scope = scope, async {
+        let mut headers = http::HeaderMap::new();
+        assert!(go_go_scope::trace::inject_current(&mut headers));
+        headers
+    });
+    let headers = call.await.1.unwrap();
+    scope.close().await.unwrap();
+    let spans = traces.spans();
+    let task = one(&spans, "call-server");
+    let expected = format!(
+        "00-{}-{}-01",
+        task.span_context.trace_id(),
+        task.span_context.span_id()
+    );
+    assert_eq!(headers["traceparent"], expected.as_str());
+    // And the other side of the call continues it.
+    let server = Scope::builder()
+        .name("server")
+        .tracer(ScopeTracer::from(traces.provider.tracer("direct")))
+        .remote_parent(&headers)
+        .build()
+        .unwrap();
+    server.close().await.unwrap();
+    let spans = traces.spans();
+    let server = one(&spans, "server");
+    assert_eq!(server.parent_span_id, task.span_context.span_id());
+    assert_eq!(server.span_context.trace_id(), task.span_context.trace_id());
+}

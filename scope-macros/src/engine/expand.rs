@@ -236,6 +236,10 @@ pub fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
         }
         None => {}
     }
+    if let Some((carrier, span)) = &args.parent_from {
+        // The remote parent is read from the carrier before the body runs.
+        builder.extend(quote_spanned!(*span=> .remote_parent(&(#carrier))));
+    }
     for attr in &args.attrs {
         let key = &attr.key;
         let value = typed_value(&private, "AttrValueOf::into_attr", &attr.value);

@@ -316,6 +316,9 @@ impl From<opentelemetry_sdk::trace::SdkTracer> for ScopeTracer {
 pub(crate) struct TraceOptions {
     tracer: Option<ScopeTracer>,
     attrs: Attrs,
+    /// The remote parent given with `remote_parent`.
+    #[cfg(feature = "otel")]
+    remote: Option<opentelemetry::Context>,
 }
 
 impl ScopeBuilder {
@@ -560,6 +563,10 @@ mod schema;
 pub use schema::{ATTRIBUTE_NAMESPACE, SCOPE_SPAN_ATTRIBUTES, TASK_SPAN_ATTRIBUTES};
 #[cfg(feature = "otel")]
 mod otel_direct;
+#[cfg(feature = "otel")]
+mod propagation;
+#[cfg(feature = "otel")]
+pub use propagation::{TraceCarrier, TraceCarrierMut, inject_current};
 
 pub(crate) use scope_span::{ScopeSpanInfo, ScopeTrace};
 #[cfg(feature = "otel")]

@@ -42,6 +42,7 @@ pub(super) fn choose(
     tracer: Option<&ScopeTracer>,
     info: &ScopeSpanInfo<'_>,
     attrs: &Attrs,
+    remote: Option<&Context>,
 ) -> (Mode, Option<DirectSpan>) {
     if !span.is_disabled() {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -58,13 +59,16 @@ pub(super) fn choose(
         )),
         TracerKind::Explicit(tracer) => Arc::clone(tracer),
     };
-    let parent_cx = info
-        .parent
-        .filter(|_| info.explicit_parent)
-        .and_then(|p| p.live.as_ref())
-        .and_then(|live| {
-            let open = super::lock(&live.open);
-            open.as_ref()?.direct.as_ref().map(|d| d.cx.clone())
+    let parent_cx = remote
+        .cloned()
+        .or_else(|| {
+            info.parent
+                .filter(|_| info.explicit_parent)
+                .and_then(|p| p.live.as_ref())
+                .and_then(|live| {
+                    let open = super::lock(&live.open);
+                    open.as_ref()?.direct.as_ref().map(|d| d.cx.clone())
+                })
         })
         .unwrap_or_else(Context::current);
     let mut attributes = vec![

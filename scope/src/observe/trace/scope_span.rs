@@ -131,6 +131,15 @@ impl ScopeTrace {
             Some((_, dispatch)) => tracing::dispatcher::with_default(dispatch, new_span),
             None => new_span(),
         };
+        #[cfg(feature = "otel")]
+        if let Some(remote) = &options.remote
+            && !span.is_disabled()
+        {
+            // Before `choose`, which starts the OpenTelemetry span. Without a layer this does
+            // nothing; the direct span takes the remote parent in `choose`.
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let _ = span.set_parent(remote.clone());
+        }
         if !span.is_disabled() {
             // Before `choose`: an OpenTelemetry layer fixes the name once the span has started.
             if info.custom_name {
@@ -144,7 +153,13 @@ impl ScopeTrace {
             }
         }
         #[cfg(feature = "otel")]
-        let (mode, direct) = otel_direct::choose(&span, tracer.as_ref(), &info, &options.attrs);
+        let (mode, direct) = otel_direct::choose(
+            &span,
+            tracer.as_ref(),
+            &info,
+            &options.attrs,
+            options.remote.as_ref(),
+        );
         #[cfg(not(feature = "otel"))]
         let mode = Mode::Tracing;
         #[cfg(feature = "otel")]
