@@ -29,6 +29,7 @@ METRICS_ADDR = os.environ.get("GOSCOPE_METRICS_EXAMPLE", "127.0.0.1:9095")
 AXUM_ADDR = os.environ.get("GOSCOPE_AXUM_EXAMPLE", "127.0.0.1:9096")
 PUSHGATEWAY_TLS = os.environ.get("GOSCOPE_PUSHGATEWAY_TLS", "127.0.0.1:19093")
 OTLP_TLS = os.environ.get("GOSCOPE_OTLP_TLS", "127.0.0.1:14319")
+PROPAGATION_ADDR = os.environ.get("GOSCOPE_PROPAGATION_EXAMPLE", "127.0.0.1:9097")
 SPANS_FILE = os.path.join(WORK, "spans.jsonl")
 OTLP_METRICS_FILE = os.path.join(WORK, "otlp-metrics.jsonl")
 
@@ -344,6 +345,51 @@ def check_dashboard_panels_and_queries(state):
 # ---------------------------------------------------------------------------------------------
 
 
+def check_one_trace_across_two_processes():
+    """trace_propagation: a client process calls a server process; both export to the receiver.
+    One trace id across both, and the server's scope span is a child of the client's task span."""
+    start = os.path.getsize(SPANS_FILE)
+    env = dict(os.environ, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=OTLP + "/v1/traces")
+    server = subprocess.Popen([example("trace_propagation"), "server", "--addr", PROPAGATION_ADDR],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = server.stdout.readline()
+        expect("serving on" in first, f"trace_propagation server did not start: {first!r}")
+        client = subprocess.run([example("trace_propagation"), "client", "--addr", PROPAGATION_ADDR],
+                                env=env, capture_output=True, text=True, timeout=60)
+        expect(client.returncode == 0, f"client failed:\n{client.stdout}\n{client.stderr}")
+        expect("reserved 1 of 3" in client.stdout, f"client output {client.stdout!r}")
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            rest = server.communicate(timeout=20)[0]
+        except subprocess.TimeoutExpired:
+            server.kill()
+            rest = server.communicate()[0]
+    expect(server.returncode == 0 and "spans exported" in rest, f"server ended badly: {rest!r}")
+    spans = read_jsonl(SPANS_FILE, start)
+    by_name = {}
+    for span in spans:
+        if span["service"] in ("checkout-client", "inventory-server"):
+            by_name.setdefault((span["service"], span["name"]), []).append(span)
+    def only(service, name):
+        found = by_name.get((service, name), [])
+        expect(len(found) == 1, f"one {name} span from {service}, got {sorted(by_name)}")
+        return found[0]
+    client_scope = only("checkout-client", "place-order")
+    client_task = only("checkout-client", "call-inventory")
+    server_scope = only("inventory-server", "reserve-stock")
+    server_tasks = [only("inventory-server", n) for n in ("check-stock", "look-up-price")]
+    traces = {s["trace_id"] for s in [client_scope, client_task, server_scope, *server_tasks]}
+    expect(len(traces) == 1, f"one trace across both processes, got {traces}")
+    expect(client_scope["parent_span_id"] == "", "the client's scope starts the trace")
+    expect(client_task["parent_span_id"] == client_scope["span_id"], "the call is the scope's task")
+    expect(server_scope["parent_span_id"] == client_task["span_id"],
+           "the server's scope span is a child of the client's task span")
+    expect(all(t["parent_span_id"] == server_scope["span_id"] for t in server_tasks),
+           "the server's tasks nest under its scope")
+
+
 def tls_file(name):
     path = os.path.join(WORK, "tls", name)
     expect(os.path.exists(path), f"{path} is missing: the HTTPS services did not start "
@@ -462,6 +508,7 @@ def main():
         checks = [
             ("tracing example exports the span tree", check_tracing_example_exports_the_span_tree),
             ("axum example scopes every request", check_axum_service_scopes_every_request),
+            ("one trace across two processes", check_one_trace_across_two_processes),
             ("metrics example serves valid Prometheus text",
              lambda: check_metrics_example_serves_valid_prometheus_text(state)),
             ("Prometheus scrapes the expected values", check_prometheus_scrapes_the_expected_values),

@@ -128,7 +128,7 @@
 //! |---|---|---|
 //! | `macros` | yes | `#[scoped]`, `go!`, `try_go!`, `try_go_raw!` |
 //! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
-//! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own; re-exports `opentelemetry` |
+//! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own, W3C trace context in and out of scopes (`trace::inject_current`, `ScopeBuilder::remote_parent`); re-exports `opentelemetry` |
 //! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client) |
 //! | `metrics` | no | [`metrics`] export (Prometheus, JSON, OTLP/JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
 //! | `pushgateway` | no | `metrics`, plus the `metrics::Pushgateway` client (basic auth, headers), `push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
