@@ -1248,3 +1248,25 @@ async fn a_task_writes_its_own_span_into_outgoing_headers() {
     assert_eq!(server.parent_span_id, task.span_context.span_id());
     assert_eq!(server.span_context.trace_id(), task.span_context.trace_id());
 }
+
+#[tokio::test]
+async fn scope_layer_takes_the_remote_parent_from_the_request_when_asked() {
+    use go_go_scope::tower::ScopeLayer;
+    use tower::{Layer as _, ServiceExt as _};
+    let traces = Traces::layer_at(Level::INFO);
+    let handler = tower::service_fn(|_request: http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    });
+    for (name, follow) in [("GET followed", true), ("GET ignored", false)] {
+        let layer =
+            ScopeLayer::with(move |_| Scope::builder().name(name).tracer(ScopeTracer::global()))
+                .remote_parent_from_headers(follow);
+        let mut request = http::Request::new(String::new());
+        *request.headers_mut() = remote_headers();
+        layer.layer(handler).oneshot(request).await.unwrap();
+    }
+    let spans = traces.spans();
+    assert_remote_child(one(&spans, "GET followed"));
+    let ignored = one(&spans, "GET ignored");
+    assert_ne!(ignored.span_context.trace_id().to_string(), REMOTE_TRACE);
+}
