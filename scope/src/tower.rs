@@ -211,7 +211,7 @@ fn error_response<B: Default>(error: &Error) -> Response<B> {
         Error::Cancelled { .. } => StatusCode::SERVICE_UNAVAILABLE,
         other => {
             tracing::error!(
-                error = other as &dyn std::error::Error,
+                error = crate::util::log::LoggedError::of(other).field(),
                 "request scope failed"
             );
             StatusCode::INTERNAL_SERVER_ERROR
