@@ -12,13 +12,15 @@
 //! ```
 //!
 //! Options: `--gateway URL`, `--job NAME` (default `goscope_batch`), `--instance NAME` (default
-//! `local`).
+//! `local`), `--user NAME` (basic auth; the password is read from the environment variable
+//! `PUSHGATEWAY_PASSWORD`, never from the command line), `--ca-cert PATH` (trust this PEM
+//! certificate for an `https://` gateway).
 
 use std::time::Duration;
 
 use go_go_scope::Scope;
 use go_go_scope::metrics::{
-    ExportFormat, MetricsReporter, ReporterOptions, push_text_to_gateway, push_to_gateway,
+    ExportFormat, MetricsReporter, Pushgateway, ReporterOptions,
 };
 use tokio::time::sleep;
 
@@ -26,6 +28,8 @@ struct Options {
     gateway: String,
     job: String,
     instance: String,
+    user: Option<String>,
+    ca_cert: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -33,6 +37,8 @@ fn parse_args() -> Result<Options, String> {
         gateway: "http://127.0.0.1:9091".into(),
         job: "goscope_batch".into(),
         instance: "local".into(),
+        user: None,
+        ca_cert: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -41,9 +47,12 @@ fn parse_args() -> Result<Options, String> {
             "--gateway" => options.gateway = value,
             "--job" => options.job = value,
             "--instance" => options.instance = value,
+            "--user" => options.user = Some(value),
+            "--ca-cert" => options.ca_cert = Some(value),
             other => {
                 return Err(format!(
-                    "unknown option {other} (use --gateway, --job, --instance)"
+                    "unknown option {other} (use --gateway, --job, --instance, --user, \
+                     --ca-cert)"
                 ));
             }
         }
@@ -64,22 +73,34 @@ async fn import_record(n: u64) -> Result<u64, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_args()?;
+    // The URL, credentials and certificate are checked here, before any work is done.
+    let mut gateway = Pushgateway::builder(options.gateway.clone());
+    if let Some(user) = &options.user {
+        let password = std::env::var("PUSHGATEWAY_PASSWORD")
+            .map_err(|_| "--user needs the password in PUSHGATEWAY_PASSWORD")?;
+        gateway = gateway.basic_auth(user.clone(), password);
+    }
+    if let Some(path) = &options.ca_cert {
+        gateway = gateway.root_certificate_pem(std::fs::read(path)?);
+    }
+    let gateway = gateway.build()?;
     let batch = Scope::builder()
         .name("nightly-batch")
         .metrics(true)
         .concurrency(4)
         .build()?;
 
-    let (gateway, live_job, instance) = (
-        options.gateway.clone(),
+    let (live_gateway, live_job, instance) = (
+        gateway.clone(),
         format!("{}_live", options.job),
         options.instance.clone(),
     );
     let reporter = MetricsReporter::new(
         &batch,
         ReporterOptions::new(move |text: String| {
-            let (gateway, job, instance) = (gateway.clone(), live_job.clone(), instance.clone());
-            async move { push_text_to_gateway(&gateway, &job, &instance, text).await }
+            let (gateway, job, instance) =
+                (live_gateway.clone(), live_job.clone(), instance.clone());
+            async move { gateway.push_text(&job, &instance, text).await }
         })
         .format(ExportFormat::Prometheus)
         .interval(Duration::from_secs(1)),
@@ -99,7 +120,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     batch.close().await?;
     // The loop ends with the scope; one last push carries the final numbers.
     reporter.report().await?;
-    push_to_gateway(&options.gateway, &options.job, &options.instance).await?;
+    gateway.push(&options.job, &options.instance).await?;
     println!(
         "imported {imported} of 20 records; pushed to {} (job {}, instance {})",
         options.gateway, options.job, options.instance

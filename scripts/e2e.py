@@ -6,11 +6,13 @@ receiver) and the workspace's examples; scripts/test.sh runs it after the cargo 
 Standard library only. Ends with a line `N passed, M failed`.
 """
 
+import base64
 import gzip
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -26,15 +28,18 @@ OTLP = "http://" + os.environ.get("GOSCOPE_OTLP", "127.0.0.1:14318")
 METRICS_ADDR = os.environ.get("GOSCOPE_METRICS_EXAMPLE", "127.0.0.1:9095")
 FACADE_ADDR = os.environ.get("GOSCOPE_FACADE_EXAMPLE", "127.0.0.1:9097")
 AXUM_ADDR = os.environ.get("GOSCOPE_AXUM_EXAMPLE", "127.0.0.1:9096")
+PUSHGATEWAY_TLS = os.environ.get("GOSCOPE_PUSHGATEWAY_TLS", "127.0.0.1:19093")
+OTLP_TLS = os.environ.get("GOSCOPE_OTLP_TLS", "127.0.0.1:14319")
+PROPAGATION_ADDR = os.environ.get("GOSCOPE_PROPAGATION_EXAMPLE", "127.0.0.1:9098")
 SPANS_FILE = os.path.join(WORK, "spans.jsonl")
 OTLP_METRICS_FILE = os.path.join(WORK, "otlp-metrics.jsonl")
 
-# The span attributes of the original library (plus scope.errors and task.wait_ms).
+# The span attributes of the original library (plus scope.errors and goscope.task.wait_ms).
 SCOPE_ATTRIBUTES = ["scope.timeout", "scope.has_parent_signal", "scope.has_parent_scope",
                     "scope.concurrency", "scope.duration_ms", "scope.errors"]
 TASK_ATTRIBUTES = ["task.index", "task.has_retry", "task.has_timeout", "task.has_circuit_breaker",
                    "task.scope_concurrency", "task.duration_ms", "task.retry_attempts",
-                   "task.wait_ms"]
+                   "goscope.task.wait_ms"]
 
 # What the prometheus_metrics example reports after `--orders 8` (every fourth card declined:
 # 6 orders x 3 tasks + 2 orders x 2 tasks, one provided connection per order).
@@ -436,6 +441,141 @@ def check_dashboard_panels_and_queries(state):
 # ---------------------------------------------------------------------------------------------
 
 
+def check_one_trace_across_two_processes():
+    """trace_propagation: a client process calls a server process; both export to the receiver.
+    One trace id across both, and the server's scope span is a child of the client's task span."""
+    start = os.path.getsize(SPANS_FILE)
+    env = dict(os.environ, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=OTLP + "/v1/traces")
+    server = subprocess.Popen([example("trace_propagation"), "server", "--addr", PROPAGATION_ADDR],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = server.stdout.readline()
+        expect("serving on" in first, f"trace_propagation server did not start: {first!r}")
+        client = subprocess.run([example("trace_propagation"), "client", "--addr", PROPAGATION_ADDR],
+                                env=env, capture_output=True, text=True, timeout=60)
+        expect(client.returncode == 0, f"client failed:\n{client.stdout}\n{client.stderr}")
+        expect("reserved 1 of 3" in client.stdout, f"client output {client.stdout!r}")
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            rest = server.communicate(timeout=20)[0]
+        except subprocess.TimeoutExpired:
+            server.kill()
+            rest = server.communicate()[0]
+    expect(server.returncode == 0 and "spans exported" in rest, f"server ended badly: {rest!r}")
+    spans = read_jsonl(SPANS_FILE, start)
+    by_name = {}
+    for span in spans:
+        if span["service"] in ("checkout-client", "inventory-server"):
+            by_name.setdefault((span["service"], span["name"]), []).append(span)
+    def only(service, name):
+        found = by_name.get((service, name), [])
+        expect(len(found) == 1, f"one {name} span from {service}, got {sorted(by_name)}")
+        return found[0]
+    client_scope = only("checkout-client", "place-order")
+    client_task = only("checkout-client", "call-inventory")
+    server_scope = only("inventory-server", "reserve-stock")
+    server_tasks = [only("inventory-server", n) for n in ("check-stock", "look-up-price")]
+    traces = {s["trace_id"] for s in [client_scope, client_task, server_scope, *server_tasks]}
+    expect(len(traces) == 1, f"one trace across both processes, got {traces}")
+    expect(client_scope["parent_span_id"] == "", "the client's scope starts the trace")
+    expect(client_task["parent_span_id"] == client_scope["span_id"], "the call is the scope's task")
+    expect(server_scope["parent_span_id"] == client_task["span_id"],
+           "the server's scope span is a child of the client's task span")
+    expect(all(t["parent_span_id"] == server_scope["span_id"] for t in server_tasks),
+           "the server's tasks nest under its scope")
+
+
+def tls_file(name):
+    path = os.path.join(WORK, "tls", name)
+    expect(os.path.exists(path), f"{path} is missing: the HTTPS services did not start "
+           "(scripts/services.sh needs openssl and PyPI's bcrypt)")
+    return path
+
+
+def https(url, cafile, user=None, password=None):
+    headers = {}
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        headers["Authorization"] = "Basic " + token
+    request = urllib.request.Request(url, headers=headers)
+    context = ssl.create_default_context(cafile=cafile)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def run_push(*args, password=None):
+    env = dict(os.environ)
+    if password is not None:
+        env["PUSHGATEWAY_PASSWORD"] = password
+    return subprocess.run([example("prometheus_push"), *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def check_grouping_values_dots_reach_the_gateway():
+    """Values a URL path cannot carry go base64-encoded: `..` must not replace the job-only
+    group, `.` must not leave a group that breaks the gateway's /metrics."""
+    for instance in ["..", "."]:
+        run = run_push("--gateway", PUSHGATEWAY, "--job", "goscope_dots", "--instance", instance)
+        expect(run.returncode == 0, f"push with instance {instance!r} failed:\n{run.stderr}")
+    status, _, body = http(PUSHGATEWAY + "/api/v1/metrics")
+    expect(status == 200, f"/api/v1/metrics answered {status}")
+    instances = sorted(g["labels"].get("instance") for g in json.loads(body)["data"]
+                       if g["labels"].get("job") == "goscope_dots")
+    expect(instances == [".", ".."], f"the gateway's goscope_dots groups: {instances}")
+    status, _, _ = http(PUSHGATEWAY + "/metrics")
+    expect(status == 200, f"the gateway's /metrics answered {status} after the pushes")
+
+
+def check_push_over_tls_with_basic_auth():
+    """A push over HTTPS to a gateway with a self-signed certificate and basic auth: the right
+    password gets through, a wrong one is a 401 error, an untrusted certificate fails."""
+    cert, password = tls_file("cert.pem"), open(tls_file("password"), encoding="utf-8").read()
+    gateway = "https://" + PUSHGATEWAY_TLS
+    common = ["--gateway", gateway, "--job", "goscope_tls_push", "--instance", "ci", "--user", "ci"]
+    run = run_push(*common, "--ca-cert", cert, password=password)
+    expect(run.returncode == 0, f"push over TLS failed:\n{run.stdout}\n{run.stderr}")
+    status, body = https(gateway + "/api/v1/metrics", cert, "ci", password)
+    expect(status == 200, f"the TLS gateway's API answered {status}")
+    jobs = {g["labels"].get("job") for g in json.loads(body)["data"]}
+    expect("goscope_tls_push" in jobs, f"groups on the TLS gateway: {jobs}")
+    wrong = run_push(*common, "--ca-cert", cert, password=password + "x")
+    expect(wrong.returncode != 0 and "status: 401" in wrong.stderr,
+           f"a wrong password must fail with 401: rc {wrong.returncode}, {wrong.stderr[-300:]}")
+    untrusted = run_push(*common, password=password)
+    expect(untrusted.returncode != 0,
+           "a push to a certificate nobody trusts must fail")
+    plain = run_push("--gateway", gateway.replace("https://", "http://"), "--job", "x",
+                     "--instance", "ci", "--user", "ci", password=password)
+    expect(plain.returncode != 0, "plain HTTP to the TLS gateway must fail")
+
+
+def check_span_export_over_tls_with_a_header():
+    """The OTLP exporter over HTTPS to the receiver, which wants the header x-api-key: the
+    spans arrive decoded; without the header the export fails with 401."""
+    cert = tls_file("cert.pem")
+    api_key = open(tls_file("otlp-api-key"), encoding="utf-8").read()
+    spans_file = os.path.join(WORK, "spans-tls.jsonl")
+    start = os.path.getsize(spans_file)
+    env = dict(os.environ, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"https://{OTLP_TLS}/v1/traces",
+               OTEL_EXPORTER_OTLP_CERTIFICATE=cert, OTEL_EXPORTER_OTLP_HEADERS=f"x-api-key={api_key}")
+    run = subprocess.run([example("jaeger_tracing")], env=env, capture_output=True, text=True,
+                         timeout=60)
+    expect(run.returncode == 0, f"jaeger_tracing over TLS failed:\n{run.stdout}\n{run.stderr}")
+    spans = read_jsonl(spans_file, start)
+    scopes = [s for s in spans if s["name"] == "process-order"]
+    expect(len(scopes) == 1, f"one process-order span over TLS, got {[s['name'] for s in spans]}")
+    expect(scopes[0]["scope"] == "go-go-scope", f"instrumentation scope {scopes[0]['scope']!r}")
+    del env["OTEL_EXPORTER_OTLP_HEADERS"]
+    refused = subprocess.run([example("jaeger_tracing")], env=env, capture_output=True, text=True,
+                             timeout=60)
+    expect(refused.returncode != 0 and "401" in refused.stderr,
+           f"without the header the export must fail with 401: {refused.stderr[-300:]}")
+
+
 def main():
     for url in (PROMETHEUS + "/-/ready", PUSHGATEWAY + "/-/ready", OTLP + "/healthz"):
         try:
@@ -464,6 +604,7 @@ def main():
         checks = [
             ("tracing example exports the span tree", check_tracing_example_exports_the_span_tree),
             ("axum example scopes every request", check_axum_service_scopes_every_request),
+            ("one trace across two processes", check_one_trace_across_two_processes),
             ("metrics example serves valid Prometheus text",
              lambda: check_metrics_example_serves_valid_prometheus_text(state)),
             ("Prometheus scrapes the expected values", check_prometheus_scrapes_the_expected_values),
@@ -472,6 +613,10 @@ def main():
             ("Prometheus scrapes the metrics facade example",
              check_prometheus_scrapes_the_metrics_facade_example),
             ("OTel meter exports protobuf OTLP", check_otel_meter_exports_protobuf_otlp),
+            ("grouping values ., .. reach the gateway",
+             check_grouping_values_dots_reach_the_gateway),
+            ("push over TLS with basic auth", check_push_over_tls_with_basic_auth),
+            ("span export over TLS with a header", check_span_export_over_tls_with_a_header),
             ("receiver decodes gzip and rejects undecodable input",
              check_receiver_decodes_gzip_and_rejects_undecodable_input),
             ("alert rules pass promtool", check_alert_rules_pass_promtool),

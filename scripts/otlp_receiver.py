@@ -6,12 +6,15 @@ definitions (PyPI `opentelemetry-proto`) and writes what it receives as JSON lin
   POST /v1/metrics  protobuf (optionally gzip) or JSON  -> one line per metric in --metrics
   GET  /healthz     200 once listening
 
-A body that does not decode gets HTTP 400 with the parser's message.
+A body that does not decode gets HTTP 400 with the parser's message. With --tls-cert and
+--tls-key it serves HTTPS; with --require-header NAME=VALUE a POST without that header gets
+HTTP 401.
 """
 
 import argparse
 import gzip
 import json
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -91,6 +94,7 @@ def decode(message, body, content_type):
 
 class Handler(BaseHTTPRequestHandler):
     sink = None
+    required_header = None
 
     def log_message(self, fmt, *args):  # keep test output quiet
         pass
@@ -111,6 +115,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        if self.required_header is not None:
+            name, value = self.required_header
+            if self.headers.get(name) != value:
+                self.reply(401, f"the header {name} is missing or wrong\n".encode())
+                return
         content_type = self.headers.get("Content-Type", "application/x-protobuf")
         try:
             if self.headers.get("Content-Encoding", "").lower() == "gzip":
@@ -149,12 +158,25 @@ def main():
     parser.add_argument("--port", type=int, default=4318)
     parser.add_argument("--spans", required=True, help="JSON-lines file for received spans")
     parser.add_argument("--metrics", required=True, help="JSON-lines file for received metrics")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate")
+    parser.add_argument("--tls-key", help="the certificate's PEM private key")
+    parser.add_argument("--require-header", metavar="NAME=VALUE",
+                        help="answer 401 to a POST without this header")
     args = parser.parse_args()
+    if args.require_header:
+        name, _, value = args.require_header.partition("=")
+        Handler.required_header = (name, value)
     for path in (args.spans, args.metrics):
         open(path, "a", encoding="utf-8").close()
     Handler.sink = Sink(args.spans, args.metrics)
     server = ThreadingHTTPServer((args.host, args.port), Handler)
-    print(f"OTLP receiver on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
+    scheme = "http"
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    print(f"OTLP receiver on {scheme}://{args.host}:{args.port}", file=sys.stderr, flush=True)
     server.serve_forever()
 
 

@@ -5,6 +5,10 @@
 #                          monitoring/prometheus/alerts.yml
 #   Pushgateway    :19091
 #   OTLP receiver  :14318  scripts/otlp_receiver.py (spans and metrics as JSON lines)
+#   and, optional (a failure to start them leaves the others running; their e2e checks fail):
+#   Pushgateway    :19093  over HTTPS with basic auth (a self-signed certificate and a random
+#                          password made at start, in $GOSCOPE_WORK/tls/)
+#   OTLP receiver  :14319  over HTTPS, requiring the header x-api-key (spans-tls.jsonl)
 #
 #   scripts/services.sh install   install what is missing (Debian packages, a Python venv)
 #   scripts/services.sh start     start all three and wait until they answer
@@ -24,6 +28,8 @@ export GOSCOPE_PUSHGATEWAY=${GOSCOPE_PUSHGATEWAY:-127.0.0.1:19091}
 export GOSCOPE_OTLP=${GOSCOPE_OTLP:-127.0.0.1:14318}
 export GOSCOPE_METRICS_EXAMPLE=${GOSCOPE_METRICS_EXAMPLE:-127.0.0.1:9095}
 export GOSCOPE_FACADE_EXAMPLE=${GOSCOPE_FACADE_EXAMPLE:-127.0.0.1:9097}
+export GOSCOPE_PUSHGATEWAY_TLS=${GOSCOPE_PUSHGATEWAY_TLS:-127.0.0.1:19093}
+export GOSCOPE_OTLP_TLS=${GOSCOPE_OTLP_TLS:-127.0.0.1:14319}
 
 services_missing() {
     local missing=()
@@ -31,6 +37,7 @@ services_missing() {
     command -v promtool >/dev/null || missing+=(promtool)
     command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
     "$GOSCOPE_VENV/bin/python" -c 'import opentelemetry.proto' 2>/dev/null || missing+=(opentelemetry-proto)
+    "$GOSCOPE_VENV/bin/python" -c 'import bcrypt' 2>/dev/null || missing+=(bcrypt)
     echo "${missing[*]}"
 }
 
@@ -53,9 +60,10 @@ services_install() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             prometheus prometheus-pushgateway >/dev/null
     fi
-    if [[ $missing == *opentelemetry-proto* ]]; then
-        if ! { python3 -m venv "$GOSCOPE_VENV" && "$GOSCOPE_VENV/bin/pip" install -q opentelemetry-proto; }; then
-            echo "error: could not create $GOSCOPE_VENV with PyPI's opentelemetry-proto" \
+    if [[ $missing == *opentelemetry-proto* || $missing == *bcrypt* ]]; then
+        if ! { { [[ -x $GOSCOPE_VENV/bin/pip ]] || python3 -m venv "$GOSCOPE_VENV"; } &&
+            "$GOSCOPE_VENV/bin/pip" install -q opentelemetry-proto bcrypt; }; then
+            echo "error: could not create $GOSCOPE_VENV with PyPI's opentelemetry-proto and bcrypt" \
                 "(python3 with the venv module and access to PyPI are needed)" >&2
             return 1
         fi
@@ -124,7 +132,8 @@ services_start() {
     fi
     local missing
     missing=$(services_missing)
-    if [[ -n $missing ]]; then
+    # bcrypt is needed only by the optional HTTPS services.
+    if [[ -n ${missing/bcrypt/} ]]; then
         echo "error: missing $missing: run scripts/services.sh install first" >&2
         return 1
     fi
@@ -167,6 +176,59 @@ services_start() {
         waited=$((waited + 1))
     done
     echo "services ready in $((waited / 10)).$((waited % 10)) s (pids $(tr '\n' ' ' <"$GOSCOPE_WORK/pids"))"
+    _services_start_secure || echo "warning: the HTTPS Pushgateway and OTLP receiver did not" \
+        "start (see $GOSCOPE_WORK/pushgateway-tls.log, otlp-tls.log); their e2e checks will fail" >&2
+}
+
+# The HTTPS services: a self-signed certificate for 127.0.0.1, a Pushgateway that wants basic
+# auth (user `ci`, a random password in tls/password) and an OTLP receiver that wants the header
+# x-api-key (a random value in tls/otlp-api-key). Their PIDs join the pids file once both
+# answer; if they do not, they are stopped and the other services run on without them.
+_services_start_secure() {
+    local tls=$GOSCOPE_WORK/tls password hash waited=0 gateway receiver
+    command -v openssl >/dev/null || { echo "openssl is missing" >&2; return 1; }
+    "$GOSCOPE_VENV/bin/python" -c 'import bcrypt' 2>/dev/null ||
+        { echo "PyPI's bcrypt is missing from $GOSCOPE_VENV" >&2; return 1; }
+    rm -rf "$tls"
+    mkdir -p "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+        -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+        -addext "basicConstraints=critical,CA:FALSE" \
+        -addext "extendedKeyUsage=serverAuth" \
+        -keyout "$tls/key.pem" -out "$tls/cert.pem" 2>"$tls/openssl.log" || return 1
+    password=$("$GOSCOPE_VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(18))')
+    printf '%s' "$password" >"$tls/password"
+    "$GOSCOPE_VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(18), end="")' \
+        >"$tls/otlp-api-key"
+    hash=$(PASSWORD=$password "$GOSCOPE_VENV/bin/python" -c \
+        'import bcrypt, os; print(bcrypt.hashpw(os.environ["PASSWORD"].encode(), bcrypt.gensalt(rounds=10)).decode())')
+    printf 'tls_server_config:\n  cert_file: %s\n  key_file: %s\nbasic_auth_users:\n  ci: %s\n' \
+        "$tls/cert.pem" "$tls/key.pem" "'$hash'" >"$tls/web-config.yml"
+    prometheus-pushgateway --web.listen-address="$GOSCOPE_PUSHGATEWAY_TLS" \
+        --web.config.file="$tls/web-config.yml" >"$GOSCOPE_WORK/pushgateway-tls.log" 2>&1 &
+    gateway=$!
+    : >"$GOSCOPE_WORK/spans-tls.jsonl"
+    "$GOSCOPE_VENV/bin/python" "$GOSCOPE_ROOT/scripts/otlp_receiver.py" \
+        --host "${GOSCOPE_OTLP_TLS%:*}" --port "${GOSCOPE_OTLP_TLS##*:}" \
+        --tls-cert "$tls/cert.pem" --tls-key "$tls/key.pem" \
+        --require-header "x-api-key=$(cat "$tls/otlp-api-key")" \
+        --spans "$GOSCOPE_WORK/spans-tls.jsonl" --metrics "$GOSCOPE_WORK/otlp-metrics-tls.jsonl" \
+        >"$GOSCOPE_WORK/otlp-tls.log" 2>&1 &
+    receiver=$!
+    until curl -sf -o /dev/null --cacert "$tls/cert.pem" -u "ci:$password" \
+        "https://$GOSCOPE_PUSHGATEWAY_TLS/-/ready" &&
+        curl -sf -o /dev/null --cacert "$tls/cert.pem" "https://$GOSCOPE_OTLP_TLS/healthz"; do
+        if ((waited >= 100)); then
+            kill -TERM "$gateway" "$receiver" 2>/dev/null
+            wait "$gateway" "$receiver" 2>/dev/null
+            return 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    printf '%s\n%s\n' "$gateway" "$receiver" >>"$GOSCOPE_WORK/pids"
+    echo "HTTPS services ready: Pushgateway https://$GOSCOPE_PUSHGATEWAY_TLS," \
+        "OTLP receiver https://$GOSCOPE_OTLP_TLS"
 }
 
 # Alive and not a zombie.

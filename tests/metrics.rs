@@ -538,8 +538,13 @@ async fn a_rejected_or_unreachable_push_is_an_error_that_says_why() {
     drop(closed);
     let err = push_to_gateway(&dead, "job", "ci").await.unwrap_err();
     assert!(matches!(err, PushError::Request { .. }), "{err:?}");
-    assert!(matches!(
-        push_to_gateway("localhost:9091", "job", "").await,
-        Err(PushError::InvalidGrouping(_))
-    ));
+    for bad in ["localhost:9091", "http://", "http:///127.0.0.1:1"] {
+        assert!(
+            matches!(
+                push_to_gateway(bad, "job", "").await,
+                Err(PushError::InvalidUrl { .. })
+            ),
+            "{bad}"
+        );
+    }
 }

@@ -152,7 +152,7 @@ async fn scope_span_is_the_parent_of_its_task_spans_and_carries_the_original_att
         assert_eq!(int(task, "task.scope_concurrency"), 2);
         assert_eq!(int(task, "task.retry_attempts"), 0);
         assert!(int(task, "task.duration_ms") >= 0);
-        assert!(int(task, "task.wait_ms") >= 0);
+        assert!(int(task, "goscope.task.wait_ms") >= 0);
         assert!(attr(task, "task.error_reason").is_none());
         assert!(!is_error(task));
     }
@@ -191,6 +191,7 @@ async fn a_failed_task_has_status_error_an_exception_event_and_counts_in_scope_e
         }
     );
     assert_eq!(string(declined, "task.error_reason"), "exception");
+    assert_eq!(string(declined, "error.type"), "go_go_scope::Error::Failed");
     let event = declined
         .events
         .iter()
@@ -206,6 +207,11 @@ async fn a_failed_task_has_status_error_an_exception_event_and_counts_in_scope_e
     let panicked = by_index(3);
     assert!(is_error(panicked));
     assert_eq!(string(panicked, "task.error_reason"), "panic");
+    assert_eq!(
+        string(panicked, "error.type"),
+        "go_go_scope::Error::Panicked"
+    );
+    assert!(attr(by_index(1), "error.type").is_none());
     assert!(!is_error(by_index(1)));
 }
 
@@ -228,9 +234,9 @@ async fn task_duration_counts_the_body_and_wait_counts_the_permit_wait() {
     let tasks = named(&spans, "scope.task");
     let by_index = |i: i64| *tasks.iter().find(|t| int(t, "task.index") == i).unwrap();
     assert_eq!(int(by_index(1), "task.duration_ms"), 100);
-    assert_eq!(int(by_index(1), "task.wait_ms"), 0);
+    assert_eq!(int(by_index(1), "goscope.task.wait_ms"), 0);
     assert_eq!(int(by_index(2), "task.duration_ms"), 50);
-    assert_eq!(int(by_index(2), "task.wait_ms"), 100);
+    assert_eq!(int(by_index(2), "goscope.task.wait_ms"), 100);
 }
 
 #[tokio::test(start_paused = true)]
@@ -273,7 +279,7 @@ async fn a_built_task_reports_its_name_retries_timeout_breaker_and_attributes() 
     assert_eq!(int(task, "task.retry_attempts"), 1);
     assert_eq!(int(task, "payment.id"), 42);
     // It waited for the blocker's permit, then ran two 10 ms attempts with a 5 ms delay.
-    assert_eq!(int(task, "task.wait_ms"), 40);
+    assert_eq!(int(task, "goscope.task.wait_ms"), 40);
     assert_eq!(int(task, "task.duration_ms"), 25);
     assert!(!is_error(task));
 }
@@ -712,6 +718,11 @@ async fn a_timed_out_or_cancelled_scope_is_an_error_and_a_normal_close_is_not() 
         .find(|s| s.parent_span_id == slow.span_context.span_id())
         .unwrap();
     assert_eq!(string(slow_task, "task.error_reason"), "timeout");
+    assert!(
+        is_error(slow_task),
+        "a task cut off by its scope's timeout failed"
+    );
+    assert_eq!(string(slow, "error.type"), "go_go_scope::Error::Timeout");
     assert_eq!(
         one(&spans, "cancelled").status,
         Status::Error {
@@ -720,12 +731,17 @@ async fn a_timed_out_or_cancelled_scope_is_an_error_and_a_normal_close_is_not() 
     );
     let normal = one(&spans, "normal");
     assert!(!is_error(normal));
-    assert_eq!(int(normal, "scope.errors"), 1);
+    assert_eq!(int(normal, "scope.errors"), 0);
     let leftover = spans
         .iter()
         .find(|s| s.parent_span_id == normal.span_context.span_id())
         .unwrap();
-    assert_eq!(string(leftover, "task.error_reason"), "aborted");
+    assert!(
+        !is_error(leftover),
+        "a task cancelled by its scope's normal close did not fail"
+    );
+    assert!(attr(leftover, "task.error_reason").is_none());
+    assert!(attr(leftover, "error.type").is_none());
     let failing = one(&spans, "failing-cleanup");
     assert!(is_error(failing));
     assert!(
@@ -828,7 +844,7 @@ async fn a_fmt_subscriber_at_info_is_quiet_until_tracing_is_asked_for() {
     assert!(lines[0].contains("inside the task"), "{text}");
     // The failed task's exception event.
     assert!(lines[1].contains("exception"), "{text}");
-    assert!(lines[1].contains("exception.message=nope"), "{text}");
+    assert!(lines[1].contains("exception.message=\"nope\""), "{text}");
 }
 
 #[tokio::test]
@@ -869,7 +885,7 @@ async fn without_a_layer_an_explicit_tracer_gets_the_spans_directly() {
         .find(|t| int(t, "task.index") == 1)
         .unwrap();
     assert_eq!(string(ok, "step"), "charge");
-    assert!(int(ok, "task.wait_ms") >= 0);
+    assert!(int(ok, "goscope.task.wait_ms") >= 0);
     let bad = root_tasks
         .iter()
         .find(|t| int(t, "task.index") == 2)
@@ -881,6 +897,49 @@ async fn without_a_layer_an_explicit_tracer_gets_the_spans_directly() {
         }
     );
     assert!(bad.events.iter().any(|e| e.name == "exception"));
+    assert_eq!(string(bad, "error.type"), "go_go_scope::Error::Failed");
+}
+
+#[go_go_scope::scoped(tracer = direct_tracer())]
+async fn traced_without_subscriber(order_id: u64, region: &str) -> usize {
+    region.len() + order_id as usize
+}
+
+thread_local! {
+    static DIRECT_TRACER: std::cell::RefCell<Option<opentelemetry_sdk::trace::SdkTracer>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn direct_tracer() -> opentelemetry_sdk::trace::SdkTracer {
+    DIRECT_TRACER.with(|t| t.borrow().clone().expect("a tracer for this test"))
+}
+
+#[tokio::test]
+async fn arguments_reach_a_tracer_given_to_scoped_without_any_subscriber() {
+    let traces = Traces::without_subscriber();
+    DIRECT_TRACER.with(|t| *t.borrow_mut() = Some(traces.provider.tracer("direct")));
+    assert_eq!(traced_without_subscriber(7, "eu").await, 9);
+    let spans = traces.spans();
+    let root = one(&spans, "traced_without_subscriber");
+    assert_eq!(int(root, "arg.order_id"), 7);
+    assert_eq!(string(root, "arg.region"), "eu");
+}
+
+#[tokio::test]
+async fn has_parent_signal_says_an_outside_cancellation_reaches_the_scope() {
+    let traces = Traces::layer_at(Level::INFO);
+    let token = go_go_scope::CancellationToken::new();
+    let linked = Scope::builder()
+        .name("linked")
+        .tracer(ScopeTracer::global())
+        .cancel_on(token)
+        .build()
+        .unwrap();
+    linked.close().await.unwrap();
+    let spans = traces.spans();
+    let linked = one(&spans, "linked");
+    assert!(boolean(linked, "scope.has_parent_signal"));
+    assert!(!boolean(linked, "scope.has_parent_scope"));
 }
 
 #[tokio::test]
@@ -1007,6 +1066,9 @@ fn the_pipeline_installs_globally_and_shutdown_flushes_to_the_endpoint() {
     assert!(contains(b"installed-scope"));
     assert!(contains(b"scope.task"));
     assert!(contains(b"task.duration_ms"));
+    // The instrumentation scope: the crate's name and version.
+    assert!(contains(b"go-go-scope"));
+    assert!(contains(env!("CARGO_PKG_VERSION").as_bytes()));
 
     let again = OtelPipeline::new("second")
         .endpoint(format!("{url}/v1/traces"))
@@ -1120,4 +1182,126 @@ async fn a_local_scope_s_tasks_get_spans_under_the_scope_s_span() {
     let failed: Vec<_> = tasks.iter().filter(|t| is_error(t)).collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(int(failed[0], "task.index"), 2);
+
+const REMOTE_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const REMOTE_SPAN: &str = "00f067aa0ba902b7";
+
+fn remote_headers() -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    let parent = format!("00-{REMOTE_TRACE}-{REMOTE_SPAN}-01");
+    headers.insert("traceparent", parent.parse().unwrap());
+    headers
+}
+
+fn assert_remote_child(span: &SpanData) {
+    assert_eq!(span.span_context.trace_id().to_string(), REMOTE_TRACE);
+    assert_eq!(span.parent_span_id.to_string(), REMOTE_SPAN);
+}
+
+#[tokio::test]
+async fn a_remote_parent_continues_the_callers_trace_through_a_layer() {
+    let traces = Traces::layer_at(Level::INFO);
+    let scope = Scope::builder()
+        .name("handle-remote")
+        .tracer(ScopeTracer::global())
+        .remote_parent(&remote_headers())
+        .build()
+        .unwrap();
+    scope.spawn(async {}).await;
+    scope.close().await.unwrap();
+    let spans = traces.spans();
+    let root = one(&spans, "handle-remote");
+    assert_remote_child(root);
+    let task = one(&spans, "scope.task");
+    assert_eq!(task.parent_span_id, root.span_context.span_id());
+    assert_eq!(task.span_context.trace_id(), root.span_context.trace_id());
+}
+
+#[tokio::test]
+async fn a_remote_parent_continues_the_callers_trace_with_a_tracer_used_directly() {
+    let traces = Traces::without_subscriber();
+    let carrier: std::collections::HashMap<String, String> = [(
+        "traceparent".to_owned(),
+        format!("00-{REMOTE_TRACE}-{REMOTE_SPAN}-01"),
+    )]
+    .into();
+    let scope = Scope::builder()
+        .name("handle-direct")
+        .tracer(ScopeTracer::from(traces.provider.tracer("direct")))
+        .remote_parent(&carrier)
+        .build()
+        .unwrap();
+    scope.close().await.unwrap();
+    assert_remote_child(one(&traces.spans(), "handle-direct"));
+}
+
+#[go_go_scope::scoped(tracer, parent_from = headers, skip(headers))]
+async fn remote_handler(headers: http::HeaderMap) -> usize {
+    headers.len()
+}
+
+#[tokio::test]
+async fn scoped_takes_its_parent_from_headers() {
+    let traces = Traces::layer_at(Level::INFO);
+    assert_eq!(remote_handler(remote_headers()).await, 1);
+    assert_remote_child(one(&traces.spans(), "remote_handler"));
+}
+
+#[tokio::test]
+async fn a_task_writes_its_own_span_into_outgoing_headers() {
+    let traces = Traces::without_subscriber();
+    let scope = Scope::builder()
+        .name("client")
+        .tracer(ScopeTracer::from(traces.provider.tracer("direct")))
+        .build()
+        .unwrap();
+    let call = go_go_scope::go!(name = "call-server", scope = scope, async {
+        let mut headers = http::HeaderMap::new();
+        assert!(go_go_scope::trace::inject_current(&mut headers));
+        headers
+    });
+    let headers = call.await.1.unwrap();
+    scope.close().await.unwrap();
+    let spans = traces.spans();
+    let task = one(&spans, "call-server");
+    let expected = format!(
+        "00-{}-{}-01",
+        task.span_context.trace_id(),
+        task.span_context.span_id()
+    );
+    assert_eq!(headers["traceparent"], expected.as_str());
+    // And the other side of the call continues it.
+    let server = Scope::builder()
+        .name("server")
+        .tracer(ScopeTracer::from(traces.provider.tracer("direct")))
+        .remote_parent(&headers)
+        .build()
+        .unwrap();
+    server.close().await.unwrap();
+    let spans = traces.spans();
+    let server = one(&spans, "server");
+    assert_eq!(server.parent_span_id, task.span_context.span_id());
+    assert_eq!(server.span_context.trace_id(), task.span_context.trace_id());
+}
+
+#[tokio::test]
+async fn scope_layer_takes_the_remote_parent_from_the_request_when_asked() {
+    use go_go_scope::tower::ScopeLayer;
+    use tower::{Layer as _, ServiceExt as _};
+    let traces = Traces::layer_at(Level::INFO);
+    let handler = tower::service_fn(|_request: http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    });
+    for (name, follow) in [("GET followed", true), ("GET ignored", false)] {
+        let layer =
+            ScopeLayer::with(move |_| Scope::builder().name(name).tracer(ScopeTracer::global()))
+                .remote_parent_from_headers(follow);
+        let mut request = http::Request::new(String::new());
+        *request.headers_mut() = remote_headers();
+        layer.layer(handler).oneshot(request).await.unwrap();
+    }
+    let spans = traces.spans();
+    assert_remote_child(one(&spans, "GET followed"));
+    let ignored = one(&spans, "GET ignored");
+    assert_ne!(ignored.span_context.trace_id().to_string(), REMOTE_TRACE);
 }

@@ -117,6 +117,7 @@ use proc_macro::TokenStream;
 /// | `circuit_breaker(failure_threshold = 5, reset_timeout = "30s")` | one breaker per fn, shared by all its calls (created on the first call, kept in a `static`); `circuit_breaker = EXPR` uses a breaker you built |
 /// | `retry = N`, `retry = EXPR`, `retry(max = N, delay = "100ms", backoff = "exponential", jitter, max_delay = "5s")` | the scope's default retry policy: applies to tasks that can be re-run (`go!(retry, ..)`, `Scope::task`) and set none |
 /// | `parent = EXPR` | an explicit parent (`Scope` or `&Scope`); the default parent is the scope the fn is called from, so scoped fns nest |
+/// | `parent_from = EXPR` | the span's parent from a remote caller's W3C `traceparent`: an `http::HeaderMap`, a map of strings, any `trace::TraceCarrier` (feature `otel`) |
 /// | `attrs("k" = EXPR, ..)` | extra span attributes |
 /// | `skip(arg, ..)` / `skip_all` | arguments not recorded as span attributes; each name must be an argument of the fn |
 /// | `wait` | when the body ends, wait for outstanding tasks instead of cancelling them |

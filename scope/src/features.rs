@@ -54,6 +54,8 @@ pub(crate) struct ScopeInit<'a> {
     pub(crate) parent: Option<&'a Arc<Shared>>,
     /// True when the parent was given with `.parent(..)`/`child()` rather than found ambient.
     pub(crate) explicit_parent: bool,
+    /// The scope is cancelled by an outside token (`cancel_on`).
+    pub(crate) linked: bool,
 }
 
 /// Checks the options, then builds the scope's features (`None` when it has none). Called once,
@@ -98,6 +100,7 @@ pub(crate) fn assemble(
             parent: parent.and_then(|p| p.get::<ScopeTrace>()).as_deref(),
             has_parent: init.parent.is_some(),
             explicit_parent: init.explicit_parent,
+            linked: init.linked,
         },
     );
     if trace.is_kept() {

@@ -132,11 +132,12 @@
 //! |---|---|---|
 //! | `macros` | yes | `#[scoped]`, `go!`, `try_go!`, `try_go_raw!` |
 //! | `testing` | no | the `testing` module; turns on Tokio's `test-util` |
-//! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own, `ScopeBuilder::otel_meter` for a meter of your own; re-exports `opentelemetry` |
+//! | `otel` | no | the OpenTelemetry API: `ScopeTracer::new` for a tracer of your own, `ScopeBuilder::otel_meter` for a meter of your own, W3C trace context in and out of scopes (`trace::inject_current`, `ScopeBuilder::remote_parent`); re-exports `opentelemetry` |
 //! | `otlp` | no | `otel`, plus the module `otel`: an OTLP/HTTP span exporter and `tracing` layer in one call (the SDK and an HTTP client); re-exports `opentelemetry_sdk` |
 //! | `metrics` | no | [`metrics`] export (Prometheus, JSON), the process-wide registry, `MetricsReporter`; re-exports `prometheus_client`; no HTTP client |
-//! | `pushgateway` | no | `metrics`, plus `metrics::push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
+//! | `pushgateway` | no | `metrics`, plus the `metrics::Pushgateway` client (basic auth, headers), `push_to_gateway` and `push_text_to_gateway` (an HTTP client) |
 //! | `metrics-facade` | no | `ScopeBuilder::metrics_facade`: scope metrics through the `metrics` crate, into the application's recorder |
+//! | `tls` | no | `https://` for the `otlp` exporter and the `pushgateway` client (rustls, no OpenSSL) |
 //! | `introspect-json` | no | `introspect::Tree::to_json`: the live tree as JSON (serde) |
 //! | `full` | no | all of them |
 //!

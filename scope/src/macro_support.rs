@@ -345,10 +345,12 @@ impl<T: Into<AttrValue>> AttrValueOf for T {
 // ---------------------------------------------------------------------------------------------
 // #[scoped]: which fn arguments become `arg.NAME` span attributes.
 
-/// True when a subscriber could record a scope's span (so reading the arguments is worth it).
-pub fn argument_attrs_wanted() -> bool {
-    // Scope spans are INFO (traced) or DEBUG; with nothing enabled at INFO neither is recorded.
-    tracing::level_enabled!(tracing::Level::INFO)
+/// True when a scope's span could be recorded (so reading the arguments is worth it): by a
+/// `tracing` subscriber, or, for a fn given a tracer (`traced`), by that tracer directly.
+pub fn argument_attrs_wanted(traced: bool) -> bool {
+    // Scope spans are INFO (traced) or DEBUG; with nothing enabled at INFO neither is recorded
+    // through `tracing`. Without any subscriber a traced scope's spans go to its tracer.
+    (traced && cfg!(feature = "otel")) || tracing::level_enabled!(tracing::Level::INFO)
 }
 
 /// Adds `key = value` to the scope's span when the argument could be recorded.

@@ -67,6 +67,8 @@ type MakeBuilder = dyn Fn(&Parts) -> ScopeBuilder + Send + Sync;
 #[derive(Clone)]
 pub struct ScopeLayer {
     make: Arc<MakeBuilder>,
+    /// Take each scope's span parent from the request's `traceparent` header.
+    remote_parent: bool,
 }
 
 impl std::fmt::Debug for ScopeLayer {
@@ -100,7 +102,29 @@ impl ScopeLayer {
     {
         ScopeLayer {
             make: Arc::new(make),
+            remote_parent: false,
         }
+    }
+
+    /// With `true`, each request's scope continues the caller's trace: its span's parent is
+    /// the remote span in the request's W3C `traceparent` header (see
+    /// [`ScopeBuilder::remote_parent`]). Off by default: turn it on for services whose callers
+    /// you trust to send trace context (not on an edge facing the internet, where a caller
+    /// could pick your trace ids).
+    ///
+    /// *Features `tower` and `otel`.*
+    ///
+    /// ```
+    /// use go_go_scope::{Scope, ScopeTracer, tower::ScopeLayer};
+    ///
+    /// let layer = ScopeLayer::with(|_| Scope::builder().name("GET /orders").tracer(ScopeTracer::global()))
+    ///     .remote_parent_from_headers(true);
+    /// # drop(layer);
+    /// ```
+    #[cfg(feature = "otel")]
+    pub fn remote_parent_from_headers(mut self, on: bool) -> ScopeLayer {
+        self.remote_parent = on;
+        self
     }
 }
 
@@ -111,6 +135,7 @@ impl<S> Layer<S> for ScopeLayer {
         ScopeService {
             inner,
             make: Arc::clone(&self.make),
+            remote_parent: self.remote_parent,
         }
     }
 }
@@ -120,6 +145,7 @@ impl<S> Layer<S> for ScopeLayer {
 pub struct ScopeService<S> {
     inner: S,
     make: Arc<MakeBuilder>,
+    remote_parent: bool,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for ScopeService<S> {
@@ -156,7 +182,14 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let (mut parts, body) = request.into_parts();
-        let builder = (self.make)(&parts);
+        #[allow(unused_mut)]
+        let mut builder = (self.make)(&parts);
+        #[cfg(feature = "otel")]
+        if self.remote_parent {
+            builder = builder.remote_parent(&parts.headers);
+        }
+        #[cfg(not(feature = "otel"))]
+        let _ = self.remote_parent;
         Box::pin(async move {
             let answered = Scope::run(builder, move |scope| {
                 parts.extensions.insert(scope);
@@ -178,7 +211,7 @@ fn error_response<B: Default>(error: &Error) -> Response<B> {
         Error::Cancelled { .. } => StatusCode::SERVICE_UNAVAILABLE,
         other => {
             tracing::error!(
-                error = other as &dyn std::error::Error,
+                error = crate::util::log::LoggedError::of(other).field(),
                 "request scope failed"
             );
             StatusCode::INTERNAL_SERVER_ERROR

@@ -28,6 +28,7 @@ pub(crate) const SCOPED_KEYS: &[&str] = &[
     "circuit_breaker",
     "retry",
     "parent",
+    "parent_from",
     "attrs",
     "skip",
     "skip_all",
@@ -163,6 +164,8 @@ pub(crate) struct ScopedArgs {
     pub retry: Option<RetryArg>,
     /// `parent`.
     pub parent: Option<Expr>,
+    /// `parent_from`: a carrier of a remote trace context, with the key's span.
+    pub parent_from: Option<(Expr, Span)>,
     /// `attrs(..)`.
     pub attrs: Vec<AttrArg>,
     /// `skip(..)`.
@@ -908,6 +911,10 @@ pub(crate) fn scoped_args(tokens: TokenStream, errors: &mut Errors) -> ScopedArg
                 }
                 "retry" => args.retry = Some(retry_value(input, &key, errors, false)?),
                 "parent" => args.parent = Some(expr_value(input, &key, "parent = scope")?),
+                "parent_from" => {
+                    let carrier = expr_value(input, &key, "parent_from = headers")?;
+                    args.parent_from = Some((carrier, key.span()));
+                }
                 "attrs" => args.attrs = attrs_value(input, &key, errors)?,
                 "skip" => args.skip = skip_value(input, &key)?,
                 "skip_all" => args.skip_all = Some(flag(input, &key)?),

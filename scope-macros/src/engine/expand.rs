@@ -123,7 +123,7 @@ fn retry_policy(krate: &TokenStream, policy: &RetryPolicy) -> TokenStream {
 /// Records the fn's plainly named arguments as `arg.NAME` attributes of the scope's span,
 /// minus `skip(..)` (none with `skip_all`). Which arguments can be recorded (integers, floats,
 /// bools, strings) is decided per type at the expansion site; the values are read only when a
-/// subscriber could record the span.
+/// subscriber or the fn's tracer could record the span.
 fn record_arguments(
     private: &TokenStream,
     options: &Ident,
@@ -141,12 +141,14 @@ fn record_arguments(
     if recorded.is_empty() {
         return TokenStream::new();
     }
+    // With a tracer the spans may go straight to it, with no `tracing` subscriber at all.
+    let traced = args.tracer.is_some();
     let keys = recorded.iter().map(|name| {
         let name = syn::ext::IdentExt::unraw(name).to_string();
         Literal::string(&format!("arg.{name}"))
     });
     quote! {
-        let #options = if #private::argument_attrs_wanted() {
+        let #options = if #private::argument_attrs_wanted(#traced) {
             use #private::{RecordedArg as _, UnrecordedArg as _};
             #(let #options = #private::record_argument(
                 #options,
@@ -233,6 +235,10 @@ pub(crate) fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
             builder.extend(quote!(.tracer(#tracer)));
         }
         None => {}
+    }
+    if let Some((carrier, span)) = &args.parent_from {
+        // The remote parent is read from the carrier before the body runs.
+        builder.extend(quote_spanned!(*span=> .remote_parent(&(#carrier))));
     }
     for attr in &args.attrs {
         let key = &attr.key;

@@ -201,6 +201,7 @@ impl ScopeBuilder {
                 concurrency,
                 parent: parent.as_ref(),
                 explicit_parent,
+                linked: self.linked.is_some(),
             },
         )?;
         let wants = features.as_deref().map(Features::wants).unwrap_or_default();

@@ -156,7 +156,11 @@ impl Resources {
                 features.resource_disposed(index, result.as_ref().err());
             }
             if let Err(error) = result {
-                tracing::warn!(scope = scope_name, index, %error, "a disposer failed; the remaining disposers still run");
+                tracing::warn!(
+                    scope = ?scope_name,
+                    index,
+                    error = crate::util::log::LoggedError::of(&error).field(),
+                    "a disposer failed; the remaining disposers still run");
                 errors.push(error);
             }
         }

@@ -687,7 +687,10 @@ impl Scope {
             drop(self.shared.runtime.spawn(async move {
                 let result = late.run().await;
                 if let Err(error) = &result {
-                    tracing::warn!(%error, "a late disposer failed");
+                    tracing::warn!(
+                        error = crate::util::log::LoggedError::of(error).field(),
+                        "a late disposer failed"
+                    );
                 }
                 if let Some(features) = shared.features() {
                     features.resource_disposed(1, result.as_ref().err());

@@ -358,7 +358,10 @@ impl Shared {
         for (scope, busy) in cancelled.iter().rev() {
             scope.fire_token();
             if report == Report::Always || *busy {
-                tracing::debug!(scope = ?scope.name, %reason, "scope cancelled");
+                tracing::debug!(
+                    scope = ?scope.name,
+                    reason = crate::util::log::LoggedError::of(&reason).field(),
+                    "scope cancelled");
                 if let Some(features) = scope.features() {
                     features.scope_cancelled(&reason);
                 }
@@ -453,7 +456,10 @@ impl Shared {
             Ok(()) => result,
             Err(payload) => {
                 let error = Error::from_panic(payload);
-                tracing::warn!(scope = ?self.name, %error, "dropping a service panicked");
+                tracing::warn!(
+                    scope = ?self.name,
+                    error = crate::util::log::LoggedError::of(&error).field(),
+                    "dropping a service panicked");
                 match result {
                     Ok(()) => Err(Error::Disposal {
                         errors: vec![error],

@@ -411,7 +411,9 @@ impl Record {
         self.ended = true;
         if let Some(error) = error {
             let (index, _) = self.ident();
-            tracing::trace!(scope = ?self.shared().name, task = index, %error, "task failed");
+            tracing::trace!(scope = ?self.shared().name, task = index,
+                error = crate::util::log::LoggedError::of(error).field(),
+                "task failed");
         }
         if self.shared().features().is_none() {
             return;

@@ -132,7 +132,7 @@ impl Detector {
             tracing::warn!(
                 waiting = overdue.len(),
                 longest = ?overdue[0].waited,
-                task = %overdue[0].task,
+                task = ?overdue[0].task,
                 resource = overdue[0].resource,
                 "possible deadlock: tasks have waited longer than the threshold"
             );

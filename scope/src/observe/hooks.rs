@@ -178,6 +178,10 @@ impl ScopeBuilder {
 fn guarded(hook: &'static str, f: impl FnOnce()) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
         let error = Error::from_panic(payload);
-        tracing::warn!(hook, %error, "a go-go-scope hook panicked; the panic was contained");
+        tracing::warn!(
+            hook,
+            error = crate::util::log::LoggedError::of(&error).field(),
+            "a go-go-scope hook panicked; the panic was contained"
+        );
     }
 }

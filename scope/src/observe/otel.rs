@@ -57,13 +57,40 @@ pub const DEFAULT_ENDPOINT: &str = "http://localhost:4318/v1/traces";
 /// *Feature `otlp`.*
 ///
 /// ```
-/// let err = go_go_scope::otel::OtelPipeline::new("svc").endpoint("not a url").build().unwrap_err();
+/// use go_go_scope::otel::{OtelError, OtelPipeline};
+///
+/// let err = OtelPipeline::new("svc").endpoint("not a url").build().unwrap_err();
 /// assert!(err.to_string().contains("not a url"), "{err}");
+/// // A URL needs a host.
+/// for endpoint in ["http://", "http:///127.0.0.1:4318/v1/traces"] {
+///     let err = OtelPipeline::new("svc").endpoint(endpoint).build().unwrap_err();
+///     assert!(matches!(err, OtelError::InvalidEndpoint { .. }), "{err}");
+/// }
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OtelError {
-    /// The exporter could not be built (an invalid endpoint, no HTTP client).
+    /// The endpoint is not an `http://` or `https://` URL with a host, or is `https://`
+    /// without the cargo feature `tls`.
+    #[error("invalid OTLP endpoint `{endpoint}`: {reason}")]
+    InvalidEndpoint {
+        /// The endpoint that was configured.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: Cow<'static, str>,
+    },
+    /// A header given to [`OtelPipeline::header`] has an invalid name or value.
+    #[error("invalid OTLP header `{name}`: {reason}")]
+    InvalidHeader {
+        /// The header's name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A certificate given to [`OtelPipeline::root_certificate_pem`] could not be read.
+    #[error("cannot set up TLS for the OTLP exporter: {0}")]
+    Tls(String),
+    /// The exporter could not be built (no HTTP client).
     #[error("cannot build the OTLP exporter for `{endpoint}`: {message}")]
     Exporter {
         /// The endpoint that was configured.
@@ -95,13 +122,30 @@ pub enum OtelError {
 ///     .export_timeout(std::time::Duration::from_secs(5));
 /// assert_eq!(pipeline.resolved_endpoint(), "http://127.0.0.1:4318/v1/traces");
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use = "a pipeline does nothing until build() or install()"]
 pub struct OtelPipeline {
     service_name: Cow<'static, str>,
     endpoint: Option<String>,
     level: Level,
     export_timeout: Duration,
+    headers: Vec<(String, String)>,
+    #[cfg(feature = "tls")]
+    roots: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for OtelPipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values often hold credentials: only their names are shown.
+        let headers: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("OtelPipeline")
+            .field("service_name", &self.service_name)
+            .field("endpoint", &self.endpoint)
+            .field("level", &self.level)
+            .field("export_timeout", &self.export_timeout)
+            .field("headers", &headers)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OtelPipeline {
@@ -112,7 +156,41 @@ impl OtelPipeline {
             endpoint: None,
             level: Level::INFO,
             export_timeout: Duration::from_secs(10),
+            headers: Vec::new(),
+            #[cfg(feature = "tls")]
+            roots: Vec::new(),
         }
+    }
+
+    /// Sends this header with every export (an API key, a tenant); repeat for several.
+    /// Checked when the pipeline is built. Headers from `OTEL_EXPORTER_OTLP_TRACES_HEADERS` or
+    /// `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,key2=value2`) are sent too, and win for a name
+    /// given both ways.
+    ///
+    /// ```
+    /// use go_go_scope::otel::{OtelError, OtelPipeline};
+    ///
+    /// let built = OtelPipeline::new("svc")
+    ///     .endpoint("http://127.0.0.1:9/v1/traces")
+    ///     .header("api key", "x") // a space is not allowed in a header name
+    ///     .build();
+    /// assert!(matches!(built, Err(OtelError::InvalidHeader { .. })));
+    /// ```
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> OtelPipeline {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Trusts the PEM certificate(s) in `pem` besides the system's roots, for an `https://`
+    /// collector whose certificate your own authority signed. Without this option, the file
+    /// named by `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or `OTEL_EXPORTER_OTLP_CERTIFICATE`
+    /// is read when the pipeline is built, if one is set.
+    ///
+    /// *Feature `tls`.*
+    #[cfg(feature = "tls")]
+    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> OtelPipeline {
+        self.roots.push(pem.into());
+        self
     }
 
     /// The full OTLP/HTTP traces URL, path included (`.../v1/traces`). Default: the
@@ -199,19 +277,53 @@ impl OtelPipeline {
             endpoint: endpoint.clone(),
             message,
         };
-        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-            return Err(exporter_error(
-                "the endpoint must be an http:// or https:// URL".into(),
-            ));
-        }
+        crate::util::endpoint::parse_http_url(&endpoint).map_err(|reason| {
+            OtelError::InvalidEndpoint {
+                endpoint: endpoint.clone(),
+                reason,
+            }
+        })?;
+        // Checked here: the exporter would drop an invalid header without a word.
+        crate::util::endpoint::header_map(&self.headers)
+            .map_err(|(name, reason)| OtelError::InvalidHeader { name, reason })?;
+        #[cfg(feature = "tls")]
+        let roots = {
+            let mut pems = self.roots.clone();
+            if pems.is_empty()
+                && let Some(path) = [
+                    "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+                    "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                ]
+                .iter()
+                .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+            {
+                let pem = std::fs::read(&path).map_err(|e| {
+                    OtelError::Tls(format!("cannot read the certificate {path}: {e}"))
+                })?;
+                pems.push(pem);
+            }
+            let mut roots = Vec::new();
+            for pem in &pems {
+                let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| OtelError::Tls(e.to_string()))?;
+                if certificates.is_empty() {
+                    return Err(OtelError::Tls("no PEM certificate found".into()));
+                }
+                roots.extend(certificates);
+            }
+            roots
+        };
         // A blocking client must not be created (or dropped) on a Tokio worker: build it on a
         // thread of its own.
         let timeout = self.export_timeout;
         let client = std::thread::spawn(move || {
-            reqwest::blocking::Client::builder()
-                .timeout(timeout)
-                .build()
-                .map_err(|e| e.to_string())
+            #[allow(unused_mut)]
+            let mut builder = reqwest::blocking::Client::builder().timeout(timeout);
+            #[cfg(feature = "tls")]
+            for root in roots {
+                builder = builder.add_root_certificate(root);
+            }
+            builder.build().map_err(|e| e.to_string())
         })
         .join()
         .map_err(|_| exporter_error("building the HTTP client panicked".into()))?
@@ -222,6 +334,7 @@ impl OtelPipeline {
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(endpoint.clone())
             .with_timeout(self.export_timeout)
+            .with_headers(self.headers.iter().cloned().collect())
             .build()
             .map_err(|e| exporter_error(e.to_string()))?;
         let provider = SdkTracerProvider::builder()
@@ -287,7 +400,10 @@ impl Otel {
         S: Subscriber + for<'span> LookupSpan<'span> + Send + Sync,
     {
         tracing_opentelemetry::layer()
-            .with_tracer(self.provider.tracer(self.service_name.clone()))
+            .with_tracer(
+                self.provider
+                    .tracer_with_scope(crate::observe::trace::instrumentation_scope()),
+            )
             .with_filter(LevelFilter::from_level(self.level))
     }
 

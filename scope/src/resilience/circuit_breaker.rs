@@ -484,7 +484,11 @@ impl CircuitBreaker {
         if from == to {
             return;
         }
-        tracing::info!(%from, %to, "circuit breaker changed state");
+        tracing::info!(
+            from = from.as_str(),
+            to = to.as_str(),
+            "circuit breaker changed state"
+        );
         if let Some(callback) = &self.inner.on_state_change
             && catch_unwind(AssertUnwindSafe(|| callback(from, to))).is_err()
         {

@@ -677,7 +677,9 @@ async fn run_attempts<S: Attempts>(
                     return Err(error);
                 }
                 retries += 1;
-                tracing::debug!(task = ?plan.name, retry = retries, %error, "retrying task");
+                tracing::debug!(task = ?plan.name, retry = retries,
+                    error = crate::util::log::LoggedError::of(&error).field(),
+                    "retrying task");
                 retry.notify_retry(&error, retries);
                 retry.delay_before(retries, &error)?
             }

@@ -200,7 +200,10 @@ impl<T: Send + 'static> Inner<T> {
             Err(payload) => Err(Error::from_panic(payload)),
         };
         if let Err(error) = destroyed {
-            tracing::warn!(%error, "a pool resource's destroy failed");
+            tracing::warn!(
+                error = crate::util::log::LoggedError::of(&error).field(),
+                "a pool resource's destroy failed"
+            );
         }
     }
 

@@ -1,3 +1,7 @@
-//! Plumbing written once: a lock without poisoning, and the std/loom switch.
+//! Plumbing written once: a lock without poisoning, the std/loom switch, user text made safe
+//! for log lines, and the exporters' endpoint URLs.
 
+#[cfg(any(feature = "pushgateway", feature = "otlp"))]
+pub(crate) mod endpoint;
+pub(crate) mod log;
 pub(crate) mod sync;

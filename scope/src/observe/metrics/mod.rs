@@ -40,7 +40,7 @@ pub use export::{
     ExportFormat, ExportOptions, ParseFormatError, export_metrics, export_metrics_with,
 };
 #[cfg(feature = "pushgateway")]
-pub use push::{PushError, push_text_to_gateway, push_to_gateway};
+pub use push::{PushError, Pushgateway, PushgatewayBuilder, push_text_to_gateway, push_to_gateway};
 #[cfg(feature = "metrics")]
 pub use registry::{CONTENT_TYPE, MetricsRegistry, ScopesCollector, encode, registry};
 #[cfg(feature = "metrics")]

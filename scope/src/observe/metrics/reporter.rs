@@ -197,7 +197,7 @@ impl MetricsReporter {
         let shared = scope.shared();
         if shared.feature::<super::MetricsCollector>().is_none() {
             tracing::debug!(
-                scope = %shared.name,
+                scope = ?shared.name,
                 "MetricsReporter on a scope built without metrics(true): nothing will be exported"
             );
         }
@@ -251,7 +251,10 @@ impl MetricsReporter {
                     exported = inner.export_caught() => exported,
                 };
                 if let Err(error) = exported {
-                    tracing::warn!(%error, "metrics reporter: on_export failed; reporting goes on");
+                    tracing::warn!(
+                        error = crate::util::log::LoggedError::of(&*error).field(),
+                        "metrics reporter: on_export failed; reporting goes on"
+                    );
                 }
             }
         }));

@@ -16,8 +16,12 @@
 //!
 //! | span | fields (OpenTelemetry attributes) |
 //! |---|---|
-//! | scope | `scope.timeout` (ms, when set), `scope.has_parent_signal`, `scope.has_parent_scope`, `scope.concurrency` (when set on this scope), `scope.duration_ms` and `scope.errors` (failed tasks) at close |
-//! | task | `task.index`, `task.has_retry`, `task.has_timeout`, `task.has_circuit_breaker`, `task.scope_concurrency` (0: no limit), `task.timeout_ms` (the per-attempt timeout, when set), `task.wait_ms` (waiting for a concurrency permit), `task.duration_ms` (body start to end), `task.retry_attempts`, `task.error_reason` on failure |
+//! | scope | `scope.timeout` (ms, when set), `scope.has_parent_signal` (a cancellation from outside reaches the scope: it has a parent scope or a `cancel_on` token), `scope.has_parent_scope`, `scope.concurrency` (when set on this scope), `scope.duration_ms` and `scope.errors` (failed tasks) at close, `error.type` on failure |
+//! | task | `task.index`, `task.has_retry`, `task.has_timeout`, `task.has_circuit_breaker`, `task.scope_concurrency` (0: no limit), `task.timeout_ms` (the per-attempt timeout, when set), `goscope.task.wait_ms` (waiting for a concurrency permit), `task.duration_ms` (body start to end), `task.retry_attempts`, `task.error_reason` and `error.type` on failure |
+//!
+//! The original library's keys keep their names (`scope.*`, `task.*`); `error.type` is
+//! OpenTelemetry's; keys this crate adds are under [`ATTRIBUTE_NAMESPACE`] (`goscope.`). The
+//! spans' instrumentation scope is `go-go-scope` with the crate's version.
 //!
 //! Tasks with a circuit breaker, a concurrency limit or a retry policy also get, only for the
 //! parts they have: `task.circuit_breaker.state` and `task.circuit_breaker.failure_count` (as
@@ -36,10 +40,12 @@
 //!
 //! A failed task's span gets `otel.status_code = "ERROR"`, `otel.status_description` (the
 //! error's message), `task.error_reason` (`timeout`, `circuit_breaker_open`, `aborted` for a
-//! cancellation, `panic`, or `exception`) and an event named `exception` with
-//! `exception.message` and `exception.type`. A scope span is an error when the scope timed out,
-//! was cancelled (by [`Scope::cancel`](crate::Scope::cancel), its parent, or being dropped
-//! unclosed) or a disposer failed; a normal close that cancels leftover tasks is not.
+//! cancellation, `panic`, or `exception`), `error.type` (the [`Error`] variant, as in
+//! `go_go_scope::Error::Timeout`) and an event named `exception` with `exception.message` and
+//! `exception.type`. A scope span is an error when the scope timed out, was cancelled (by
+//! [`Scope::cancel`](crate::Scope::cancel), its parent, or being dropped unclosed) or a disposer
+//! failed; a normal close that cancels leftover tasks is not, and neither are those tasks'
+//! spans (a task cut off by a timeout is an error).
 //!
 //! # Levels
 //! Spans and their `exception` events are `DEBUG`, or `INFO` for scopes given a tracer with
@@ -310,6 +316,9 @@ impl From<opentelemetry_sdk::trace::SdkTracer> for ScopeTracer {
 pub(crate) struct TraceOptions {
     tracer: Option<ScopeTracer>,
     attrs: Attrs,
+    /// The remote parent given with `remote_parent`.
+    #[cfg(feature = "otel")]
+    remote: Option<opentelemetry::Context>,
 }
 
 impl ScopeBuilder {
@@ -411,10 +420,10 @@ macro_rules! exception_event {
         let kind = error_type($error);
         if $traced {
             tracing::event!(target: TARGET, parent: $span, Level::INFO,
-                exception.message = %message, exception.type = kind, "exception");
+                exception.message = message.as_str(), exception.type = kind, "exception");
         } else {
             tracing::event!(target: TARGET, parent: $span, Level::DEBUG,
-                exception.message = %message, exception.type = kind, "exception");
+                exception.message = message.as_str(), exception.type = kind, "exception");
         }
     }};
 }
@@ -441,6 +450,22 @@ fn end_span(span: Span, last_words: impl FnOnce(&Span)) {
         Some(dispatch) => tracing::dispatcher::with_default(&dispatch, end),
         None => end(),
     }
+}
+
+/// The OpenTelemetry instrumentation scope of this crate's spans: its name and version.
+#[cfg(feature = "otel")]
+pub(crate) fn instrumentation_scope() -> opentelemetry::InstrumentationScope {
+    opentelemetry::InstrumentationScope::builder("go-go-scope")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+#[cfg(all(test, feature = "otel"))]
+#[test]
+fn the_instrumentation_scope_carries_the_crate_version() {
+    let scope = instrumentation_scope();
+    assert_eq!(scope.name(), "go-go-scope");
+    assert_eq!(scope.version(), Some(env!("CARGO_PKG_VERSION")));
 }
 
 /// True for the cancellation every busy close applies to leftover tasks: not a failure.
@@ -535,9 +560,13 @@ mod scope_span;
 mod task_span;
 mod schema;
 
-pub use schema::{SCOPE_SPAN_ATTRIBUTES, TASK_SPAN_ATTRIBUTES};
+pub use schema::{ATTRIBUTE_NAMESPACE, SCOPE_SPAN_ATTRIBUTES, TASK_SPAN_ATTRIBUTES};
 #[cfg(feature = "otel")]
 mod otel_direct;
+#[cfg(feature = "otel")]
+mod propagation;
+#[cfg(feature = "otel")]
+pub use propagation::{TraceCarrier, TraceCarrierMut, inject_current};
 
 pub(crate) use scope_span::{ScopeSpanInfo, ScopeTrace};
 #[cfg(feature = "otel")]

@@ -42,6 +42,7 @@ pub(super) fn choose(
     tracer: Option<&ScopeTracer>,
     info: &ScopeSpanInfo<'_>,
     attrs: &Attrs,
+    remote: Option<&Context>,
 ) -> (Mode, Option<DirectSpan>) {
     if !span.is_disabled() {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -53,20 +54,25 @@ pub(super) fn choose(
         return (Mode::Tracing, None);
     };
     let tracer = match &tracer.kind {
-        TracerKind::Global => Arc::new(opentelemetry::global::tracer("go-go-scope")),
+        TracerKind::Global => Arc::new(opentelemetry::global::tracer_with_scope(
+            super::instrumentation_scope(),
+        )),
         TracerKind::Explicit(tracer) => Arc::clone(tracer),
     };
-    let parent_cx = info
-        .parent
-        .filter(|_| info.explicit_parent)
-        .and_then(|p| p.live.as_ref())
-        .and_then(|live| {
-            let open = super::lock(&live.open);
-            open.as_ref()?.direct.as_ref().map(|d| d.cx.clone())
+    let parent_cx = remote
+        .cloned()
+        .or_else(|| {
+            info.parent
+                .filter(|_| info.explicit_parent)
+                .and_then(|p| p.live.as_ref())
+                .and_then(|live| {
+                    let open = super::lock(&live.open);
+                    open.as_ref()?.direct.as_ref().map(|d| d.cx.clone())
+                })
         })
         .unwrap_or_else(Context::current);
     let mut attributes = vec![
-        KeyValue::new("scope.has_parent_signal", info.has_parent),
+        KeyValue::new("scope.has_parent_signal", info.has_parent_signal()),
         KeyValue::new("scope.has_parent_scope", info.has_parent),
     ];
     if let Some(timeout) = info.timeout {
@@ -96,6 +102,7 @@ fn fail(cx: &Context, error: &Error) {
             KeyValue::new("exception.type", error_type(error)),
         ],
     );
+    span.set_attribute(KeyValue::new("error.type", error_type(error)));
     span.set_status(Status::error(message));
 }
 

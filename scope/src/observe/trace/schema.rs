@@ -5,6 +5,9 @@
 
 /// Every attribute a scope span can carry, besides the attributes you add yourself.
 ///
+/// The original library's keys (`scope.*`, `task.*`) keep their names; `error.type` is
+/// OpenTelemetry's own; the keys this crate adds are under [`ATTRIBUTE_NAMESPACE`].
+///
 /// ```
 /// assert!(go_go_scope::trace::SCOPE_SPAN_ATTRIBUTES.contains(&"scope.duration_ms"));
 /// ```
@@ -15,7 +18,20 @@ pub const SCOPE_SPAN_ATTRIBUTES: &[&str] = &[
     "scope.concurrency",
     "scope.duration_ms",
     "scope.errors",
+    "error.type",
 ];
+
+/// The prefix of the span attribute keys this crate adds to the original library's set
+/// (`goscope.task.wait_ms`).
+///
+/// ```
+/// use go_go_scope::trace::{ATTRIBUTE_NAMESPACE, SCOPE_SPAN_ATTRIBUTES, TASK_SPAN_ATTRIBUTES};
+///
+/// let ours = TASK_SPAN_ATTRIBUTES.iter().filter(|k| k.starts_with(ATTRIBUTE_NAMESPACE));
+/// assert_eq!(ours.count(), 1);
+/// assert!(!SCOPE_SPAN_ATTRIBUTES.iter().any(|k| k.starts_with(ATTRIBUTE_NAMESPACE)));
+/// ```
+pub const ATTRIBUTE_NAMESPACE: &str = "goscope.";
 
 /// Every attribute a task span can carry, besides the attributes you add yourself. The
 /// `task.circuit_breaker.*`, `task.concurrency.*` and `task.retry.*` ones appear only on tasks
@@ -31,10 +47,11 @@ pub const TASK_SPAN_ATTRIBUTES: &[&str] = &[
     "task.has_circuit_breaker",
     "task.scope_concurrency",
     "task.timeout_ms",
-    "task.wait_ms",
+    "goscope.task.wait_ms",
     "task.duration_ms",
     "task.retry_attempts",
     "task.error_reason",
+    "error.type",
     "task.circuit_breaker.state",
     "task.circuit_breaker.failure_count",
     "task.circuit_breaker.rejected",
@@ -98,7 +115,7 @@ mod tests {
         use super::super::task_span::TaskSpanInfo;
         use super::super::*;
         tracing::subscriber::with_default(Everything, || {
-            let scope = scope_span!(Level::INFO, None::<Id>, false);
+            let scope = scope_span!(Level::INFO, None::<Id>, false, false);
             assert_eq!(declared(&scope), SCOPE_SPAN_ATTRIBUTES);
             let info = TaskSpanInfo::default();
             let task = task_span!(Level::INFO, None::<Id>, 1_u64, info, 0_u64);

@@ -58,10 +58,20 @@ pub(crate) struct ScopeSpanInfo<'a> {
     pub(crate) has_parent: bool,
     /// True when the parent was given with `.parent(..)`/`child()` rather than found ambient.
     pub(crate) explicit_parent: bool,
+    /// The scope is cancelled by an outside token (`cancel_on`).
+    pub(crate) linked: bool,
+}
+
+impl ScopeSpanInfo<'_> {
+    /// `scope.has_parent_signal`: a cancellation from outside the scope reaches it, from a
+    /// parent scope or a token given to `cancel_on`.
+    pub(super) fn has_parent_signal(&self) -> bool {
+        self.has_parent || self.linked
+    }
 }
 
 macro_rules! scope_span {
-    ($level:expr, $parent:expr, $has_parent:expr) => {
+    ($level:expr, $parent:expr, $has_parent:expr, $has_signal:expr) => {
         tracing::span!(
             target: TARGET,
             parent: $parent,
@@ -69,11 +79,12 @@ macro_rules! scope_span {
             "scope",
             otel.name = field::Empty,
             scope.timeout = field::Empty,
-            scope.has_parent_signal = $has_parent,
+            scope.has_parent_signal = $has_signal,
             scope.has_parent_scope = $has_parent,
             scope.concurrency = field::Empty,
             scope.duration_ms = field::Empty,
             scope.errors = field::Empty,
+            error.type = field::Empty,
             attrs = field::Empty,
             otel.status_code = field::Empty,
             otel.status_description = field::Empty,
@@ -99,6 +110,7 @@ impl ScopeTrace {
             .or_else(|| info.parent.and_then(|p| p.tracer.clone()));
         let traced = tracer.is_some();
         let has_parent = info.has_parent;
+        let has_signal = info.has_parent_signal();
         // An explicit parent's span, with the subscriber that recorded it.
         let parent = info
             .parent
@@ -110,15 +122,24 @@ impl ScopeTrace {
                 None => Span::current().id(),
             };
             if traced {
-                scope_span!(Level::INFO, parent_id(), has_parent)
+                scope_span!(Level::INFO, parent_id(), has_parent, has_signal)
             } else {
-                scope_span!(Level::DEBUG, parent_id(), has_parent)
+                scope_span!(Level::DEBUG, parent_id(), has_parent, has_signal)
             }
         };
         let span = match &parent {
             Some((_, dispatch)) => tracing::dispatcher::with_default(dispatch, new_span),
             None => new_span(),
         };
+        #[cfg(feature = "otel")]
+        if let Some(remote) = &options.remote
+            && !span.is_disabled()
+        {
+            // Before `choose`, which starts the OpenTelemetry span. Without a layer this does
+            // nothing; the direct span takes the remote parent in `choose`.
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let _ = span.set_parent(remote.clone());
+        }
         if !span.is_disabled() {
             // Before `choose`: an OpenTelemetry layer fixes the name once the span has started.
             if info.custom_name {
@@ -132,7 +153,13 @@ impl ScopeTrace {
             }
         }
         #[cfg(feature = "otel")]
-        let (mode, direct) = otel_direct::choose(&span, tracer.as_ref(), &info, &options.attrs);
+        let (mode, direct) = otel_direct::choose(
+            &span,
+            tracer.as_ref(),
+            &info,
+            &options.attrs,
+            options.remote.as_ref(),
+        );
         #[cfg(not(feature = "otel"))]
         let mode = Mode::Tracing;
         #[cfg(feature = "otel")]
@@ -191,6 +218,7 @@ impl ScopeTrace {
             if let Some(error) = failure {
                 span.record("otel.status_code", "ERROR");
                 span.record("otel.status_description", error.to_string().as_str());
+                span.record("error.type", error_type(error));
                 exception_event!(traced, span, error);
             }
         });

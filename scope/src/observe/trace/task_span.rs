@@ -17,10 +17,11 @@ macro_rules! task_span {
             task.has_circuit_breaker = $info.has_circuit_breaker,
             task.scope_concurrency = saturating_i64($concurrency),
             task.timeout_ms = field::Empty,
-            task.wait_ms = field::Empty,
+            goscope.task.wait_ms = field::Empty,
             task.duration_ms = field::Empty,
             task.retry_attempts = field::Empty,
             task.error_reason = field::Empty,
+            error.type = field::Empty,
             task.circuit_breaker.state = field::Empty,
             task.circuit_breaker.failure_count = field::Empty,
             task.circuit_breaker.rejected = field::Empty,
@@ -229,6 +230,8 @@ impl TaskSpan {
         let started = run_started.or(task.started);
         let duration_ms = started.map_or(0, |s| round_millis(now - s));
         let attempts = task.run.as_ref().map_or(0, |run| run.retries());
+        // Leftover tasks cancelled by a normal close did not fail.
+        let error = error.filter(|e| !is_normal_close(e));
         if error.is_some() {
             task.scope_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -244,6 +247,7 @@ impl TaskSpan {
             record_details(span, &details);
             if let Some(error) = error {
                 span.record("task.error_reason", error_reason(error));
+                span.record("error.type", error_type(error));
                 span.record("otel.status_code", "ERROR");
                 span.record("otel.status_description", error.to_string().as_str());
                 exception_event!(traced, span, error);
@@ -252,12 +256,15 @@ impl TaskSpan {
     }
     fn record_wait(&self, now: Instant) {
         let wait_ms = round_millis(now - self.spawned);
-        self.span.record("task.wait_ms", saturating_i64(wait_ms));
+        self.span
+            .record("goscope.task.wait_ms", saturating_i64(wait_ms));
         #[cfg(feature = "otel")]
         if let Some(cx) = &self.direct {
             use opentelemetry::trace::TraceContextExt;
-            cx.span()
-                .set_attribute(opentelemetry::KeyValue::new("task.wait_ms", wait_ms as i64));
+            cx.span().set_attribute(opentelemetry::KeyValue::new(
+                "goscope.task.wait_ms",
+                wait_ms as i64,
+            ));
         }
     }
 
