@@ -36,6 +36,8 @@ services_missing() {
     command -v prometheus >/dev/null || missing+=(prometheus)
     command -v promtool >/dev/null || missing+=(promtool)
     command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+    # Makes the self-signed certificate of the HTTPS services.
+    command -v openssl >/dev/null || missing+=(openssl)
     "$GOSCOPE_VENV/bin/python" -c 'import opentelemetry.proto' 2>/dev/null || missing+=(opentelemetry-proto)
     "$GOSCOPE_VENV/bin/python" -c 'import bcrypt' 2>/dev/null || missing+=(bcrypt)
     echo "${missing[*]}"
@@ -48,7 +50,7 @@ services_install() {
         return 0
     fi
     echo "installing: $missing"
-    if [[ $missing == *prom* ]]; then
+    if [[ $missing == *prom* || $missing == *openssl* ]]; then
         if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
             echo "error: Prometheus, promtool and the Pushgateway are missing; install Debian's" \
                 "packages (sudo apt-get install --no-install-recommends prometheus" \
@@ -58,7 +60,7 @@ services_install() {
         fi
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            prometheus prometheus-pushgateway >/dev/null
+            prometheus prometheus-pushgateway openssl >/dev/null
     fi
     if [[ $missing == *opentelemetry-proto* || $missing == *bcrypt* ]]; then
         if ! { { [[ -x $GOSCOPE_VENV/bin/pip ]] || python3 -m venv "$GOSCOPE_VENV"; } &&
