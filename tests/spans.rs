@@ -1182,6 +1182,7 @@ async fn a_local_scope_s_tasks_get_spans_under_the_scope_s_span() {
     let failed: Vec<_> = tasks.iter().filter(|t| is_error(t)).collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(int(failed[0], "task.index"), 2);
+}
 
 const REMOTE_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const REMOTE_SPAN: &str = "00f067aa0ba902b7";
