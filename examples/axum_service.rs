@@ -98,7 +98,10 @@ async fn debug_scopes(request: axum::extract::Request) -> impl IntoResponse {
     if json {
         ([(header::CONTENT_TYPE, "application/json")], tree.to_json())
     } else {
-        ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], tree.to_string())
+        (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            tree.to_string(),
+        )
     }
 }
 

@@ -19,9 +19,7 @@
 use std::time::Duration;
 
 use go_go_scope::Scope;
-use go_go_scope::metrics::{
-    ExportFormat, MetricsReporter, Pushgateway, ReporterOptions,
-};
+use go_go_scope::metrics::{ExportFormat, MetricsReporter, Pushgateway, ReporterOptions};
 use tokio::time::sleep;
 
 struct Options {
