@@ -25,7 +25,7 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
                 __SCOPED_DURATION
             })
         });
-    let __scoped_options = if ::go_go_scope::__private::argument_attrs_wanted() {
+    let __scoped_options = if ::go_go_scope::__private::argument_attrs_wanted(false) {
         use ::go_go_scope::__private::{RecordedArg as _, UnrecordedArg as _};
         let __scoped_options = ::go_go_scope::__private::record_argument(
             __scoped_options,
