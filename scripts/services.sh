@@ -29,6 +29,7 @@ services_missing() {
     command -v promtool >/dev/null || missing+=(promtool)
     command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
     "$GOSCOPE_VENV/bin/python" -c 'import opentelemetry.proto' 2>/dev/null || missing+=(opentelemetry-proto)
+    "$GOSCOPE_VENV/bin/python" -c 'import prometheus_client' 2>/dev/null || missing+=(prometheus-client)
     echo "${missing[*]}"
 }
 
@@ -51,9 +52,10 @@ services_install() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             prometheus prometheus-pushgateway >/dev/null
     fi
-    if [[ $missing == *opentelemetry-proto* ]]; then
-        if ! { python3 -m venv "$GOSCOPE_VENV" && "$GOSCOPE_VENV/bin/pip" install -q opentelemetry-proto; }; then
-            echo "error: could not create $GOSCOPE_VENV with PyPI's opentelemetry-proto" \
+    if [[ $missing == *opentelemetry-proto* || $missing == *prometheus-client* ]]; then
+        if ! { python3 -m venv "$GOSCOPE_VENV" &&
+            "$GOSCOPE_VENV/bin/pip" install -q opentelemetry-proto prometheus-client; }; then
+            echo "error: could not create $GOSCOPE_VENV with PyPI's opentelemetry-proto and prometheus-client" \
                 "(python3 with the venv module and access to PyPI are needed)" >&2
             return 1
         fi
