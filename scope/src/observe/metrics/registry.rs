@@ -493,12 +493,12 @@ mod tests {
         kept.push(registry.register("request-1", |key, window| {
             Arc::new(MetricsCollector::counters_for_test(key, window))
         }));
-        let names: Vec<String> = registry.lock().by_name.keys().cloned().collect();
-        assert_eq!(names, ["__other__", "request-0", "request-1", "request-2"]);
-        let other = &registry.lock().by_name[OVERFLOW_SCOPE];
-        assert_eq!(other.live.len(), 7);
-        assert_eq!(registry.lock().by_name["request-1"].live.len(), 2);
-        assert!(registry.lock().warned);
+        let names = registry.lock();
+        let held: Vec<&String> = names.by_name.keys().collect();
+        assert_eq!(held, ["__other__", "request-0", "request-1", "request-2"]);
+        assert_eq!(names.by_name[OVERFLOW_SCOPE].live.len(), 7);
+        assert_eq!(names.by_name["request-1"].live.len(), 2);
+        assert!(names.warned);
     }
 
     #[test]
