@@ -6,7 +6,8 @@
 //! closed with it. Each order also asks three suppliers for a quote and takes the first answer
 //! (scope `quote`: the two losers are cancelled, which is not an error), and books shipping
 //! with a 50 ms timeout that every fourth order misses (scope `shipping`: the timeout is a
-//! failure, and its run time is in the histogram). The HTTP server is itself a scope
+//! failure, and its run time is in the histogram), through a carrier circuit breaker that the
+//! shipping scopes share (`goscope_breaker_state{scope="shipping"}`). The HTTP server is itself a scope
 //! (`http-server`), one task per connection. The process-wide registry sums every scope by name,
 //! so the counters keep growing across orders: `goscope_tasks_spawned_total{scope="process-order"}`
 //! and friends.
@@ -29,7 +30,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use go_go_scope::{Error, Scope};
+use go_go_scope::{CircuitBreaker, Error, Scope};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
@@ -142,9 +143,13 @@ async fn fetch_quote(order_id: u64) -> Result<u64, Error> {
     .await?
 }
 
-/// Books shipping with a 50 ms budget; every fourth carrier takes 80 ms and times out.
-async fn book_shipping(order_id: u64) -> Result<(), Error> {
-    let scope = Scope::builder().name("shipping").metrics(true);
+/// Books shipping with a 50 ms budget; every fourth carrier takes 80 ms and times out. Every
+/// booking goes through the carrier's circuit breaker, shared by the shipping scopes.
+async fn book_shipping(order_id: u64, carrier: &CircuitBreaker) -> Result<(), Error> {
+    let scope = Scope::builder()
+        .name("shipping")
+        .metrics(true)
+        .circuit_breaker(carrier.clone());
     Scope::run(scope, |s| async move {
         let carrier_ms = if order_id.is_multiple_of(4) { 80 } else { 10 };
         let (error, _) = s
@@ -229,6 +234,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
+    let carrier = CircuitBreaker::builder().failure_threshold(5).build()?;
     let mut order_id = 0;
     while options.orders.is_none_or(|n| order_id < n) {
         order_id += 1;
@@ -239,7 +245,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(price) => println!("order {order_id}: quoted {price}"),
             Err(error) => eprintln!("order {order_id}: no quote: {error}"),
         }
-        if let Err(error) = book_shipping(order_id).await {
+        if let Err(error) = book_shipping(order_id, &carrier).await {
             eprintln!("order {order_id}: shipping failed: {error}");
         }
         if options.orders.is_none() {

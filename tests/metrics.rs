@@ -677,6 +677,16 @@ async fn the_openmetrics_exposition_has_one_type_line_per_family() {
     );
     assert!(families.contains(&"goscope_task_duration_seconds"));
     assert!(families.contains(&"goscope_task_run_seconds"));
+    // OpenMetrics requires every histogram series to end with its +Inf bucket.
+    let infs = text
+        .lines()
+        .filter(|l| l.starts_with("goscope_task_run_seconds_bucket{") && l.contains("le=\"+Inf\""))
+        .count();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("goscope_task_run_seconds_count{"))
+        .count();
+    assert!(series > 0 && infs == series, "{text}");
     scope.close().await.unwrap();
 }
 

@@ -138,6 +138,12 @@ impl Counters {
     pub(crate) fn breaker_state(&self) -> Option<CircuitState> {
         self.breaker.as_ref().map(|b| b.state())
     }
+
+    /// The scope's breaker, if it has one.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn breaker(&self) -> Option<&Arc<CircuitBreaker>> {
+        self.breaker.as_ref()
+    }
 }
 
 /// Sums of several scopes' counters: what the registry reports for one scope name.

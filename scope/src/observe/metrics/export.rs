@@ -557,6 +557,9 @@ fn encode_histogram(
             (seconds(bound), in_bucket)
         })
         .collect();
+    // The overflow bucket: OpenMetrics requires it, and the 0.0.4 encoder adds none when given.
+    let mut buckets = buckets;
+    buckets.push((f64::INFINITY, h.count.saturating_sub(previous)));
     encoder.encode_histogram::<NoLabelSet>(seconds(h.sum), h.count, &buckets, None)
 }
 

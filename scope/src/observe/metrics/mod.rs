@@ -102,7 +102,8 @@ pub struct ScopeMetrics {
     /// Tasks refused by the scope's circuit breaker while it was open.
     pub breaker_rejections: u64,
     /// The state of the scope's circuit breaker, if it has one (in the registry: the most
-    /// open state among the live scopes of the name).
+    /// open state among the live scopes of the name, or else the state of the breaker of the
+    /// last scope of the name that went away).
     pub breaker_state: Option<CircuitState>,
     /// Sum of the run times of every ended task whose body started.
     pub total_task_duration: Duration,

@@ -11,7 +11,7 @@
 //! counted under [`OVERFLOW_SCOPE`].
 
 use crate::core::error::Error;
-use crate::resilience::circuit_breaker::CircuitState;
+use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitState};
 use crate::util::sync::lock;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -118,6 +118,9 @@ struct NameEntry {
     retired: Totals,
     last_lifetime: Option<Duration>,
     window: Arc<Mutex<Window>>,
+    /// The breaker of the last scope of the name that went away, read while no scope of the
+    /// name is live (a breaker shared by short-lived scopes outlives each of them).
+    last_breaker: Option<Arc<CircuitBreaker>>,
 }
 
 static GLOBAL: OnceLock<MetricsRegistry> = OnceLock::new();
@@ -286,6 +289,9 @@ impl MetricsRegistry {
             if let Some(lifetime) = counters.lifetime.get() {
                 entry.last_lifetime = Some(*lifetime);
             }
+            if let Some(breaker) = counters.breaker() {
+                entry.last_breaker = Some(Arc::clone(breaker));
+            }
         }
     }
 
@@ -417,6 +423,9 @@ impl NameEntry {
                     _ => state,
                 });
             }
+        }
+        if breaker.is_none() {
+            breaker = self.last_breaker.as_ref().map(|b| b.state());
         }
         let lifetime = oldest_open.or(self.last_lifetime).or(closed_lifetime);
         let mut m = totals.to_metrics(name, lifetime);
