@@ -220,8 +220,13 @@ def check_otel_metrics_export_is_valid_otlp_json():
     point = spawned["data"]["dataPoints"][0]
     expect(int(point["asInt"]) == EXPECTED_BATCH["spawned"], f"spawned {point}")
     expect(metrics["goscope.task.duration.p95"]["unit"] == "ms", "p95 in ms")
+    # Every task that ran is in the histogram, the malformed records' failures too.
     histogram = metrics["goscope.task.duration"]["data"]["dataPoints"][0]
-    expect(int(histogram["count"]) == EXPECTED_BATCH["completed"], f"histogram {histogram}")
+    expect(int(histogram["count"]) == EXPECTED_BATCH["spawned"], f"histogram {histogram}")
+    ended = {p["attributes"][-1]["value"]["stringValue"]: int(p["asInt"])
+             for p in metrics["goscope.tasks.ended"]["data"]["dataPoints"]}
+    expect(ended.get("ok") == EXPECTED_BATCH["completed"] and ended.get("error") == EXPECTED_BATCH["failed"],
+           f"tasks.ended by outcome {ended}")
 
 
 def check_receiver_decodes_gzip_and_rejects_undecodable_input():
