@@ -250,12 +250,14 @@ def check_race_losers_are_cancelled_not_failed():
     wait_for_value(f"goscope_tasks_failed_total{quote}", 0)
     wait_for_value(f'goscope_tasks_ended_total{{job="goscope-example",scope="quote",outcome="cancelled"}}',
                    2 * ORDERS)
-    # The error-rate alert's own expression finds nothing for the races (nor anywhere else:
-    # the only failures are 2 declined cards out of 22 tasks and 2 timeouts out of 8).
+    # The error-rate alert's own expression finds nothing for the races. (It may well match
+    # other scopes: the declined cards, the shipping timeouts and the pushed batch's malformed
+    # records are real failures.)
     rule = next(r for r in loaded_rules() if r["name"] == "HighTaskErrorRate")
-    expect(query(rule["query"]) == [], "HighTaskErrorRate's expression matches nothing")
-    firing = query('ALERTS{alertname="HighTaskErrorRate"}')
-    expect(firing == [], f"no error-rate alert: {firing}")
+    matched = [r["metric"] for r in query(rule["query"]) if r["metric"].get("scope") == "quote"]
+    expect(matched == [], f"HighTaskErrorRate's expression matches the races: {matched}")
+    firing = query('ALERTS{alertname="HighTaskErrorRate",scope="quote"}')
+    expect(firing == [], f"no error-rate alert for the races: {firing}")
 
 
 def check_a_timeout_is_in_the_run_time_histogram():
