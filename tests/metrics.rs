@@ -595,16 +595,14 @@ async fn a_race_counts_its_losers_as_cancelled_not_failed() {
         .metrics(true)
         .build()
         .unwrap();
-    let racers: Vec<
-        std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, &str>> + Send>>,
-    > = vec![
-        Box::pin(async { Ok(1) }),
-        Box::pin(std::future::pending()),
-        Box::pin(std::future::pending()),
-    ];
+    // The first answers at once; the other two never do and are cancelled.
+    let racers = [0_u64, 3_600, 3_600].map(|secs| async move {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        Ok::<u64, &str>(secs)
+    });
     let (error, winner) = scope.race(racers).await;
     assert!(error.is_none());
-    assert_eq!(winner, Some(1));
+    assert_eq!(winner, Some(0));
     scope.close().await.unwrap();
     let m = metrics::registry().snapshot_of("race-losers").unwrap();
     assert_eq!(m.tasks_failed, 0, "{m:?}");
