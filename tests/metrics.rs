@@ -718,12 +718,22 @@ async fn dropped_helpers_release_their_registration() {
         let channel = scope.channel::<u32>(1);
         drop(channel);
     }
+    for _ in 0..10 {
+        drop(scope.broadcast::<u32>());
+        let pool = scope
+            .pool(go_go_scope::PoolOptions::new(|| async {
+                Ok::<_, go_go_scope::Error>(0_u8)
+            }))
+            .await
+            .unwrap();
+        drop(pool);
+    }
     let kept = scope.channel::<u32>(1);
     let m = scope.metrics().unwrap();
-    assert_eq!((m.resources_registered, m.resources_disposed), (101, 100));
+    assert_eq!((m.resources_registered, m.resources_disposed), (121, 120));
     scope.close().await.unwrap();
     // The helper still held is closed with its scope.
     assert!(kept.is_closed());
     let m = scope.metrics().unwrap();
-    assert_eq!((m.resources_registered, m.resources_disposed), (101, 101));
+    assert_eq!((m.resources_registered, m.resources_disposed), (121, 121));
 }
