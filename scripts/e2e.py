@@ -44,19 +44,30 @@ TASK_ATTRIBUTES = ["task.index", "task.has_retry", "task.has_timeout", "task.has
 # What the prometheus_metrics example reports after `--orders 8` (every fourth card declined:
 # 6 orders x 3 tasks + 2 orders x 2 tasks, one provided connection per order).
 ORDERS = 8
+ORDER = '{job="goscope-example",scope="process-order"}'
 EXPECTED_ORDERS = {
-    "goscope_tasks_spawned_total": 22,
-    "goscope_tasks_completed_total": 20,
-    "goscope_tasks_failed_total": 2,
-    "goscope_resources_registered_total": 8,
-    "goscope_resources_disposed_total": 8,
-    "goscope_task_duration_seconds_count": 20,
-    "goscope_tasks_active": 0,
+    f"goscope_tasks_spawned_total{ORDER}": 22,
+    f"goscope_tasks_completed_total{ORDER}": 20,
+    f"goscope_tasks_failed_total{ORDER}": 2,
+    f"goscope_tasks_cancelled_total{ORDER}": 0,
+    f"goscope_resources_registered_total{ORDER}": 8,
+    f"goscope_resources_disposed_total{ORDER}": 8,
+    # Every task that ran is in the run-time histogram, the declined charges too.
+    f"sum(goscope_task_run_seconds_count{ORDER})": 22,
+    f'goscope_task_run_seconds_count{{job="goscope-example",scope="process-order",outcome="error"}}': 2,
+    f"goscope_tasks_running{ORDER}": 0,
+    f"goscope_scopes_open{ORDER}": 0,
 }
 # What the metrics_facade and otel_metrics examples record after `--batches 5`: four records a
 # batch, the second retried once, the fourth malformed.
 BATCHES = 5
 EXPECTED_IMPORTS = {"spawned": 20, "completed": 15, "failed": 5, "cancelled": 0, "retries": 5}
+# Each order races three suppliers (two losers cancelled) and books shipping with a 50 ms timeout
+# that every fourth order misses; then the example builds this many per-session scope names.
+SESSIONS = 10_000
+MAX_SCOPE_NAMES = 1_000
+# The Python with PyPI's prometheus-client (scripts/services.sh installs it).
+VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 # What the prometheus_push example reports: 20 records, every fifth malformed.
 EXPECTED_BATCH = {"spawned": 20, "completed": 16, "failed": 4}
 
@@ -269,8 +280,8 @@ def check_debug_scopes_shows_the_live_tree():
 
 def check_prometheus_scrapes_the_expected_values():
     wait_for_value('up{job="goscope-example"}', 1)
-    for name, value in EXPECTED_ORDERS.items():
-        wait_for_value(f'{name}{{job="goscope-example",scope="process-order"}}', value)
+    for expr, value in EXPECTED_ORDERS.items():
+        wait_for_value(expr, value)
     result = query('goscope_scope_duration_seconds{job="goscope-example",scope="process-order"}')
     expect(result and float(result[0]["value"][1]) > 0, "scope lifetime gauge")
 
@@ -388,6 +399,112 @@ def check_receiver_decodes_gzip_and_rejects_undecodable_input():
     expect(status == 400, f"bad JSON got {status}")
 
 
+def check_race_losers_are_cancelled_not_failed():
+    quote = '{job="goscope-example",scope="quote"}'
+    wait_for_value(f"goscope_tasks_cancelled_total{quote}", 2 * ORDERS)
+    wait_for_value(f"goscope_tasks_completed_total{quote}", ORDERS)
+    wait_for_value(f"goscope_tasks_failed_total{quote}", 0)
+    wait_for_value(f'goscope_tasks_ended_total{{job="goscope-example",scope="quote",outcome="cancelled"}}',
+                   2 * ORDERS)
+    # The error-rate alert's own expression finds nothing for the races. (It may well match
+    # other scopes: the declined cards, the shipping timeouts and the pushed batch's malformed
+    # records are real failures.)
+    rule = next(r for r in loaded_rules() if r["name"] == "HighTaskErrorRate")
+    matched = [r["metric"] for r in query(rule["query"]) if r["metric"].get("scope") == "quote"]
+    expect(matched == [], f"HighTaskErrorRate's expression matches the races: {matched}")
+    firing = query('ALERTS{alertname="HighTaskErrorRate",scope="quote"}')
+    expect(firing == [], f"no error-rate alert for the races: {firing}")
+
+
+def check_a_timeout_is_in_the_run_time_histogram():
+    timeouts = ORDERS // 4
+    shipping = 'job="goscope-example",scope="shipping",outcome="timeout"'
+    wait_for_value(f"goscope_task_run_seconds_count{{{shipping}}}", timeouts)
+    wait_for_value('goscope_tasks_failed_total{job="goscope-example",scope="shipping"}', timeouts)
+    # Cut at the 50 ms timeout: above 25 ms, at most 100 ms.
+    wait_for_value(f'goscope_task_run_seconds_bucket{{{shipping},le="0.025"}}', 0)
+    wait_for_value(f'goscope_task_run_seconds_bucket{{{shipping},le="0.1"}}', timeouts)
+
+
+def check_scope_names_stay_under_the_cap():
+    example = '{job="goscope-example"}'
+    wait_for_value(f'count(count by (scope) (goscope_tasks_spawned_total{example}))',
+                   MAX_SCOPE_NAMES + 1)
+    other = query('goscope_tasks_spawned_total{job="goscope-example",scope="__other__"}')
+    expect(len(other) == 1, f"one __other__ series: {other}")
+    named = query('count(goscope_tasks_spawned_total{job="goscope-example",scope=~"session-.*"})')
+    sessions_named = int(float(named[0]["value"][1]))
+    expect(float(other[0]["value"][1]) == SESSIONS - sessions_named,
+           f"__other__ counts the sessions past the cap: {other} with {sessions_named} named")
+
+
+PARSE_BOTH_FORMATS = """
+import sys
+from prometheus_client.parser import text_string_to_metric_families as classic
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
+with open(sys.argv[1]) as f:
+    families = list(classic(f.read()))
+with open(sys.argv[2]) as f:
+    om = list(openmetrics(f.read()))
+print(len(families), len(om))
+"""
+
+
+def check_both_expositions_parse_with_the_reference_parser():
+    expect(os.path.exists(VENV_PYTHON), f"{VENV_PYTHON} missing: run scripts/services.sh install")
+    paths = []
+    for path, name in (("/metrics", "classic.txt"), ("/metrics/openmetrics", "openmetrics.txt")):
+        status, headers, body = http(f"http://{METRICS_ADDR}{path}")
+        expect(status == 200, f"{path} answered {status}")
+        out = os.path.join(WORK, name)
+        with open(out, "wb") as f:
+            f.write(body)
+        paths.append(out)
+    run = subprocess.run([VENV_PYTHON, "-c", PARSE_BOTH_FORMATS, *paths],
+                         capture_output=True, text=True, timeout=120)
+    expect(run.returncode == 0, f"the reference parser rejected an exposition:\n{run.stderr[-2000:]}")
+    classic, om = (int(n) for n in run.stdout.split())
+    expect(classic > 0 and om > 0, f"families parsed: {run.stdout}")
+
+
+def loaded_rules():
+    status, _, body = http(PROMETHEUS + "/api/v1/rules")
+    expect(status == 200, f"/api/v1/rules answered {status}")
+    return [r for g in json.loads(body)["data"]["groups"] for r in g["rules"]]
+
+
+def exported_families(state):
+    return {line.split(" ")[2] for line in state["metrics_text"].splitlines()
+            if line.startswith("# TYPE ")}
+
+
+def expect_exported(where, expr, exported):
+    """Every goscope_ metric `expr` names is a family (or a histogram series) of the export."""
+    words = expr
+    for c in "(){}[],*/+-<>=!~\"'":
+        words = words.replace(c, " ")
+    for metric in {w for w in words.split() if w.startswith("goscope_")}:
+        family = metric
+        for suffix in ("_bucket", "_count", "_sum"):
+            if metric.endswith(suffix) and metric[: -len(suffix)] in exported:
+                family = metric[: -len(suffix)]
+        expect(family in exported, f"{where} uses {metric}, which the code does not export")
+
+
+def check_every_alert_expression_runs_on_exported_metrics(state):
+    exported = exported_families(state)
+    rules = loaded_rules()
+    expect(rules, "Prometheus loaded rules")
+    for rule in rules:
+        query(rule["query"])  # a syntax or evaluation error fails here
+        expect_exported(f"alert {rule['name']}", rule["query"], exported)
+        runbook = rule.get("annotations", {}).get("runbook_url", "")
+        anchor = runbook.rsplit("#", 1)[-1]
+        expect(anchor == rule["name"].lower(), f"alert {rule['name']} runbook_url {runbook!r}")
+        with open(os.path.join(ROOT, "docs", "runbook.md"), encoding="utf-8") as f:
+            expect(f"\n## {rule['name']}\n" in f.read(), f"docs/runbook.md has no {rule['name']}")
+
+
 def check_alert_rules_pass_promtool():
     rules = os.path.join(ROOT, "monitoring", "prometheus")
     for args in (["check", "rules", os.path.join(rules, "alerts.yml")],
@@ -401,7 +518,8 @@ def check_prometheus_loaded_the_alert_rules():
     status, _, body = http(PROMETHEUS + "/api/v1/rules")
     groups = json.loads(body)["data"]["groups"]
     names = sorted(r["name"] for g in groups for r in g["rules"])
-    expect(names == ["HighTaskErrorRate", "PotentialResourceLeak", "SlowTasks"], f"rules {names}")
+    expect(names == ["CircuitBreakerOpen", "HighTaskErrorRate", "PotentialResourceLeak",
+                     "ResourceDisposalErrors", "SlowTasks"], f"rules {names}")
     unhealthy = [r["name"] for g in groups for r in g["rules"] if r.get("health") == "err"]
     expect(not unhealthy, f"rules failing to evaluate: {unhealthy}")
 
@@ -413,24 +531,25 @@ def check_dashboard_panels_and_queries(state):
     panels = [p for p in dashboard["panels"] if p["type"] != "row"]
     kinds = {p["type"] for p in panels}
     expect(kinds <= {"timeseries", "stat"}, f"current panel types only: {kinds}")
+    expect([i["name"] for i in dashboard.get("__inputs", [])] == ["DS_PROMETHEUS"],
+           "a data source input")
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    expect({"DS_PROMETHEUS", "job", "instance", "scope"} <= variables, f"variables {variables}")
     titles = {p["title"] for p in panels}
-    for wanted in ("Tasks spawned / completed / failed", "Task duration", "Task success rate",
-                   "Resources registered / disposed", "Active resources", "Scope lifetime",
-                   "Concurrent tasks"):
+    for wanted in ("Tasks ended by outcome", "Tasks spawned / completed / failed / cancelled",
+                   "Task error rate", "Task run time (p50 / p95 / p99)",
+                   "Task run time p95 by outcome", "Breaker state", "Breaker rejections",
+                   "Outstanding resources", "Scope lifetime", "Running tasks and open scopes"):
         expect(wanted in titles, f"panel {wanted!r} missing")
-    exported = {line.split(" ")[2] for line in state["metrics_text"].splitlines()
-                if line.startswith("# TYPE ")}
+    exported = exported_families(state)
     for panel in panels:
+        expect(panel["datasource"]["uid"] == "${DS_PROMETHEUS}", f"{panel['title']} data source")
         for target in panel["targets"]:
-            expr = target["expr"].replace("$__rate_interval", "1m").replace("$scope", ".*")
+            expr = target["expr"].replace("$__rate_interval", "1m")
+            for variable in ("$job", "$instance", "$scope"):
+                expr = expr.replace(variable, ".*")
             query(expr)  # a syntax error fails here
-            used = {w for w in expr.replace("(", " ").replace("{", " ").split() if w.startswith("goscope_")}
-            for metric in used:
-                family = metric
-                for suffix in ("_bucket", "_count", "_sum"):
-                    if metric.endswith(suffix) and metric[: -len(suffix)] in exported:
-                        family = metric[: -len(suffix)]
-                expect(family in exported, f"panel {panel['title']!r} queries unknown {metric}")
+            expect_exported(f"panel {panel['title']!r}", expr, exported)
     # A rate needs two scrapes of the series: wait for the second one.
     deadline = time.monotonic() + 20
     while not query('sum(rate(goscope_tasks_spawned_total{job="goscope-example"}[1m]))'):
@@ -589,7 +708,7 @@ def main():
                    cwd=ROOT, check=True)
     # The metrics example runs for the whole suite: Prometheus scrapes it meanwhile.
     server = subprocess.Popen([example("prometheus_metrics"), "--orders", str(ORDERS),
-                               "--addr", METRICS_ADDR],
+                               "--sessions", str(SESSIONS), "--addr", METRICS_ADDR],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     state = {}
     results = []
@@ -621,6 +740,15 @@ def main():
              check_receiver_decodes_gzip_and_rejects_undecodable_input),
             ("alert rules pass promtool", check_alert_rules_pass_promtool),
             ("Prometheus loaded the alert rules", check_prometheus_loaded_the_alert_rules),
+            ("a race's losers are cancelled, not failed, and no error-rate alert fires",
+             check_race_losers_are_cancelled_not_failed),
+            ("a timeout is in the run-time histogram", check_a_timeout_is_in_the_run_time_histogram),
+            ("10 000 scope names stay under the cap with one __other__ series",
+             check_scope_names_stay_under_the_cap),
+            ("both expositions parse with the reference parser",
+             check_both_expositions_parse_with_the_reference_parser),
+            ("every alert expression runs on exported metrics",
+             lambda: check_every_alert_expression_runs_on_exported_metrics(state)),
             ("dashboard panels and queries", lambda: check_dashboard_panels_and_queries(state)),
         ]
         for name, check in checks:

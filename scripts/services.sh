@@ -40,6 +40,7 @@ services_missing() {
     command -v openssl >/dev/null || missing+=(openssl)
     "$GOSCOPE_VENV/bin/python" -c 'import opentelemetry.proto' 2>/dev/null || missing+=(opentelemetry-proto)
     "$GOSCOPE_VENV/bin/python" -c 'import bcrypt' 2>/dev/null || missing+=(bcrypt)
+    "$GOSCOPE_VENV/bin/python" -c 'import prometheus_client' 2>/dev/null || missing+=(prometheus-client)
     echo "${missing[*]}"
 }
 
@@ -62,10 +63,10 @@ services_install() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
             prometheus prometheus-pushgateway openssl >/dev/null
     fi
-    if [[ $missing == *opentelemetry-proto* || $missing == *bcrypt* ]]; then
+    if [[ $missing == *opentelemetry-proto* || $missing == *bcrypt* || $missing == *prometheus-client* ]]; then
         if ! { { [[ -x $GOSCOPE_VENV/bin/pip ]] || python3 -m venv "$GOSCOPE_VENV"; } &&
-            "$GOSCOPE_VENV/bin/pip" install -q opentelemetry-proto bcrypt; }; then
-            echo "error: could not create $GOSCOPE_VENV with PyPI's opentelemetry-proto and bcrypt" \
+            "$GOSCOPE_VENV/bin/pip" install -q opentelemetry-proto bcrypt prometheus-client; }; then
+            echo "error: could not create $GOSCOPE_VENV with PyPI's opentelemetry-proto, bcrypt and prometheus-client" \
                 "(python3 with the venv module and access to PyPI are needed)" >&2
             return 1
         fi

@@ -47,7 +47,12 @@ async fn prometheus_export_has_every_original_metric_with_help_and_type() {
         ("goscope_task_duration_p95_seconds", "gauge"),
         ("goscope_resources_registered_total", "counter"),
         ("goscope_resources_disposed_total", "counter"),
-        ("goscope_task_duration_seconds", "histogram"),
+        ("goscope_tasks_cancelled_total", "counter"),
+        ("goscope_tasks_ended_total", "counter"),
+        ("goscope_task_run_seconds", "histogram"),
+        ("goscope_permit_wait_seconds", "histogram"),
+        ("goscope_tasks_running", "gauge"),
+        ("goscope_resource_disposal_errors_total", "counter"),
     ] {
         assert!(
             text.contains(&format!("\n# TYPE {name} {kind}\n"))
@@ -68,11 +73,11 @@ async fn prometheus_export_has_every_original_metric_with_help_and_type() {
         sample_line(&text, "goscope_tasks_failed_total"),
         "goscope_tasks_failed_total 1"
     );
-    assert_eq!(
-        sample_line(&text, "goscope_task_duration_seconds_count"),
-        "goscope_task_duration_seconds_count 1"
-    );
-    assert!(text.contains("goscope_task_duration_seconds_bucket{le=\"+Inf\"} 1\n"));
+    // Both tasks are in the run-time histogram, each under its outcome.
+    assert!(text.contains("goscope_task_run_seconds_count{outcome=\"ok\"} 1\n"));
+    assert!(text.contains("goscope_task_run_seconds_count{outcome=\"error\"} 1\n"));
+    assert!(text.contains("goscope_task_run_seconds_bucket{outcome=\"ok\",le=\"+Inf\"} 1\n"));
+    assert!(text.contains("goscope_tasks_ended_total{outcome=\"error\"} 1\n"));
     assert!(
         !text.contains("scope_duration"),
         "absent while the scope is open"
@@ -242,26 +247,40 @@ async fn the_registry_sums_every_scope_of_a_name_and_never_goes_back() {
         "{text}"
     );
     assert!(
-        text.contains("goscope_tasks_active{scope=\"reg-orders\"} 1\n"),
+        text.contains("goscope_tasks_running{scope=\"reg-orders\"} 1\n"),
         "{text}"
     );
-    assert!(text.contains("goscope_task_duration_seconds_count{scope=\"reg-orders\"} 4\n"));
+    assert!(text.contains("goscope_scopes_open{scope=\"reg-orders\"} 1\n"));
+    assert!(
+        text.contains("goscope_task_run_seconds_count{scope=\"reg-orders\",outcome=\"ok\"} 4\n")
+    );
+    assert!(
+        text.contains("goscope_task_run_seconds_count{scope=\"reg-orders\",outcome=\"error\"} 3\n")
+    );
     assert_eq!(
         text.matches("# TYPE goscope_tasks_spawned_total counter")
             .count(),
         1
     );
 
-    // The live scope ends and its state goes away: its numbers stay in the totals.
+    // The live scope ends and its state goes away: its numbers stay in the totals. The task
+    // cancelled by hand is cancelled, not failed.
     running.cancel();
     live.close().await.unwrap();
     drop(live);
     let m = metrics::registry().snapshot_of("reg-orders").unwrap();
     assert_eq!(
-        (m.tasks_spawned, m.tasks_completed, m.tasks_failed),
-        (8, 4, 4)
+        (
+            m.tasks_spawned,
+            m.tasks_completed,
+            m.tasks_failed,
+            m.tasks_cancelled
+        ),
+        (8, 4, 3, 1)
     );
-    assert!(metrics::encode().contains("goscope_tasks_active{scope=\"reg-orders\"} 0\n"));
+    let text = metrics::encode();
+    assert!(text.contains("goscope_tasks_running{scope=\"reg-orders\"} 0\n"));
+    assert!(text.contains("goscope_scopes_open{scope=\"reg-orders\"} 0\n"));
     assert!(metrics::registry().snapshot_of("reg-never-built").is_none());
 }
 
@@ -547,4 +566,154 @@ async fn a_rejected_or_unreachable_push_is_an_error_that_says_why() {
             "{bad}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_race_counts_its_losers_as_cancelled_not_failed() {
+    let scope = Scope::builder()
+        .name("race-losers")
+        .metrics(true)
+        .build()
+        .unwrap();
+    // The first answers at once; the other two never do and are cancelled.
+    let racers = [0_u64, 3_600, 3_600].map(|secs| async move {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        Ok::<u64, &str>(secs)
+    });
+    let (error, winner) = scope.race(racers).await;
+    assert!(error.is_none());
+    assert_eq!(winner, Some(0));
+    scope.close().await.unwrap();
+    let m = metrics::registry().snapshot_of("race-losers").unwrap();
+    assert_eq!(m.tasks_failed, 0, "{m:?}");
+    assert_eq!(
+        m.tasks_cancelled + m.tasks_completed,
+        m.tasks_spawned,
+        "{m:?}"
+    );
+    assert!(m.tasks_cancelled >= 2, "{m:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_task_is_a_failure_with_its_run_time_in_the_histogram() {
+    let scope = Scope::builder()
+        .name("slow-timeouts")
+        .metrics(true)
+        .build()
+        .unwrap();
+    let (error, _) = scope
+        .task(|_| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, go_go_scope::Error>(())
+        })
+        .timeout(Duration::from_secs(2))
+        .spawn()
+        .await;
+    assert!(matches!(error, Some(go_go_scope::Error::Timeout { .. })));
+    let m = scope.metrics().unwrap();
+    assert_eq!((m.tasks_failed, m.tasks_by_outcome.timeout), (1, 1));
+    let (kind, h) = &m.run_histograms[0];
+    assert_eq!(*kind, go_go_scope::OutcomeKind::Timeout);
+    assert_eq!((h.count, h.sum), (1, Duration::from_secs(2)));
+    assert_eq!(m.p95_task_duration, Duration::from_secs(2));
+    let text = metrics::encode();
+    assert!(text.contains(
+        "goscope_task_run_seconds_bucket{scope=\"slow-timeouts\",outcome=\"timeout\",le=\"2.5\"} 1\n"
+    ), "{text}");
+    assert!(
+        text.contains("goscope_task_duration_p95_seconds{scope=\"slow-timeouts\"} 2."),
+        "{text}"
+    );
+    scope.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_openmetrics_exposition_has_one_type_line_per_family() {
+    let scope = Scope::builder()
+        .name("om-names")
+        .metrics(true)
+        .build()
+        .unwrap();
+    scope.spawn(async {}).await;
+    let mut app = prometheus_client::registry::Registry::default();
+    app.sub_registry_with_prefix("goscope")
+        .register_collector(Box::new(metrics::registry().collector()));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &app).unwrap();
+    let mut families: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    let all = families.len();
+    families.sort_unstable();
+    families.dedup();
+    assert_eq!(
+        families.len(),
+        all,
+        "a family name is declared twice:\n{text}"
+    );
+    assert!(families.contains(&"goscope_task_duration_seconds"));
+    assert!(families.contains(&"goscope_task_run_seconds"));
+    // OpenMetrics requires every histogram series to end with its +Inf bucket.
+    let infs = text
+        .lines()
+        .filter(|l| l.starts_with("goscope_task_run_seconds_bucket{") && l.contains("le=\"+Inf\""))
+        .count();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("goscope_task_run_seconds_count{"))
+        .count();
+    assert!(series > 0 && infs == series, "{text}");
+    scope.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn control_characters_in_scope_names_are_escaped() {
+    let scope = Scope::builder()
+        .name("ctl\r\t\0name")
+        .metrics(true)
+        .build()
+        .unwrap();
+    scope.spawn(async {}).await;
+    let text = metrics::encode();
+    assert!(!text.contains('\r') && !text.contains('\t') && !text.contains('\0'));
+    assert!(
+        text.contains(r#"goscope_tasks_spawned_total{scope="ctl\\r\\t\\u{0}name"} 1"#),
+        "{text}"
+    );
+    let m = metrics::registry().snapshot_of("ctl\r\t\0name").unwrap();
+    assert_eq!(m.tasks_spawned, 1);
+    scope.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn dropped_helpers_release_their_registration() {
+    let scope = Scope::builder()
+        .name("helper-release")
+        .metrics(true)
+        .build()
+        .unwrap();
+    for _ in 0..100 {
+        let channel = scope.channel::<u32>(1);
+        drop(channel);
+    }
+    for _ in 0..10 {
+        drop(scope.broadcast::<u32>());
+        let pool = scope
+            .pool(go_go_scope::PoolOptions::new(|| async {
+                Ok::<_, go_go_scope::Error>(0_u8)
+            }))
+            .await
+            .unwrap();
+        drop(pool);
+    }
+    let kept = scope.channel::<u32>(1);
+    let m = scope.metrics().unwrap();
+    assert_eq!((m.resources_registered, m.resources_disposed), (121, 120));
+    scope.close().await.unwrap();
+    // The helper still held is closed with its scope.
+    assert!(kept.is_closed());
+    let m = scope.metrics().unwrap();
+    assert_eq!((m.resources_registered, m.resources_disposed), (121, 121));
 }

@@ -185,7 +185,7 @@ async fn batch(root: &Scope, rng: &mut fastrand::Rng, tally: &Arc<Tally>, budget
     for m in metrics {
         assert_eq!(
             m.tasks_spawned,
-            m.tasks_completed + m.tasks_failed,
+            m.tasks_completed + m.tasks_failed + m.tasks_cancelled,
             "metrics disagree: {m:?}"
         );
     }

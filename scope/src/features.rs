@@ -110,8 +110,8 @@ pub(crate) fn assemble(
     let breaker = breaker
         .map(Arc::new)
         .or_else(|| parent.and_then(|p| p.get::<CircuitBreaker>()));
-    if let Some(breaker) = breaker {
-        features.observe(breaker);
+    if let Some(breaker) = &breaker {
+        features.observe(Arc::clone(breaker) as Arc<dyn crate::core::observer::Observer>);
     }
     if let Some(retry) = retry {
         features.keep(Arc::new(retry));
@@ -120,7 +120,7 @@ pub(crate) fn assemble(
         features.observe(Arc::new(hooks));
     }
     if metrics {
-        features.observe(Arc::new(MetricsCollector::new(init.name)));
+        features.observe(Arc::new(MetricsCollector::new(init.name, breaker)));
     }
     if profiler {
         features.observe(Arc::new(Profiler::default()));

@@ -1,8 +1,8 @@
 //! The seam: the one way features reach a scope's life and its tasks' lives.
 //!
 //! The core calls an [`Observer`] at five points — a task spawned, a task's polls, a task
-//! ended (with its outcome), the scope cancelled, the scope closed — plus the two resource
-//! events (a disposer registered, a disposer ran) and the waits it makes for a concurrency
+//! ended (with its outcome), the scope cancelled, the scope closed — plus the three resource
+//! events (a disposer registered, ran, or withdrawn) and the waits it makes for a concurrency
 //! permit. Hooks, metrics, the profiler, deadlock detection, spans, the scope's circuit
 //! breaker and the testing recorder are all observers; the core names none of them.
 //!
@@ -219,6 +219,10 @@ pub(crate) trait Observer: Any + Send + Sync {
     /// A disposer ran; `position` is 1 for the first one run (the last registered).
     fn resource_disposed(&self, _position: usize, _error: Option<&Error>) {}
 
+    /// A disposer was withdrawn before the scope closed: the resource it cleans up was dropped
+    /// by its owner, so it will never run.
+    fn resource_withdrawn(&self) {}
+
     /// The scope has finished closing.
     fn scope_closed(&self, _scope: &ClosedScope<'_>) {}
 }
@@ -339,6 +343,12 @@ impl Features {
     pub(crate) fn resource_disposed(&self, position: usize, error: Option<&Error>) {
         for observer in &self.observers {
             observer.resource_disposed(position, error);
+        }
+    }
+
+    pub(crate) fn resource_withdrawn(&self) {
+        for observer in &self.observers {
+            observer.resource_withdrawn();
         }
     }
 

@@ -2,7 +2,7 @@
 //! when the scope closes.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -49,7 +49,9 @@ pub(crate) struct Resources {
 
 #[derive(Default)]
 struct Disposers {
-    stack: Vec<Disposer>,
+    /// By registration number: the last registered runs first.
+    stack: BTreeMap<u64, Disposer>,
+    next: u64,
     /// Set when disposal has finished; later registrations are handed back to run at once.
     sealed: bool,
 }
@@ -98,8 +100,9 @@ impl Resources {
         }
     }
 
-    /// Registers a disposer, or hands it back if disposal already finished.
-    pub(crate) fn push_disposer<F, Fut>(&self, f: F) -> Result<(), LateDisposer>
+    /// Registers a disposer and returns its number (for [`withdraw`](Self::withdraw)), or
+    /// hands it back if disposal already finished.
+    pub(crate) fn push_disposer<F, Fut>(&self, f: F) -> Result<u64, LateDisposer>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
@@ -109,8 +112,15 @@ impl Resources {
         if disposers.sealed {
             return Err(LateDisposer(disposer));
         }
-        disposers.stack.push(disposer);
-        Ok(())
+        disposers.next += 1;
+        let id = disposers.next;
+        disposers.stack.insert(id, disposer);
+        Ok(id)
+    }
+
+    /// Removes disposer `id` if it has not run yet; true when it did.
+    pub(crate) fn withdraw(&self, id: u64) -> bool {
+        lock(&self.disposers).stack.remove(&id).is_some()
     }
 
     #[cfg(feature = "testing")]
@@ -139,7 +149,7 @@ impl Resources {
         loop {
             let next = {
                 let mut disposers = lock(&self.disposers);
-                let next = disposers.stack.pop();
+                let next = disposers.stack.pop_last().map(|(_, disposer)| disposer);
                 disposers.sealed = next.is_none();
                 next
             };

@@ -669,7 +669,27 @@ impl Scope {
         self.register_disposer(move || async move { cleanup().await.into_dispose_result() });
     }
 
-    fn register_disposer<F, Fut>(&self, f: F)
+    /// Like [`defer`](Scope::defer), for a helper the scope owns (a channel, a pool, a
+    /// poller): dropping the returned handle, when the helper itself is dropped, withdraws the
+    /// cleanup if it has not run, so a long-lived scope does not keep one registration per
+    /// helper it ever made. `None` when the scope had already disposed everything (the cleanup
+    /// then runs at once).
+    pub(crate) fn defer_owned<F, Fut>(&self, cleanup: F) -> Option<DisposerHandle>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let id = self.register_disposer(move || async move {
+            cleanup().await;
+            Ok(())
+        })?;
+        Some(DisposerHandle {
+            scope: Arc::downgrade(&self.shared),
+            id,
+        })
+    }
+
+    fn register_disposer<F, Fut>(&self, f: F) -> Option<u64>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
@@ -677,26 +697,34 @@ impl Scope {
         if let Some(features) = self.shared.features() {
             features.resource_registered();
         }
-        if let Err(late) = self.shared.resources.push_disposer(f) {
-            // The scope already disposed everything: run this one now rather than never.
-            tracing::warn!(
-                scope = ?self.shared.name,
-                "a disposer was registered after the scope closed; it runs immediately"
-            );
-            let shared = Arc::clone(&self.shared);
-            drop(self.shared.runtime.spawn(async move {
-                let result = late.run().await;
-                if let Err(error) = &result {
-                    tracing::warn!(
-                        error = crate::util::log::LoggedError::of(error).field(),
-                        "a late disposer failed"
-                    );
-                }
-                if let Some(features) = shared.features() {
-                    features.resource_disposed(1, result.as_ref().err());
-                }
-            }));
+        match self.shared.resources.push_disposer(f) {
+            Ok(id) => Some(id),
+            Err(late) => {
+                self.run_late_disposer(late);
+                None
+            }
         }
+    }
+
+    fn run_late_disposer(&self, late: crate::core::resources::LateDisposer) {
+        // The scope already disposed everything: run this one now rather than never.
+        tracing::warn!(
+            scope = ?self.shared.name,
+            "a disposer was registered after the scope closed; it runs immediately"
+        );
+        let shared = Arc::clone(&self.shared);
+        drop(self.shared.runtime.spawn(async move {
+            let result = late.run().await;
+            if let Err(error) = &result {
+                tracing::warn!(
+                    error = crate::util::log::LoggedError::of(error).field(),
+                    "a late disposer failed"
+                );
+            }
+            if let Some(features) = shared.features() {
+                features.resource_disposed(1, result.as_ref().err());
+            }
+        }));
     }
 
     /// The service of type `T` from this scope or the nearest ancestor that provides one.
@@ -754,5 +782,23 @@ pub async fn cancelled() {
     match context::with_ambient(|ambient| ambient.scope.token().clone()) {
         Some(token) => token.cancelled().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A helper's cleanup registered with [`Scope::defer_owned`]; dropping it withdraws the
+/// cleanup if the scope has not run it yet (observers see a withdrawn resource).
+pub(crate) struct DisposerHandle {
+    scope: Weak<Shared>,
+    id: u64,
+}
+
+impl Drop for DisposerHandle {
+    fn drop(&mut self) {
+        if let Some(shared) = self.scope.upgrade()
+            && shared.resources.withdraw(self.id)
+            && let Some(features) = shared.features()
+        {
+            features.resource_withdrawn();
+        }
     }
 }

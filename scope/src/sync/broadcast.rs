@@ -59,6 +59,8 @@ struct State<T> {
     /// `None` once closed.
     sender: Mutex<Option<tokio_broadcast::Sender<T>>>,
     capacity: usize,
+    /// The scope's cleanup of this helper, withdrawn when the helper is dropped.
+    owner: std::sync::OnceLock<crate::core::scope::DisposerHandle>,
 }
 
 impl<T> State<T> {
@@ -124,6 +126,7 @@ impl<T: Clone + Send + 'static> Broadcast<T> {
             state: Arc::new(State {
                 sender: Mutex::new(Some(sender)),
                 capacity,
+                owner: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -382,10 +385,13 @@ impl Scope {
             return;
         }
         let state = Arc::downgrade(&broadcast.state);
-        self.defer(move || async move {
+        let owner = self.defer_owned(move || async move {
             if let Some(state) = state.upgrade() {
                 state.close();
             }
         });
+        if let Some(owner) = owner {
+            let _ = broadcast.state.owner.set(owner);
+        }
     }
 }

@@ -155,6 +155,8 @@ struct State<T> {
     receiver: flume::Receiver<Message<T>>,
     closed: CancellationToken,
     capacity: usize,
+    /// The scope's cleanup of this helper, withdrawn when the helper is dropped.
+    owner: std::sync::OnceLock<crate::core::scope::DisposerHandle>,
 }
 
 impl<T> State<T> {
@@ -350,6 +352,7 @@ impl<T> Channel<T> {
                 receiver,
                 closed: CancellationToken::new(),
                 capacity,
+                owner: std::sync::OnceLock::new(),
             }),
             pending: Mutex::new(None),
         }
@@ -658,11 +661,14 @@ impl Scope {
             channel.close();
         } else {
             let state = Arc::downgrade(&channel.state);
-            self.defer(move || async move {
+            let owner = self.defer_owned(move || async move {
                 if let Some(state) = state.upgrade() {
                     state.close();
                 }
             });
+            if let Some(owner) = owner {
+                let _ = channel.state.owner.set(owner);
+            }
         }
         channel
     }

@@ -171,6 +171,8 @@ struct Inner<T> {
     slots: Mutex<Slots<T>>,
     waiting: AtomicUsize,
     runtime: Handle,
+    /// The scope's cleanup of this helper, withdrawn when the helper is dropped.
+    owner: std::sync::OnceLock<crate::core::scope::DisposerHandle>,
 }
 
 impl<T: Send + 'static> Inner<T> {
@@ -485,6 +487,7 @@ impl<T: Send + 'static> Pool<T> {
                 }),
                 waiting: AtomicUsize::new(0),
                 runtime,
+                owner: std::sync::OnceLock::new(),
             }),
         };
         let mut filling = CloseUnlessFilled(Some(Arc::clone(&pool.inner)));
@@ -786,11 +789,14 @@ impl Scope {
         }
         let pool = Pool::new(options).await?;
         let owned = Arc::downgrade(&pool.inner);
-        self.defer(move || async move {
+        let owner = self.defer_owned(move || async move {
             if let Some(inner) = owned.upgrade() {
                 inner.close().await;
             }
         });
+        if let Some(owner) = owner {
+            let _ = pool.inner.owner.set(owner);
+        }
         Ok(pool)
     }
 }

@@ -37,6 +37,8 @@ pub(crate) struct Background {
     scope: Option<Weak<Shared>>,
     /// Names the helper in deadlock reports and errors.
     name: &'static str,
+    /// The scope's cleanup of this helper, withdrawn when the helper is dropped.
+    owner: std::sync::OnceLock<crate::core::scope::DisposerHandle>,
 }
 
 impl Background {
@@ -55,13 +57,17 @@ impl Background {
             runtime: shared.runtime.clone(),
             scope: Some(Arc::downgrade(shared)),
             name,
+            owner: std::sync::OnceLock::new(),
         });
         let owned = Arc::downgrade(&background);
-        scope.defer(move || async move {
+        let owner = scope.defer_owned(move || async move {
             if let Some(background) = owned.upgrade() {
                 background.shutdown().await;
             }
         });
+        if let Some(owner) = owner {
+            let _ = background.owner.set(owner);
+        }
         Ok(background)
     }
 
@@ -75,6 +81,7 @@ impl Background {
             runtime,
             scope: None,
             name,
+            owner: std::sync::OnceLock::new(),
         }))
     }
 

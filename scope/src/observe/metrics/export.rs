@@ -1,24 +1,34 @@
 //! One metrics snapshot as Prometheus text or JSON. (OpenTelemetry gets the scope instruments
 //! through a meter, `ScopeBuilder::otel_meter`, and the SDK's exporters.)
 //!
-//! The Prometheus text is written by `prometheus-client` (text format 0.0.4); this module only
-//! decides which families exist, their names, help texts and values. Names and help texts follow
-//! the original library's table; a real histogram and two gauges/counters are added:
+//! The Prometheus text is written by `prometheus-client` (text format 0.0.4, or OpenMetrics
+//! when the collector is registered in an application's registry); this module only decides
+//! which families exist, their names, help texts and values. Every family has a name of its
+//! own once the encoder's suffixes are added, so both formats parse:
 //!
-//! | name (prefix `goscope`) | type | unit |
+//! | name (prefix `goscope`) | type | labels |
 //! |---|---|---|
-//! | `goscope_tasks_spawned_total` | counter | tasks |
-//! | `goscope_tasks_completed_total` | counter | tasks |
-//! | `goscope_tasks_failed_total` | counter | tasks |
-//! | `goscope_task_duration_seconds_total` | counter | seconds |
-//! | `goscope_task_duration_avg_seconds` | gauge | seconds |
-//! | `goscope_task_duration_p95_seconds` | gauge | seconds |
-//! | `goscope_resources_registered_total` | counter | resources |
-//! | `goscope_resources_disposed_total` | counter | resources |
-//! | `goscope_scope_duration_seconds` | gauge | seconds (only once known) |
-//! | `goscope_task_duration_seconds` | histogram | seconds |
-//! | `goscope_tasks_active` | gauge | tasks |
-//! | `goscope_disposal_errors_total` | counter | disposers |
+//! | `goscope_tasks_spawned_total` | counter | |
+//! | `goscope_tasks_completed_total` | counter | |
+//! | `goscope_tasks_failed_total` | counter | (failures only, not cancellations) |
+//! | `goscope_tasks_cancelled_total` | counter | |
+//! | `goscope_tasks_ended_total` | counter | `outcome` |
+//! | `goscope_task_duration_seconds_total` | counter | |
+//! | `goscope_task_duration_avg_seconds` | gauge | |
+//! | `goscope_task_duration_p95_seconds` | gauge | |
+//! | `goscope_task_run_seconds` | histogram | `outcome` |
+//! | `goscope_permit_wait_seconds` | histogram | |
+//! | `goscope_task_retries_total` | counter | |
+//! | `goscope_breaker_state` | gauge | (only with a breaker) |
+//! | `goscope_breaker_rejections_total` | counter | |
+//! | `goscope_scopes_open` | gauge | (registry only) |
+//! | `goscope_tasks_running` | gauge | |
+//! | `goscope_resources_registered_total` | counter | |
+//! | `goscope_resources_disposed_total` | counter | |
+//! | `goscope_resource_disposal_errors_total` | counter | |
+//! | `goscope_scope_duration_seconds` | gauge | (only once known) |
+//!
+//! The registry adds the label `scope` to every series.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -31,7 +41,9 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 
-use super::ScopeMetrics;
+use super::registry::breaker_level;
+use super::{DurationHistogram, ScopeMetrics};
+use crate::core::error::OutcomeKind;
 
 /// The formats [`export_metrics`] writes. Parse one from a string with [`str::parse`].
 ///
@@ -174,7 +186,7 @@ impl ExportOptions {
 /// let text = export_metrics(&scope.metrics().unwrap(), ExportFormat::Prometheus, "myapp");
 /// assert!(text.contains("# TYPE myapp_tasks_spawned_total counter\n"));
 /// assert!(text.contains("\nmyapp_tasks_spawned_total 2\n"));
-/// assert!(text.contains("# TYPE myapp_task_duration_seconds histogram\n"));
+/// assert!(text.contains("# TYPE myapp_task_run_seconds histogram\n"));
 ///
 /// let json: serde_json::Value =
 ///     serde_json::from_str(&export_metrics(&scope.metrics().unwrap(), ExportFormat::Json, "myapp"))
@@ -303,6 +315,8 @@ impl Collector for SnapshotCollector {
 pub(crate) struct Series<'a> {
     pub(crate) scope_label: Option<&'a str>,
     pub(crate) metrics: &'a ScopeMetrics,
+    /// Scopes of the name still open (the registry only).
+    pub(crate) scopes_open: Option<u64>,
 }
 
 impl<'a> Series<'a> {
@@ -310,6 +324,7 @@ impl<'a> Series<'a> {
         Series {
             scope_label: None,
             metrics,
+            scopes_open: None,
         }
     }
 }
@@ -322,28 +337,25 @@ fn millis(d: Duration) -> f64 {
     d.as_nanos() as f64 / 1e6
 }
 
-/// Tasks spawned that have not ended yet.
-fn active(m: &ScopeMetrics) -> u64 {
-    m.tasks_spawned
-        .saturating_sub(m.tasks_completed)
-        .saturating_sub(m.tasks_failed)
-}
-
 enum Sample {
     Count(u64),
     Seconds(f64),
     Gauge(f64),
     GaugeCount(u64),
-    Histogram,
+    /// One counter sample per outcome.
+    ByOutcome,
+    /// One histogram per outcome that has samples.
+    RunHistograms,
+    Histogram(fn(&ScopeMetrics) -> &DurationHistogram),
 }
 
 /// Family name (without prefix and without the `_total` the encoder adds to counters), help,
-/// type, and the value for one snapshot (`None`: this snapshot has no sample).
+/// type, and the value for one series (`None`: this series has no sample).
 type Family = (
     &'static str,
     &'static str,
     MetricType,
-    fn(&ScopeMetrics) -> Option<Sample>,
+    fn(&Series<'_>) -> Option<Sample>,
 );
 
 const FAMILIES: &[Family] = &[
@@ -351,77 +363,123 @@ const FAMILIES: &[Family] = &[
         "tasks_spawned",
         "Total tasks created",
         MetricType::Counter,
-        |m| Some(Sample::Count(m.tasks_spawned)),
+        |s| Some(Sample::Count(s.metrics.tasks_spawned)),
     ),
     (
         "tasks_completed",
         "Tasks that succeeded",
         MetricType::Counter,
-        |m| Some(Sample::Count(m.tasks_completed)),
+        |s| Some(Sample::Count(s.metrics.tasks_completed)),
     ),
     (
         "tasks_failed",
-        "Tasks that failed",
+        "Tasks that failed: error, timeout, panicked or rejected (cancelled tasks are not failures)",
         MetricType::Counter,
-        |m| Some(Sample::Count(m.tasks_failed)),
+        |s| Some(Sample::Count(s.metrics.tasks_failed)),
+    ),
+    (
+        "tasks_cancelled",
+        "Tasks that were cancelled",
+        MetricType::Counter,
+        |s| Some(Sample::Count(s.metrics.tasks_cancelled)),
+    ),
+    (
+        "tasks_ended",
+        "Tasks that ended, by outcome",
+        MetricType::Counter,
+        |_| Some(Sample::ByOutcome),
     ),
     (
         "task_duration_seconds",
-        "Total execution time",
+        "Total run time of every ended task",
         MetricType::Counter,
-        |m| Some(Sample::Seconds(seconds(m.total_task_duration))),
+        |s| Some(Sample::Seconds(seconds(s.metrics.total_task_duration))),
     ),
     (
         "task_duration_avg_seconds",
-        "Average task duration",
+        "Average task run time over the recent window",
         MetricType::Gauge,
-        |m| Some(Sample::Gauge(seconds(m.avg_task_duration))),
+        |s| Some(Sample::Gauge(seconds(s.metrics.avg_task_duration))),
     ),
     (
         "task_duration_p95_seconds",
-        "P95 task duration",
+        "P95 task run time over the recent window",
         MetricType::Gauge,
-        |m| Some(Sample::Gauge(seconds(m.p95_task_duration))),
+        |s| Some(Sample::Gauge(seconds(s.metrics.p95_task_duration))),
+    ),
+    (
+        "task_run_seconds",
+        "Run time of ended tasks, from the start of their body to their end, by outcome",
+        MetricType::Histogram,
+        |s| (!s.metrics.run_histograms.is_empty()).then_some(Sample::RunHistograms),
+    ),
+    (
+        "permit_wait_seconds",
+        "Time tasks waited for a concurrency permit that was not free at once",
+        MetricType::Histogram,
+        |_| Some(Sample::Histogram(|m| &m.permit_wait_histogram)),
+    ),
+    (
+        "task_retries",
+        "Retry attempts beyond each task's first",
+        MetricType::Counter,
+        |s| Some(Sample::Count(s.metrics.task_retries)),
+    ),
+    (
+        "breaker_state",
+        "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+        MetricType::Gauge,
+        |s| {
+            s.metrics
+                .breaker_state
+                .map(|state| Sample::GaugeCount(u64::from(breaker_level(state))))
+        },
+    ),
+    (
+        "breaker_rejections",
+        "Tasks refused by an open circuit breaker",
+        MetricType::Counter,
+        |s| Some(Sample::Count(s.metrics.breaker_rejections)),
+    ),
+    (
+        "scopes_open",
+        "Scopes of this name built and not yet closed",
+        MetricType::Gauge,
+        |s| s.scopes_open.map(Sample::GaugeCount),
+    ),
+    (
+        "tasks_running",
+        "Tasks spawned and not yet ended",
+        MetricType::Gauge,
+        |s| Some(Sample::GaugeCount(s.metrics.tasks_running)),
     ),
     (
         "resources_registered",
         "Resources registered",
         MetricType::Counter,
-        |m| Some(Sample::Count(m.resources_registered)),
+        |s| Some(Sample::Count(s.metrics.resources_registered)),
     ),
     (
         "resources_disposed",
-        "Resources cleaned up",
+        "Resources cleaned up, or released by their owner before the scope closed",
         MetricType::Counter,
-        |m| Some(Sample::Count(m.resources_disposed)),
+        |s| Some(Sample::Count(s.metrics.resources_disposed)),
+    ),
+    (
+        "resource_disposal_errors",
+        "Disposers that returned an error or panicked",
+        MetricType::Counter,
+        |s| Some(Sample::Count(s.metrics.disposal_errors)),
     ),
     (
         "scope_duration_seconds",
         "Total scope lifetime",
         MetricType::Gauge,
-        |m| m.scope_duration.map(|d| Sample::Gauge(seconds(d))),
-    ),
-    (
-        "task_duration_seconds",
-        "Duration of completed tasks, from the start of their body to their end",
-        MetricType::Histogram,
-        |_| Some(Sample::Histogram),
-    ),
-    (
-        "tasks_active",
-        "Tasks spawned and not yet ended",
-        MetricType::Gauge,
-        |m| Some(Sample::GaugeCount(active(m))),
-    ),
-    (
-        "disposal_errors",
-        "Disposers that returned an error or panicked",
-        MetricType::Counter,
-        |m| Some(Sample::Count(m.disposal_errors)),
+        |s| s.metrics.scope_duration.map(|d| Sample::Gauge(seconds(d))),
     ),
 ];
 
-/// Encodes every family, one sample per series.
+/// Encodes every family, one sample (or one per outcome) per series.
 pub(crate) fn encode_families(
     encoder: &mut DescriptorEncoder<'_>,
     series: &[Series<'_>],
@@ -429,24 +487,76 @@ pub(crate) fn encode_families(
     for (name, help, metric_type, value) in FAMILIES {
         let samples: Vec<(&Series<'_>, Sample)> = series
             .iter()
-            .filter_map(|s| value(s.metrics).map(|v| (s, v)))
+            .filter_map(|s| value(s).map(|v| (s, v)))
             .collect();
         if samples.is_empty() {
             continue;
         }
         let mut family = encoder.encode_descriptor(name, help, None, *metric_type)?;
         for (s, sample) in samples {
-            match s.scope_label {
-                Some(scope) => {
-                    let labels = [("scope", scope)];
-                    let mut labelled = family.encode_family(&labels)?;
-                    encode_sample(&mut labelled, s.metrics, sample)?;
+            match sample {
+                Sample::ByOutcome => {
+                    for kind in OutcomeKind::ALL {
+                        let n = s.metrics.tasks_by_outcome.get(kind);
+                        encode_labelled(&mut family, s, Some(kind), |e| {
+                            e.encode_counter::<NoLabelSet, u64, u64>(&n, None)
+                        })?;
+                    }
                 }
-                None => encode_sample(&mut family, s.metrics, sample)?,
+                Sample::RunHistograms => {
+                    for (kind, h) in &s.metrics.run_histograms {
+                        encode_labelled(&mut family, s, Some(*kind), |e| encode_histogram(e, h))?;
+                    }
+                }
+                sample => encode_labelled(&mut family, s, None, |e| {
+                    encode_sample(e, s.metrics, sample)
+                })?,
             }
         }
     }
     Ok(())
+}
+
+/// Encodes one sample with the series' `scope` label and `outcome`, if any.
+fn encode_labelled(
+    family: &mut MetricEncoder<'_>,
+    s: &Series<'_>,
+    outcome: Option<OutcomeKind>,
+    encode: impl FnOnce(&mut MetricEncoder<'_>) -> Result<(), fmt::Error>,
+) -> Result<(), fmt::Error> {
+    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(2);
+    if let Some(scope) = s.scope_label {
+        labels.push(("scope", scope));
+    }
+    if let Some(kind) = outcome {
+        labels.push(("outcome", kind.as_str()));
+    }
+    if labels.is_empty() {
+        encode(family)
+    } else {
+        let mut labelled = family.encode_family(&labels)?;
+        encode(&mut labelled)
+    }
+}
+
+fn encode_histogram(
+    encoder: &mut MetricEncoder<'_>,
+    h: &DurationHistogram,
+) -> Result<(), fmt::Error> {
+    let mut previous = 0;
+    let buckets: Vec<(f64, u64)> = h
+        .buckets
+        .iter()
+        .map(|&(bound, cumulative)| {
+            let in_bucket = cumulative.saturating_sub(previous);
+            previous = cumulative;
+            (seconds(bound), in_bucket)
+        })
+        .collect();
+    // The overflow bucket: OpenMetrics requires it, and the 0.0.4 encoder adds none when given.
+    let mut buckets = buckets;
+    buckets.push((f64::INFINITY, h.count.saturating_sub(previous)));
+    encoder.encode_histogram::<NoLabelSet>(seconds(h.sum), h.count, &buckets, None)
 }
 
 fn encode_sample(
@@ -459,20 +569,9 @@ fn encode_sample(
         Sample::Seconds(v) => encoder.encode_counter::<NoLabelSet, f64, f64>(&v, None),
         Sample::Gauge(v) => encoder.encode_gauge(&v),
         Sample::GaugeCount(n) => encoder.encode_gauge(&n),
-        Sample::Histogram => {
-            let h = &m.task_duration_histogram;
-            let mut previous = 0;
-            let buckets: Vec<(f64, u64)> = h
-                .buckets
-                .iter()
-                .map(|&(bound, cumulative)| {
-                    let in_bucket = cumulative.saturating_sub(previous);
-                    previous = cumulative;
-                    (seconds(bound), in_bucket)
-                })
-                .collect();
-            encoder.encode_histogram::<NoLabelSet>(seconds(h.sum), h.count, &buckets, None)
-        }
+        Sample::Histogram(which) => encode_histogram(encoder, which(m)),
+        // Encoded label by label in `encode_families`.
+        Sample::ByOutcome | Sample::RunHistograms => Ok(()),
     }
 }
 
@@ -482,7 +581,15 @@ fn json_snapshot(m: &ScopeMetrics, timestamp: Option<Duration>) -> Value {
     object.insert("tasks_spawned".into(), json!(m.tasks_spawned));
     object.insert("tasks_completed".into(), json!(m.tasks_completed));
     object.insert("tasks_failed".into(), json!(m.tasks_failed));
-    object.insert("tasks_active".into(), json!(active(m)));
+    object.insert("tasks_cancelled".into(), json!(m.tasks_cancelled));
+    object.insert("tasks_running".into(), json!(m.tasks_running));
+    let by_outcome: serde_json::Map<String, Value> = OutcomeKind::ALL
+        .iter()
+        .map(|k| (k.as_str().to_owned(), json!(m.tasks_by_outcome.get(*k))))
+        .collect();
+    object.insert("tasks_ended".into(), Value::Object(by_outcome));
+    object.insert("task_retries".into(), json!(m.task_retries));
+    object.insert("breaker_rejections".into(), json!(m.breaker_rejections));
     object.insert(
         "total_task_duration_ms".into(),
         json!(millis(m.total_task_duration)),
@@ -528,12 +635,12 @@ fn pretty(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::metrics::DurationHistogram;
+    use crate::observe::metrics::OutcomeCounts;
 
     fn sample() -> ScopeMetrics {
         ScopeMetrics {
             scope_name: "s".into(),
-            tasks_spawned: 3,
+            tasks_spawned: 4,
             tasks_completed: 2,
             tasks_failed: 1,
             total_task_duration: Duration::from_micros(1_234_567),
@@ -543,52 +650,67 @@ mod tests {
             resources_disposed: 1,
             disposal_errors: 0,
             scope_duration: Some(Duration::from_secs(2)),
-            task_duration_histogram: DurationHistogram {
-                buckets: vec![(Duration::from_millis(500), 1), (Duration::from_secs(1), 2)],
-                count: 2,
-                sum: Duration::from_micros(1_234_567),
+            task_duration_histogram: histogram(),
+            tasks_cancelled: 1,
+            tasks_by_outcome: OutcomeCounts {
+                ok: 2,
+                timeout: 1,
+                cancelled: 1,
+                ..OutcomeCounts::default()
             },
+            run_histograms: vec![(OutcomeKind::Ok, histogram())],
+            ..ScopeMetrics::default()
+        }
+    }
+
+    fn histogram() -> DurationHistogram {
+        DurationHistogram {
+            buckets: vec![(Duration::from_millis(500), 1), (Duration::from_secs(1), 2)],
+            count: 2,
+            sum: Duration::from_micros(1_234_567),
         }
     }
 
     #[test]
-    fn prometheus_document_has_the_original_names_help_and_types_in_order() {
+    fn prometheus_document_keeps_the_original_names_and_adds_outcomes() {
         let text = export_metrics(&sample(), ExportFormat::Prometheus, "goscope");
         let expected_heads = [
             "# HELP goscope_tasks_spawned_total Total tasks created",
             "# TYPE goscope_tasks_spawned_total counter",
-            "goscope_tasks_spawned_total 3",
+            "goscope_tasks_spawned_total 4",
             "# HELP goscope_tasks_completed_total Tasks that succeeded",
             "# TYPE goscope_tasks_completed_total counter",
             "goscope_tasks_completed_total 2",
-            "# HELP goscope_tasks_failed_total Tasks that failed",
+            "# HELP goscope_tasks_failed_total Tasks that failed: error, timeout, panicked or rejected (cancelled tasks are not failures)",
             "# TYPE goscope_tasks_failed_total counter",
             "goscope_tasks_failed_total 1",
-            "# HELP goscope_task_duration_seconds_total Total execution time",
+            "# HELP goscope_tasks_cancelled_total Tasks that were cancelled",
+            "# TYPE goscope_tasks_cancelled_total counter",
+            "goscope_tasks_cancelled_total 1",
+            "# HELP goscope_tasks_ended_total Tasks that ended, by outcome",
+            "# TYPE goscope_tasks_ended_total counter",
+            "goscope_tasks_ended_total{outcome=\"ok\"} 2",
+            "goscope_tasks_ended_total{outcome=\"error\"} 0",
+            "goscope_tasks_ended_total{outcome=\"timeout\"} 1",
+            "goscope_tasks_ended_total{outcome=\"cancelled\"} 1",
+            "goscope_tasks_ended_total{outcome=\"panicked\"} 0",
+            "goscope_tasks_ended_total{outcome=\"rejected\"} 0",
+            "# HELP goscope_task_duration_seconds_total Total run time of every ended task",
             "# TYPE goscope_task_duration_seconds_total counter",
             "goscope_task_duration_seconds_total 1.234567",
-            "# HELP goscope_task_duration_avg_seconds Average task duration",
+            "# HELP goscope_task_duration_avg_seconds Average task run time over the recent window",
             "# TYPE goscope_task_duration_avg_seconds gauge",
             "goscope_task_duration_avg_seconds 0.617283",
-            "# HELP goscope_task_duration_p95_seconds P95 task duration",
+            "# HELP goscope_task_duration_p95_seconds P95 task run time over the recent window",
             "# TYPE goscope_task_duration_p95_seconds gauge",
             "goscope_task_duration_p95_seconds 1.0",
-            "# HELP goscope_resources_registered_total Resources registered",
-            "# TYPE goscope_resources_registered_total counter",
-            "goscope_resources_registered_total 1",
-            "# HELP goscope_resources_disposed_total Resources cleaned up",
-            "# TYPE goscope_resources_disposed_total counter",
-            "goscope_resources_disposed_total 1",
-            "# HELP goscope_scope_duration_seconds Total scope lifetime",
-            "# TYPE goscope_scope_duration_seconds gauge",
-            "goscope_scope_duration_seconds 2.0",
-            "# HELP goscope_task_duration_seconds Duration of completed tasks, from the start of their body to their end",
-            "# TYPE goscope_task_duration_seconds histogram",
-            "goscope_task_duration_seconds_bucket{le=\"0.5\"} 1",
-            "goscope_task_duration_seconds_bucket{le=\"1\"} 2",
-            "goscope_task_duration_seconds_bucket{le=\"+Inf\"} 2",
-            "goscope_task_duration_seconds_sum 1.234567",
-            "goscope_task_duration_seconds_count 2",
+            "# HELP goscope_task_run_seconds Run time of ended tasks, from the start of their body to their end, by outcome",
+            "# TYPE goscope_task_run_seconds histogram",
+            "goscope_task_run_seconds_bucket{outcome=\"ok\",le=\"0.5\"} 1",
+            "goscope_task_run_seconds_bucket{outcome=\"ok\",le=\"1\"} 2",
+            "goscope_task_run_seconds_bucket{outcome=\"ok\",le=\"+Inf\"} 2",
+            "goscope_task_run_seconds_sum{outcome=\"ok\"} 1.234567",
+            "goscope_task_run_seconds_count{outcome=\"ok\"} 2",
         ];
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -596,10 +718,23 @@ mod tests {
             &expected_heads[..],
             "{text}"
         );
-        assert!(
-            text.ends_with("goscope_disposal_errors_total 0\n"),
-            "{text}"
-        );
+        for family in [
+            "goscope_permit_wait_seconds histogram",
+            "goscope_task_retries_total counter",
+            "goscope_breaker_rejections_total counter",
+            "goscope_tasks_running gauge",
+            "goscope_resources_registered_total counter",
+            "goscope_resources_disposed_total counter",
+            "goscope_resource_disposal_errors_total counter",
+            "goscope_scope_duration_seconds gauge",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family}\n")),
+                "{family}: {text}"
+            );
+        }
+        // No breaker, no breaker state; a single scope's export has no open-scope count.
+        assert!(!text.contains("breaker_state") && !text.contains("scopes_open"));
     }
 
     #[test]
@@ -616,7 +751,7 @@ mod tests {
         assert_eq!(prometheus_prefix("9lives").as_deref(), Some("_9lives"));
         assert_eq!(prometheus_prefix(""), None);
         let text = export_metrics(&sample(), ExportFormat::Prometheus, "");
-        assert!(text.contains("\ntasks_spawned_total 3\n"));
+        assert!(text.contains("\ntasks_spawned_total 4\n"));
     }
 
     #[test]
@@ -636,7 +771,9 @@ mod tests {
         let v: Value = serde_json::from_str(&export_metrics(&sample(), ExportFormat::Json, "pfx"))
             .expect("valid json");
         let m = &v["pfx"];
-        assert_eq!(m["tasks_spawned"], 3);
+        assert_eq!(m["tasks_spawned"], 4);
+        assert_eq!(m["tasks_cancelled"], 1);
+        assert_eq!(m["tasks_ended"]["timeout"], 1);
         assert_eq!(m["total_task_duration_ms"], 1234.567);
         assert_eq!(m["p95_task_duration_ms"], 1000.0);
         assert_eq!(m["scope_duration_ms"], 2000.0);

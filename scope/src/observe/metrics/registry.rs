@@ -6,13 +6,20 @@
 //! short-lived scopes share it (one per request, say), and memory stays bounded per name.
 //!
 //! Name scopes by role (`"checkout"`), not by instance (`"checkout-4711"`): every distinct name
-//! is a label value and lives for the rest of the process.
+//! is a label value and lives for the rest of the process. The registry holds at most
+//! [`DEFAULT_MAX_SCOPE_NAMES`] names unless told otherwise; scopes with further names are
+//! counted under [`OVERFLOW_SCOPE`].
 
+use crate::core::error::Error;
+use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitState};
 use crate::util::sync::lock;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
+use tokio::time::Instant;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -20,6 +27,24 @@ use prometheus_client::encoding::DescriptorEncoder;
 use super::ScopeMetrics;
 use super::collector::{Counters, Totals};
 use super::export::{Series, encode_families, encode_prometheus};
+use super::window::Window;
+
+/// How many distinct scope names the registry holds unless told otherwise
+/// ([`MetricsRegistry::set_max_scope_names`]).
+///
+/// *Feature `metrics`.*
+pub const DEFAULT_MAX_SCOPE_NAMES: usize = 1_000;
+
+/// The `scope` label of the scopes whose names came after the registry was full.
+///
+/// *Feature `metrics`.*
+pub const OVERFLOW_SCOPE: &str = "__other__";
+
+/// The length of the sliding window behind the average and p95 gauges unless told otherwise
+/// ([`MetricsRegistry::set_window`]): five minutes.
+///
+/// *Feature `metrics`.*
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
 
 /// The `Content-Type` to serve [`encode`]'s output with: Prometheus text format 0.0.4.
 ///
@@ -34,9 +59,16 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 ///
 /// It reports, for each scope name, the sum over every metrics-enabled scope of that name that
 /// ever existed in the process, with the label `scope="<name>"`. The gauges are per name too:
-/// average and p95 over every completed task, tasks still running, and the scope lifetime (the
-/// age of the oldest scope of that name still open, or else the lifetime of the last one that
-/// closed).
+/// average and p95 run time over a sliding window ([`DEFAULT_WINDOW`], see
+/// [`set_window`](Self::set_window)), tasks still running, scopes open, the breaker state, and
+/// the scope lifetime (the age of the oldest scope of that name still open, or else the
+/// lifetime of the last one that closed).
+///
+/// Control characters in a scope name (a CR, a tab, a NUL) are written as escapes (`\r`,
+/// `\t`, `\u{0}`), so a label value never breaks an exposition. The registry holds at most
+/// [`DEFAULT_MAX_SCOPE_NAMES`] names (see [`set_max_scope_names`](Self::set_max_scope_names));
+/// scopes with further names are counted under `scope="__other__"` ([`OVERFLOW_SCOPE`]) and a
+/// warning is logged once.
 ///
 /// *Feature `metrics`.*
 ///
@@ -58,12 +90,16 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 /// ```
 pub struct MetricsRegistry {
     names: Mutex<Names>,
+    max_names: AtomicUsize,
+    window_nanos: AtomicU64,
 }
 
 impl fmt::Debug for MetricsRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MetricsRegistry")
             .field("names", &self.lock().by_name.len())
+            .field("max_scope_names", &self.max_scope_names())
+            .field("window", &self.window())
             .finish()
     }
 }
@@ -72,6 +108,8 @@ impl fmt::Debug for MetricsRegistry {
 struct Names {
     by_name: BTreeMap<String, NameEntry>,
     next_id: u64,
+    /// Whether the overflow warning was logged.
+    warned: bool,
 }
 
 #[derive(Default)]
@@ -79,6 +117,10 @@ struct NameEntry {
     live: HashMap<u64, Weak<Counters>>,
     retired: Totals,
     last_lifetime: Option<Duration>,
+    window: Arc<Mutex<Window>>,
+    /// The breaker of the last scope of the name that went away, read while no scope of the
+    /// name is live (a breaker shared by short-lived scopes outlives each of them).
+    last_breaker: Option<Arc<CircuitBreaker>>,
 }
 
 static GLOBAL: OnceLock<MetricsRegistry> = OnceLock::new();
@@ -86,7 +128,27 @@ static GLOBAL: OnceLock<MetricsRegistry> = OnceLock::new();
 pub(crate) fn global() -> &'static MetricsRegistry {
     GLOBAL.get_or_init(|| MetricsRegistry {
         names: Mutex::new(Names::default()),
+        max_names: AtomicUsize::new(DEFAULT_MAX_SCOPE_NAMES),
+        window_nanos: AtomicU64::new(DEFAULT_WINDOW.as_nanos() as u64),
     })
+}
+
+/// `name` with its control characters written as escapes (`\r`, `\t`, `\u{0}`).
+pub(crate) fn escape_name(name: &str) -> Cow<'_, str> {
+    if !name.chars().any(char::is_control) {
+        return Cow::Borrowed(name);
+    }
+    let mut escaped = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if c.is_control() => escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
 }
 
 /// The process-wide registry of scope metrics.
@@ -126,35 +188,109 @@ impl MetricsRegistry {
         lock(&self.names)
     }
 
-    pub(crate) fn register(&self, counters: &Arc<Counters>) -> u64 {
+    /// Files a new scope's counters under its name (escaped), or under [`OVERFLOW_SCOPE`] when
+    /// the registry already holds as many names as it may; `build` makes the counters from
+    /// the name they are filed under and the name's sliding window.
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        build: impl FnOnce(String, Arc<Mutex<Window>>) -> Arc<Counters>,
+    ) -> (u64, Arc<Counters>) {
         let mut names = self.lock();
         names.next_id += 1;
         let id = names.next_id;
-        let weak = Arc::downgrade(counters);
+        let escaped = escape_name(name);
+        let mut key: &str = &escaped;
         // Look up before inserting: most scopes reuse a name, and a lookup allocates nothing.
-        match names.by_name.get_mut(&counters.name) {
-            Some(entry) => {
-                entry.live.insert(id, weak);
-            }
-            None => {
-                let mut entry = NameEntry::default();
-                entry.live.insert(id, weak);
-                names.by_name.insert(counters.name.clone(), entry);
+        if !names.by_name.contains_key(key) {
+            let max = self.max_names.load(Relaxed);
+            let held =
+                names.by_name.len() - usize::from(names.by_name.contains_key(OVERFLOW_SCOPE));
+            if held >= max {
+                if !names.warned {
+                    names.warned = true;
+                    tracing::warn!(
+                        scope = key,
+                        max_scope_names = max,
+                        "the metrics registry holds as many scope names as it may; scopes with \
+                         further names are counted under scope=\"__other__\" (name scopes by \
+                         role, not by request)"
+                    );
+                }
+                key = OVERFLOW_SCOPE;
             }
         }
-        id
+        let entry = match names.by_name.get_mut(key) {
+            Some(entry) => entry,
+            None => names.by_name.entry(key.to_owned()).or_default(),
+        };
+        let counters = build(key.to_owned(), Arc::clone(&entry.window));
+        entry.live.insert(id, Arc::downgrade(&counters));
+        (id, counters)
+    }
+
+    /// The most distinct scope names the registry holds (default
+    /// [`DEFAULT_MAX_SCOPE_NAMES`]); scopes with further names are counted under
+    /// [`OVERFLOW_SCOPE`]. Names already held stay; lowering the cap only affects new names.
+    ///
+    /// ```
+    /// use go_go_scope::metrics::{DEFAULT_MAX_SCOPE_NAMES, registry};
+    ///
+    /// assert_eq!(registry().max_scope_names(), DEFAULT_MAX_SCOPE_NAMES);
+    /// registry().set_max_scope_names(5_000);
+    /// assert_eq!(registry().max_scope_names(), 5_000);
+    /// ```
+    pub fn set_max_scope_names(&self, max: usize) {
+        self.max_names.store(max, Relaxed);
+    }
+
+    /// The most distinct scope names the registry holds.
+    pub fn max_scope_names(&self) -> usize {
+        self.max_names.load(Relaxed)
+    }
+
+    /// Sets the length of the sliding window behind the average and p95 gauges (default
+    /// [`DEFAULT_WINDOW`]). Set it at start-up: samples already counted were filed in slots of
+    /// the old length. A zero window is refused with [`Error::InvalidOption`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use go_go_scope::metrics::registry;
+    ///
+    /// registry().set_window(Duration::from_secs(300)).unwrap();
+    /// assert_eq!(registry().window(), Duration::from_secs(300));
+    /// assert!(registry().set_window(Duration::ZERO).is_err());
+    /// ```
+    pub fn set_window(&self, window: Duration) -> Result<(), Error> {
+        if window < Duration::from_millis(10) {
+            return Err(Error::invalid(
+                "metrics window",
+                "the window must be at least 10 ms",
+            ));
+        }
+        let nanos = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        self.window_nanos.store(nanos, Relaxed);
+        Ok(())
+    }
+
+    /// The length of the sliding window behind the average and p95 gauges.
+    pub fn window(&self) -> Duration {
+        Duration::from_nanos(self.window_nanos.load(Relaxed))
     }
 
     /// Moves a scope's final numbers into its name's totals. Done under the registry's lock, so
     /// a concurrent scrape sees the scope either live or retired, never both.
     pub(crate) fn retire(&self, id: u64, counters: &Counters) {
         let mut names = self.lock();
-        if let Some(entry) = names.by_name.get_mut(&counters.name)
+        if let Some(entry) = names.by_name.get_mut(&counters.key)
             && entry.live.remove(&id).is_some()
         {
             counters.add_to(&mut entry.retired);
             if let Some(lifetime) = counters.lifetime.get() {
                 entry.last_lifetime = Some(*lifetime);
+            }
+            if let Some(breaker) = counters.breaker() {
+                entry.last_breaker = Some(Arc::clone(breaker));
             }
         }
     }
@@ -176,11 +312,18 @@ impl MetricsRegistry {
     /// # }
     /// ```
     pub fn snapshot(&self) -> Vec<ScopeMetrics> {
+        self.snapshots().into_iter().map(|(m, _)| m).collect()
+    }
+
+    /// Every name's snapshot, with the count of its scopes still open.
+    fn snapshots(&self) -> Vec<(ScopeMetrics, u64)> {
+        let now = Instant::now();
+        let window = self.window();
         let names = self.lock();
         names
             .by_name
             .iter()
-            .map(|(name, entry)| entry.snapshot(name))
+            .map(|(name, entry)| entry.snapshot(name, now, window))
             .collect()
     }
 
@@ -201,8 +344,14 @@ impl MetricsRegistry {
     /// # }
     /// ```
     pub fn snapshot_of(&self, name: &str) -> Option<ScopeMetrics> {
+        let now = Instant::now();
+        let window = self.window();
         let names = self.lock();
-        names.by_name.get(name).map(|entry| entry.snapshot(name))
+        let name = escape_name(name);
+        names
+            .by_name
+            .get(&*name)
+            .map(|entry| entry.snapshot(&name, now, window).0)
     }
 
     /// The registry as Prometheus text (format 0.0.4) with the prefix `goscope`.
@@ -248,25 +397,52 @@ impl MetricsRegistry {
 }
 
 impl NameEntry {
-    fn snapshot(&self, name: &str) -> ScopeMetrics {
+    fn snapshot(&self, name: &str, now: Instant, window: Duration) -> (ScopeMetrics, u64) {
         let mut totals = Totals::default();
         totals.merge(&self.retired);
         let mut oldest_open = None;
+        let mut open = 0;
+        let mut breaker: Option<CircuitState> = None;
+        let mut closed_lifetime = None;
         for counters in self.live.values().filter_map(Weak::upgrade) {
             counters.add_to(&mut totals);
-            if counters.lifetime.get().is_none() {
-                let age = counters.created.elapsed();
-                oldest_open = Some(oldest_open.map_or(age, |o: Duration| o.max(age)));
+            match counters.lifetime.get() {
+                None => {
+                    open += 1;
+                    let age = counters.created.elapsed();
+                    oldest_open = Some(oldest_open.map_or(age, |o: Duration| o.max(age)));
+                }
+                Some(&lifetime) => {
+                    closed_lifetime =
+                        Some(closed_lifetime.map_or(lifetime, |l: Duration| l.max(lifetime)));
+                }
+            }
+            if let Some(state) = counters.breaker_state() {
+                breaker = Some(match breaker {
+                    Some(seen) if breaker_level(seen) >= breaker_level(state) => seen,
+                    _ => state,
+                });
             }
         }
-        let lifetime = oldest_open.or(self.last_lifetime).or_else(|| {
-            self.live
-                .values()
-                .filter_map(Weak::upgrade)
-                .filter_map(|c| c.lifetime.get().copied())
-                .max()
-        });
-        totals.to_metrics(name, lifetime)
+        if breaker.is_none() {
+            breaker = self.last_breaker.as_ref().map(|b| b.state());
+        }
+        let lifetime = oldest_open.or(self.last_lifetime).or(closed_lifetime);
+        let mut m = totals.to_metrics(name, lifetime);
+        let stats = lock(&self.window).stats(now, window);
+        m.avg_task_duration = stats.average;
+        m.p95_task_duration = stats.p95;
+        m.breaker_state = breaker;
+        (m, open)
+    }
+}
+
+/// The breaker-state gauge's value: 0 closed, 1 half-open, 2 open.
+pub(crate) fn breaker_level(state: CircuitState) -> u8 {
+    match state {
+        CircuitState::Closed => 0,
+        CircuitState::HalfOpen => 1,
+        CircuitState::Open => 2,
     }
 }
 
@@ -287,15 +463,69 @@ impl fmt::Debug for ScopesCollector {
 
 impl Collector for ScopesCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        let snapshots = self.registry.snapshot();
+        let snapshots = self.registry.snapshots();
         let series: Vec<Series<'_>> = snapshots
             .iter()
-            .map(|m| Series {
+            .map(|(m, open)| Series {
                 scope_label: Some(&m.scope_name),
                 metrics: m,
+                scopes_open: Some(*open),
             })
             .collect();
         encode_families(&mut encoder, &series)?;
         crate::observe::introspect::encode_tasks_by_state(&mut encoder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::metrics::collector::MetricsCollector;
+
+    fn registry_of(max: usize) -> MetricsRegistry {
+        MetricsRegistry {
+            names: Mutex::new(Names::default()),
+            max_names: AtomicUsize::new(max),
+            window_nanos: AtomicU64::new(DEFAULT_WINDOW.as_nanos() as u64),
+        }
+    }
+
+    #[test]
+    fn names_past_the_cap_fold_into_one_overflow_series() {
+        let registry = registry_of(3);
+        let mut kept = Vec::new();
+        for i in 0..10 {
+            kept.push(registry.register(&format!("request-{i}"), |key, window| {
+                Arc::new(MetricsCollector::counters_for_test(key, window))
+            }));
+        }
+        // A name already held keeps its own series.
+        kept.push(registry.register("request-1", |key, window| {
+            Arc::new(MetricsCollector::counters_for_test(key, window))
+        }));
+        let names = registry.lock();
+        let held: Vec<&String> = names.by_name.keys().collect();
+        assert_eq!(held, ["__other__", "request-0", "request-1", "request-2"]);
+        assert_eq!(names.by_name[OVERFLOW_SCOPE].live.len(), 7);
+        assert_eq!(names.by_name["request-1"].live.len(), 2);
+        assert!(names.warned);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape_name("plain"), Cow::Borrowed("plain"));
+        assert_eq!(escape_name("a\r\nb\tc\0"), "a\\r\\nb\\tc\\u{0}");
+        assert_eq!(escape_name("é\u{7f}"), "é\\u{7f}");
+    }
+
+    #[test]
+    fn a_window_shorter_than_ten_milliseconds_is_refused() {
+        let registry = registry_of(1);
+        assert!(matches!(
+            registry.set_window(Duration::from_millis(1)),
+            Err(Error::InvalidOption { .. })
+        ));
+        registry.set_window(Duration::from_secs(60)).unwrap();
+        assert_eq!(registry.window(), Duration::from_secs(60));
     }
 }
