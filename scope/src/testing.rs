@@ -150,6 +150,9 @@ impl TestScope {
     }
 
     /// A recording scope from your own builder (its hooks are kept; recording is added).
+    ///
+    /// # Errors
+    /// As [`ScopeBuilder::build`]: invalid options, no Tokio runtime, a closed parent.
     pub fn from_builder(builder: ScopeBuilder) -> Result<TestScope, Error> {
         let recorder = Arc::new(Recorder::default());
         let mut builder = builder;
@@ -248,6 +251,14 @@ pub fn assert_closed(scope: &Scope) {
 /// Closes `scope` (a failing disposer fails the test) and asserts [`assert_closed`].
 ///
 /// *Feature `testing`.*
+///
+/// # Cancel safety
+/// As [`Scope::close`]: the close, once started, goes on in the background; the assertions
+/// of a dropped call are not made.
+///
+/// # Panics
+/// When a disposer fails, or when [`assert_closed`] finds something left: that is the test
+/// failing.
 pub async fn close_and_assert(scope: &Scope) {
     if let Err(error) = scope.close().await {
         panic!("closing scope `{}` failed: {error}", scope.name());
@@ -361,6 +372,10 @@ pub fn assert_no_wait_longer_than(scope: &Scope, limit: Duration) {
 /// scope.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// Dropping the future only stops the waiting: it owns nothing, and the tasks it let run keep
+/// what they did.
 pub async fn flush_tasks() {
     let handle = tokio::runtime::Handle::current();
     #[cfg(target_has_atomic = "64")]
@@ -441,6 +456,14 @@ async fn until_idle(handle: &tokio::runtime::Handle) -> bool {
 /// scope.close().await.unwrap();
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// Dropping it mid-way leaves the clock advanced by however far it had gone (possibly not
+/// at all) and owns nothing else; advance again to go on.
+///
+/// # Panics
+/// As [`tokio::time::advance`]: when the clock is not paused (pausing it needs a
+/// `current_thread` runtime).
 pub async fn advance(by: Duration) {
     flush_tasks().await;
     tokio::time::advance(by).await;

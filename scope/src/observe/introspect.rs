@@ -351,7 +351,7 @@ impl Introspector {
                 _ = ticks.tick() => {
                     for long in self.long_waits(threshold, Instant::now()) {
                         tracing::warn!(
-                            task = %long.path,
+                            task = ?long.path,
                             waiting_on = long.on,
                             waited = ?long.waited,
                             "a task has waited longer than the threshold"

@@ -251,6 +251,13 @@ impl OtelPipeline {
     /// });
     /// assert!(otel.shutdown().is_err()); // the span could not be delivered
     /// ```
+    ///
+    /// # Errors
+    /// [`OtelError::InvalidEndpoint`] for an endpoint that is not `http://` or `https://` with
+    /// a host (or is `https://` without the feature `tls`); [`OtelError::InvalidHeader`] for a
+    /// header HTTP cannot carry; [`OtelError::Tls`] for a certificate that cannot be read;
+    /// [`OtelError::Exporter`] when the exporter's HTTP client cannot be built. Nothing global
+    /// is changed then.
     pub fn build(self) -> Result<Otel, OtelError> {
         let otel = self.pipeline()?;
         opentelemetry::global::set_tracer_provider(otel.provider.clone());
@@ -260,6 +267,10 @@ impl OtelPipeline {
     /// [`build`](Self::build)s the pipeline and installs a global `tracing` subscriber made of
     /// the OpenTelemetry layer alone. Fails, changing nothing global, if a global subscriber is
     /// already set.
+    ///
+    /// # Errors
+    /// As [`build`](Self::build), and [`OtelError::SubscriberAlreadySet`] when a global
+    /// subscriber was already installed.
     pub fn install(self) -> Result<Otel, OtelError> {
         let otel = self.pipeline()?;
         tracing_subscriber::registry()
@@ -419,6 +430,9 @@ impl Otel {
     }
 
     /// Exports every finished span now and waits for the receiver's answer.
+    ///
+    /// # Errors
+    /// [`OtelError::Export`] when the receiver could not be reached or refused the spans.
     pub fn force_flush(&self) -> Result<(), OtelError> {
         self.provider
             .force_flush()
@@ -426,6 +440,10 @@ impl Otel {
     }
 
     /// Exports what is buffered, then stops the pipeline. Spans ended afterwards are dropped.
+    ///
+    /// # Errors
+    /// [`OtelError::Export`] when the last spans could not be delivered or the provider could
+    /// not stop cleanly; the pipeline is stopped either way.
     pub fn shutdown(self) -> Result<(), OtelError> {
         self.shut_down.store(true, Ordering::SeqCst);
         let flushed = self.force_flush();

@@ -439,7 +439,7 @@ impl Observer for MetricsCollector {
     fn wait_began(
         self: Arc<Self>,
         _scope: &Shared,
-        _task: Option<&str>,
+        _task: Option<&crate::core::context::TaskIdent>,
         what: &'static str,
     ) -> Option<Box<dyn Any + Send>> {
         (what == PERMIT_WAIT).then(|| {

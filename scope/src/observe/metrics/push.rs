@@ -174,6 +174,9 @@ impl Pushgateway {
     /// assert!(matches!(Pushgateway::new("http://"), Err(PushError::InvalidUrl { .. })));
     /// assert!(matches!(Pushgateway::new("http:///127.0.0.1:1"), Err(PushError::InvalidUrl { .. })));
     /// ```
+    ///
+    /// # Errors
+    /// As [`PushgatewayBuilder::build`].
     pub fn new(url: impl Into<String>) -> Result<Pushgateway, PushError> {
         Pushgateway::builder(url).build()
     }
@@ -185,12 +188,34 @@ impl Pushgateway {
 
     /// Pushes the process-wide registry ([`encode`](super::encode)), replacing the group
     /// `job`/`instance` (an empty `instance` leaves that label out).
+    ///
+    /// # Cancel safety
+    /// A push is one HTTP `PUT` that replaces the whole group. Dropping the future mid-way
+    /// abandons the request: the gateway keeps either the group as it was or the new one, never
+    /// a mix, and pushing again is always safe.
+    ///
+    /// # Errors
+    /// [`PushError::InvalidGrouping`] for an empty job or a label name the gateway cannot take;
+    /// [`PushError::Request`] when the gateway cannot be reached in time;
+    /// [`PushError::Rejected`] when it answers with an error status (`401` for missing or wrong
+    /// credentials, `400` for a body it cannot parse).
     pub async fn push(&self, job: &str, instance: &str) -> Result<(), PushError> {
         self.push_text(job, instance, super::encode()).await
     }
 
     /// Pushes `body` (Prometheus text), replacing the group `job`/`instance` (an empty
     /// `instance` leaves that label out).
+    ///
+    /// # Cancel safety
+    /// A push is one HTTP `PUT` that replaces the whole group. Dropping the future mid-way
+    /// abandons the request: the gateway keeps either the group as it was or the new one, never
+    /// a mix, and pushing again is always safe.
+    ///
+    /// # Errors
+    /// [`PushError::InvalidGrouping`] for an empty job or a label name the gateway cannot take;
+    /// [`PushError::Request`] when the gateway cannot be reached in time;
+    /// [`PushError::Rejected`] when it answers with an error status (`401` for missing or wrong
+    /// credentials, `400` for a body it cannot parse).
     pub async fn push_text(
         &self,
         job: &str,
@@ -210,6 +235,17 @@ impl Pushgateway {
     /// labels (in the order given). Every value is sent as it is, the empty string included:
     /// values the gateway's paths cannot carry (`""`, `.`, `..`, anything with a `/`) are sent
     /// in its `@base64` form.
+    ///
+    /// # Cancel safety
+    /// A push is one HTTP `PUT` that replaces the whole group. Dropping the future mid-way
+    /// abandons the request: the gateway keeps either the group as it was or the new one, never
+    /// a mix, and pushing again is always safe.
+    ///
+    /// # Errors
+    /// [`PushError::InvalidGrouping`] for an empty job or a label name the gateway cannot take;
+    /// [`PushError::Request`] when the gateway cannot be reached in time;
+    /// [`PushError::Rejected`] when it answers with an error status (`401` for missing or wrong
+    /// credentials, `400` for a body it cannot parse).
     pub async fn push_grouped(
         &self,
         job: &str,
@@ -284,6 +320,12 @@ impl PushgatewayBuilder {
     /// let bad = Pushgateway::builder("http://127.0.0.1:9091").header("bad header", "x").build();
     /// assert!(matches!(bad, Err(PushError::InvalidHeader { .. })));
     /// ```
+    ///
+    /// # Errors
+    /// [`PushError::InvalidUrl`] for a URL that is not `http://` or `https://` with a host (or
+    /// has a query), or is `https://` without the feature `tls`;
+    /// [`PushError::InvalidHeader`] for a header name or value HTTP cannot carry;
+    /// [`PushError::Tls`] for a certificate that cannot be read.
     pub fn build(self) -> Result<Pushgateway, PushError> {
         let url = crate::util::endpoint::parse_http_url(&self.url).map_err(|reason| {
             PushError::InvalidUrl {
@@ -346,6 +388,12 @@ impl PushgatewayBuilder {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// As [`Pushgateway::push`].
+///
+/// # Errors
+/// As [`Pushgateway::new`] for the URL, then as [`Pushgateway::push`].
 pub async fn push_to_gateway(url: &str, job: &str, instance: &str) -> Result<(), PushError> {
     push_text_to_gateway(url, job, instance, super::encode()).await
 }
@@ -367,6 +415,12 @@ pub async fn push_to_gateway(url: &str, job: &str, instance: &str) -> Result<(),
 /// # Ok(())
 /// # }
 /// ```
+///
+/// # Cancel safety
+/// As [`Pushgateway::push`].
+///
+/// # Errors
+/// As [`Pushgateway::new`] for the URL, then as [`Pushgateway::push_text`].
 pub async fn push_text_to_gateway(
     url: &str,
     job: &str,

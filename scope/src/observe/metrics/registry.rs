@@ -261,6 +261,9 @@ impl MetricsRegistry {
     /// assert_eq!(registry().window(), Duration::from_secs(300));
     /// assert!(registry().set_window(Duration::ZERO).is_err());
     /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a window under 10 ms; the window is then unchanged.
     pub fn set_window(&self, window: Duration) -> Result<(), Error> {
         if window < Duration::from_millis(10) {
             return Err(Error::invalid(

@@ -317,6 +317,15 @@ impl MetricsReporter {
     /// scope.close().await.unwrap();
     /// # }
     /// ```
+    ///
+    /// # Cancel safety
+    /// Dropping the future drops the callback's future where it stands: that one export may be
+    /// half-done (whatever the callback had sent is sent). The periodic loop is not affected,
+    /// and the next report exports a fresh snapshot.
+    ///
+    /// # Errors
+    /// The callback's error, as [`Error::Failed`]; [`Error::Panicked`] when the callback
+    /// panicked (the panic is caught).
     pub async fn report(&self) -> Result<(), Error> {
         self.inner
             .export_caught()
