@@ -8,7 +8,7 @@
 //! with a 50 ms timeout that every fourth order misses (scope `shipping`: the timeout is a
 //! failure, and its run time is in the histogram), through a carrier circuit breaker that the
 //! shipping scopes share (`goscope_breaker_state{scope="shipping"}`). The HTTP server is itself a scope
-//! (`http-server`), one task per connection. The process-wide registry sums every scope by name,
+//! (`http-server`), one task per connection, each serving an axum router. The process-wide registry sums every scope by name,
 //! so the counters keep growing across orders: `goscope_tasks_spawned_total{scope="process-order"}`
 //! and friends.
 //!
@@ -32,17 +32,17 @@
 //! With `docker compose -f monitoring/docker-compose.yml up -d`, Prometheus scrapes it and the
 //! Grafana dashboard shows it (http://localhost:3000).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
 use go_go_scope::{CircuitBreaker, Error, Scope, introspect, tracked_wait};
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::time::sleep;
 
@@ -200,39 +200,47 @@ fn openmetrics() -> String {
     }
 }
 
-async fn serve_metrics(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let response = match request.uri().path() {
-        "/metrics" => Response::builder()
-            .header("Content-Type", go_go_scope::metrics::CONTENT_TYPE)
-            .body(Full::new(Bytes::from(go_go_scope::metrics::encode()))),
-        "/debug/scopes" => debug_scopes(request.uri().query()),
-        "/metrics/openmetrics" => Response::builder()
-            .header(
-                "Content-Type",
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
-            .body(Full::new(Bytes::from(openmetrics()))),
-        _ => Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::from_static(
-                b"try /metrics or /debug/scopes\n",
-            ))),
-    };
-    Ok(response.unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))))
+/// The endpoints: `/metrics` (Prometheus text 0.0.4), `/metrics/openmetrics` and the live tree
+/// at `/debug/scopes`.
+fn routes() -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, go_go_scope::metrics::CONTENT_TYPE)],
+                    go_go_scope::metrics::encode(),
+                )
+            }),
+        )
+        .route(
+            "/metrics/openmetrics",
+            get(|| async {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    openmetrics(),
+                )
+            }),
+        )
+        .route("/debug/scopes", get(debug_scopes))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "try /metrics or /debug/scopes\n") })
 }
 
 /// The admin endpoint: every live scope and task, as text or (`?format=json`) JSON.
-fn debug_scopes(query: Option<&str>) -> Result<Response<Full<Bytes>>, hyper::http::Error> {
+async fn debug_scopes(uri: Uri) -> impl IntoResponse {
     let tree = introspect::snapshot();
-    let json = query.is_some_and(|q| q.split('&').any(|pair| pair == "format=json"));
+    let json = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|pair| pair == "format=json"));
     let (content_type, body) = if json {
         ("application/json", tree.to_json())
     } else {
         ("text/plain; charset=utf-8", tree.to_string())
     };
-    Response::builder()
-        .header("Content-Type", content_type)
-        .body(Full::new(Bytes::from(body)))
+    ([(header::CONTENT_TYPE, content_type)], body)
 }
 
 #[tokio::main]
@@ -245,16 +253,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let server = Scope::builder().name("http-server").metrics(true).build()?;
     let connections = server.clone();
+    let app = routes();
     let accept = server.spawn(async move {
         loop {
             // Named, so /debug/scopes shows what the accept loop waits on.
             let Ok((stream, _)) = tracked_wait("tcp accept", listener.accept()).await else {
                 continue;
             };
+            // Each connection is a task of the server's scope, served by the axum router.
+            let service = TowerToHyperService::new(app.clone());
             drop(connections.spawn(async move {
-                let io = TokioIo::new(stream);
                 let _ = http1::Builder::new()
-                    .serve_connection(io, service_fn(serve_metrics))
+                    .serve_connection(TokioIo::new(stream), service)
                     .await;
             }));
         }
