@@ -248,7 +248,9 @@ impl<'env> LocalScope<'env, SendTasks> {
         F: Future + Send + 'env,
         F::Output: Send + 'env,
     {
-        self.start(Plain::new(future), |entry| Box::pin(entry))
+        self.start(Plain::new(future), TaskSpec::plain(), |entry| {
+            Box::pin(entry)
+        })
     }
 
     /// Starts a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error, as
@@ -260,7 +262,9 @@ impl<'env> LocalScope<'env, SendTasks> {
         T: Send + 'env,
         E: Into<BoxError> + 'static,
     {
-        self.start(Fallible::new(future), |entry| Box::pin(entry))
+        self.start(Fallible::new(future), TaskSpec::plain(), |entry| {
+            Box::pin(entry)
+        })
     }
 }
 
@@ -273,7 +277,9 @@ impl<'env> LocalScope<'env, AnyTasks> {
         F: Future + 'env,
         F::Output: 'env,
     {
-        self.start(Plain::new(future), |entry| Box::pin(entry))
+        self.start(Plain::new(future), TaskSpec::plain(), |entry| {
+            Box::pin(entry)
+        })
     }
 
     /// Starts a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error.
@@ -284,7 +290,9 @@ impl<'env> LocalScope<'env, AnyTasks> {
         T: 'env,
         E: Into<BoxError> + 'static,
     {
-        self.start(Fallible::new(future), |entry| Box::pin(entry))
+        self.start(Fallible::new(future), TaskSpec::plain(), |entry| {
+            Box::pin(entry)
+        })
     }
 }
 
@@ -304,30 +312,30 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     /// Admits a task through the same path as a spawned one and queues it for the scope's
     /// future. `#[track_caller]`, so that the live tree shows where the task was spawned.
     #[track_caller]
-    fn start<B, T>(
+    pub(crate) fn start<B, T>(
         &self,
         body: B,
+        spec: TaskSpec,
         boxed: impl FnOnce(Entry<B, T>) -> K::Entry<'env>,
     ) -> LocalTask<'_, T>
     where
         B: Future<Output = Result<T, Error>>,
     {
-        let (future, index, name) =
-            match prepare(self.scope.shared(), body, TaskSpec::plain(), true) {
-                Ok(Prepared {
-                    future,
+        let (future, index, name) = match prepare(self.scope.shared(), body, spec, true) {
+            Ok(Prepared {
+                future,
+                index,
+                name,
+            }) => (future, index, name),
+            Err((error, index, name)) => {
+                return LocalTask {
+                    slot: Err(Some(error)),
                     index,
                     name,
-                }) => (future, index, name),
-                Err((error, index, name)) => {
-                    return LocalTask {
-                        slot: Err(Some(error)),
-                        index,
-                        name,
-                        _scope: PhantomData,
-                    };
-                }
-            };
+                    _scope: PhantomData,
+                };
+            }
+        };
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState {
                 outcome: None,
@@ -622,7 +630,7 @@ impl<T> Slot<T> {
 
 pin_project! {
     /// A local task as its scope's future holds it: the task's future and its handle's slot.
-    struct Entry<B, T> {
+    pub(crate) struct Entry<B, T> {
         #[pin]
         task: Option<TaskFuture<B>>,
         slot: Arc<Slot<T>>,
