@@ -228,7 +228,9 @@ pub use observe::profiler::{KEPT_PROFILES, ProfileReport, ProfileStatistics, Tas
 pub use observe::trace::{AttrValue, ScopeTracer, record_task_attr};
 pub use resilience::circuit_breaker::{CircuitBreaker, CircuitBreakerBuilder, CircuitState};
 pub use resilience::retry::Retry;
-pub use resilience::task_builder::{Attempts, Factory, SingleAttempt, TaskBuilder};
+pub use resilience::task_builder::{
+    Attempts, Factory, LocalTarget, SingleAttempt, Spawned, TaskBuilder,
+};
 pub use sync::broadcast::{Broadcast, DEFAULT_BROADCAST_CAPACITY, Lagged, Subscriber};
 pub use sync::channel::{Channel, SendError, TryRecvError, TrySendError};
 pub use sync::pool::{Pool, PoolGuard, PoolOptions, PoolStats};

@@ -24,15 +24,20 @@ use pin_project_lite::pin_project;
 use crate::core::context;
 use crate::core::error::{BoxError, panic_message};
 use crate::core::scope::BodyEnd;
-use crate::core::task::{Fallible, Plain, TaskSpec, spawn_body};
-use crate::resilience::task_builder::{SingleAttempt, TaskBuilder};
+use crate::core::task::{TaskSpec, spawn_body};
+use crate::resilience::task_builder::{SingleAttempt, TaskBuilder, local_task_once};
 
 pub use crate::core::error::Error;
+pub use crate::core::local::{
+    AnyTasks, Holds, LocalBody, LocalKind, LocalScope, LocalTask, SendTasks, UnsendBody,
+};
 pub use crate::core::scope::{Scope, ScopeBuilder};
 pub use crate::core::task::Task;
+pub use crate::core::task::{Fallible, Plain};
 pub use crate::observe::trace::{AttrValue, ScopeTracer};
 pub use crate::resilience::circuit_breaker::CircuitBreaker;
 pub use crate::resilience::retry::Retry;
+pub use crate::resilience::task_builder::{LocalTarget, StartsBuilt};
 pub use std::sync::OnceLock;
 pub use std::time::Duration;
 
@@ -138,6 +143,40 @@ impl FallibleTag {
         configure(scope.task_once(future)).spawn()
     }
 
+    /// Starts `future` in the local scope `scope` (`go!` in a `#[scoped(local)]` fn).
+    #[track_caller]
+    pub fn spawn_local<'s, 'env, K, F, T, E>(
+        self,
+        scope: &'s LocalScope<'env, K>,
+        future: F,
+    ) -> LocalTask<'s, T>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: Into<BoxError> + 'static,
+        K: Holds<'env, Fallible<F>, T>,
+    {
+        scope.start(Fallible::new(future), TaskSpec::plain(), K::hold)
+    }
+
+    /// Starts `future` in the local scope `scope` as a one-shot task with the options
+    /// `configure` sets.
+    #[track_caller]
+    pub fn spawn_once_local<'s, 'env, K, F, T, E>(
+        self,
+        scope: &'s LocalScope<'env, K>,
+        future: F,
+        configure: impl FnOnce(
+            TaskBuilder<SingleAttempt<F>, LocalTarget<'s, 'env, K>>,
+        ) -> TaskBuilder<SingleAttempt<F>, LocalTarget<'s, 'env, K>>,
+    ) -> LocalTask<'s, T>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: Into<BoxError> + 'static,
+        K: StartsBuilt<'env, SingleAttempt<F>>,
+    {
+        configure(local_task_once(scope, future)).spawn()
+    }
+
     /// The future as one attempt of a task builder.
     pub fn wrap<F, T, E>(self, future: F) -> F
     where
@@ -190,6 +229,39 @@ impl PlainTag {
         F::Value: Send + 'static,
     {
         configure(scope.task_once(Infallibly { future })).spawn()
+    }
+
+    /// Starts `future` in the local scope `scope` (`go!` in a `#[scoped(local)]` fn).
+    #[track_caller]
+    pub fn spawn_local<'s, 'env, K, F>(
+        self,
+        scope: &'s LocalScope<'env, K>,
+        future: F,
+    ) -> LocalTask<'s, F::Value>
+    where
+        F: GoFuture,
+        K: Holds<'env, Plain<F>, F::Value>,
+    {
+        scope.start(Plain::new(future), TaskSpec::plain(), K::hold)
+    }
+
+    /// Starts `future` in the local scope `scope` as a one-shot task with the options
+    /// `configure` sets.
+    #[track_caller]
+    pub fn spawn_once_local<'s, 'env, K, F>(
+        self,
+        scope: &'s LocalScope<'env, K>,
+        future: F,
+        configure: impl FnOnce(
+            TaskBuilder<SingleAttempt<Infallibly<F>>, LocalTarget<'s, 'env, K>>,
+        )
+            -> TaskBuilder<SingleAttempt<Infallibly<F>>, LocalTarget<'s, 'env, K>>,
+    ) -> LocalTask<'s, F::Value>
+    where
+        F: GoFuture,
+        K: StartsBuilt<'env, SingleAttempt<Infallibly<F>>>,
+    {
+        configure(local_task_once(scope, Infallibly { future })).spawn()
     }
 
     /// The future as one attempt of a task builder: an attempt that can only fail by panicking.
@@ -573,6 +645,38 @@ impl Carrying {
             run: Scope::run(builder.wait(wait), |_| body),
         }
     }
+
+    /// Runs `body` in a local scope (`#[scoped(local)]`) as [`Carrying::run`] does.
+    pub fn run_local<'env, F, R>(
+        self,
+        builder: ScopeBuilder,
+        wait: bool,
+        body: F,
+    ) -> IntoReturn<impl Future<Output = Result<R, Error>>>
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, SendTasks>) -> LocalBody<'s, R>,
+        R: CarriesError,
+    {
+        IntoReturn {
+            run: Scope::local_until(builder.wait(wait), body, BodyEnd::OnCancel),
+        }
+    }
+
+    /// Runs `body` in a local scope whose tasks need not be `Send` (`#[scoped(local(unsend))]`).
+    pub fn run_local_unsend<'env, F, R>(
+        self,
+        builder: ScopeBuilder,
+        wait: bool,
+        body: F,
+    ) -> IntoReturn<impl Future<Output = Result<R, Error>>>
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, AnyTasks>) -> UnsendBody<'s, R>,
+        R: CarriesError,
+    {
+        IntoReturn {
+            run: Scope::local_unsend_until(builder.wait(wait), body, BodyEnd::OnCancel),
+        }
+    }
 }
 
 pin_project! {
@@ -607,13 +711,41 @@ impl Completing {
     /// When the scope cannot be opened (no Tokio runtime, or a parent that already closed):
     /// the return type has no way to say so.
     pub async fn run<F: Future>(self, builder: ScopeBuilder, wait: bool, body: F) -> F::Output {
-        match Scope::run_body(builder.wait(wait), |_| body, BodyEnd::Completed).await {
-            Ok(value) => value,
-            Err(error) => panic!(
-                "a #[scoped] fn could not open its scope: {error}; return a Result<T, E> with \
-                 E: From<go_go_scope::Error> to receive this as a value"
-            ),
-        }
+        opened(Scope::run_body(builder.wait(wait), |_| body, BodyEnd::Completed).await)
+    }
+
+    /// Runs `body` to completion in a local scope (`#[scoped(local)]`), as [`Completing::run`].
+    ///
+    /// # Panics
+    /// As [`Completing::run`].
+    pub async fn run_local<'env, F, R>(self, builder: ScopeBuilder, wait: bool, body: F) -> R
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, SendTasks>) -> LocalBody<'s, R>,
+    {
+        opened(Scope::local_until(builder.wait(wait), body, BodyEnd::Completed).await)
+    }
+
+    /// Runs `body` to completion in a local scope whose tasks need not be `Send`.
+    ///
+    /// # Panics
+    /// As [`Completing::run`].
+    pub async fn run_local_unsend<'env, F, R>(self, builder: ScopeBuilder, wait: bool, body: F) -> R
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, AnyTasks>) -> UnsendBody<'s, R>,
+    {
+        opened(Scope::local_unsend_until(builder.wait(wait), body, BodyEnd::Completed).await)
+    }
+}
+
+/// The value of a body that ran to completion; a scope that could not even be opened has no
+/// other way to be reported by a return type that cannot carry an error.
+fn opened<R>(outcome: Result<R, Error>) -> R {
+    match outcome {
+        Ok(value) => value,
+        Err(error) => panic!(
+            "a #[scoped] fn could not open its scope: {error}; return a Result<T, E> with \
+             E: From<go_go_scope::Error> to receive this as a value"
+        ),
     }
 }
 

@@ -33,6 +33,7 @@ pub(crate) const SCOPED_KEYS: &[&str] = &[
     "skip",
     "skip_all",
     "wait",
+    "local",
     "crate",
 ];
 
@@ -174,8 +175,19 @@ pub(crate) struct ScopedArgs {
     pub skip_all: Option<Span>,
     /// `wait`.
     pub wait: Option<Span>,
+    /// `local` / `local(unsend)`, with the key's span.
+    pub local: Option<(LocalArg, Span)>,
     /// `crate = ".."`.
     pub krate: Option<syn::Path>,
+}
+
+/// Which local scope `local` asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LocalArg {
+    /// `local`: tasks must be `Send`, and so is the fn's future.
+    Send,
+    /// `local(unsend)`: any task; the fn's future is not `Send`.
+    Unsend,
 }
 
 /// The options and the future of `go!(..)`.
@@ -191,6 +203,9 @@ pub(crate) struct GoArgs {
     pub attrs: Vec<AttrArg>,
     /// `scope = EXPR`.
     pub scope: Option<Expr>,
+    /// `__local = IDENT`: the local scope of the `#[scoped(local)]` fn this `go!` is written in,
+    /// added by that attribute.
+    pub local: Option<Ident>,
     /// `crate = ".."`.
     pub krate: Option<syn::Path>,
     /// The future expression, token for token.
@@ -384,6 +399,31 @@ fn expect_eq(input: ParseStream, key: &Key, example: &str) -> syn::Result<()> {
             format!("write `{example}`"),
         ),
     ))
+}
+
+/// `local` or `local(unsend)`.
+fn local_value(input: ParseStream, key: &Key) -> syn::Result<LocalArg> {
+    let help = "write `local` (tasks may borrow and must be `Send`) or `local(unsend)` (tasks \
+                need not be `Send`; nor is the fn's future)";
+    if input.peek(Token![=]) {
+        return Err(syn::Error::new(
+            input.span(),
+            with_help(format!("`{}` takes no value", key.name), help),
+        ));
+    }
+    if !input.peek(syn::token::Paren) {
+        return Ok(LocalArg::Send);
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    let kind = content.call(Ident::parse_any)?;
+    if kind != "unsend" || !content.is_empty() {
+        return Err(syn::Error::new(
+            kind.span(),
+            with_help(format!("unknown kind of local scope `{kind}`"), help),
+        ));
+    }
+    Ok(LocalArg::Unsend)
 }
 
 /// A key that takes no value.
@@ -919,6 +959,7 @@ pub(crate) fn scoped_args(tokens: TokenStream, errors: &mut Errors) -> ScopedArg
                 "skip" => args.skip = skip_value(input, &key)?,
                 "skip_all" => args.skip_all = Some(flag(input, &key)?),
                 "wait" => args.wait = Some(flag(input, &key)?),
+                "local" => args.local = Some((local_value(input, &key)?, key.span())),
                 "crate" => args.krate = Some(crate_value(input, &key)?),
                 _ => return Err(unknown_key(SCOPED, &key)),
             }
@@ -1072,6 +1113,11 @@ pub(crate) fn go_args(tokens: TokenStream, errors: &mut Errors) -> GoArgs {
                     "attrs" => args.attrs = attrs_value(input, &key, errors)?,
                     "scope" => args.scope = Some(expr_value(input, &key, "scope = s")?),
                     "crate" => args.krate = Some(crate_value(input, &key)?),
+                    // Written by `#[scoped(local)]`, never by hand.
+                    "__local" => {
+                        input.parse::<Token![=]>()?;
+                        args.local = Some(input.parse::<Ident>()?);
+                    }
                     _ => return Err(unknown_key(GO, &key)),
                 }
                 Ok(())

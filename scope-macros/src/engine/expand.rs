@@ -10,8 +10,8 @@ use syn::spanned::Spanned;
 use syn::{Ident, Type};
 
 use super::args::{
-    Backoff, BreakerArg, CountArg, DurationArg, GoArgs, RetryArg, RetryPolicy, ScopedArgs,
-    TracerArg,
+    Backoff, BreakerArg, CountArg, DurationArg, GoArgs, LocalArg, RetryArg, RetryPolicy,
+    ScopedArgs, TracerArg,
 };
 use super::item::{ScopedFn, mentions_impl_trait};
 
@@ -343,10 +343,32 @@ pub(crate) fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
 
     let (inner_attributes, statements) = split_inner_attributes(&item.body);
     let body_span = item.body.span();
-    let body = quote_spanned! {body_span=>
-        async move {
-            #never_runs
-            #statements
+    let run = match &args.local {
+        None => {
+            let body = quote_spanned! {body_span=>
+                async move {
+                    #never_runs
+                    #statements
+                }
+            };
+            quote!(#kind.run(#options, #wait, #body).await)
+        }
+        Some((local_kind, span)) => {
+            // The body borrows the fn's arguments where they are (no `move`), so its tasks may
+            // borrow them too; `go!` written in it spawns into the local scope.
+            let scope = local("local");
+            let statements = route_go_to(statements, &scope);
+            let run = match local_kind {
+                LocalArg::Send => quote_spanned!(*span=> run_local),
+                LocalArg::Unsend => quote_spanned!(*span=> run_local_unsend),
+            };
+            let body = quote_spanned! {body_span=>
+                |#scope| ::std::boxed::Box::pin(async {
+                    #never_runs
+                    #statements
+                })
+            };
+            quote!(#kind.#run(#options, #wait, #body).await)
         }
     };
     let record_args = record_arguments(&private, &options, args, &item);
@@ -359,7 +381,7 @@ pub(crate) fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
         #record_args
         #parent
         #select_kind
-        #kind.run(#options, #wait, #body).await
+        #run
     };
     let mut wrapped = Group::new(Delimiter::Brace, fn_body);
     wrapped.set_span(body_span);
@@ -367,6 +389,46 @@ pub(crate) fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
         #(#attrs)*
         #vis #sig #wrapped
     }
+}
+
+/// `tokens` with every `go!(..)` in them (outside nested fn items and other `go!`s) given
+/// `__local = scope` as its first option, so that it spawns into the local scope `scope`.
+fn route_go_to(tokens: TokenStream, scope: &Ident) -> TokenStream {
+    let trees: Vec<TokenTree> = tokens.into_iter().collect();
+    let mut out = Vec::with_capacity(trees.len());
+    let mut in_fn_item = false;
+    for (index, tree) in trees.iter().enumerate() {
+        let routed = match tree {
+            TokenTree::Group(group) if in_fn_item && group.delimiter() == Delimiter::Brace => {
+                // A nested fn's body cannot see the local scope.
+                in_fn_item = false;
+                None
+            }
+            TokenTree::Group(group) => {
+                let is_go = index >= 2
+                    && matches!(&trees[index - 1], TokenTree::Punct(bang) if bang.as_char() == '!')
+                    && matches!(&trees[index - 2], TokenTree::Ident(name) if name == "go");
+                let stream = if is_go {
+                    let mut routed = quote!(__local = #scope,);
+                    routed.extend(group.stream());
+                    routed
+                } else {
+                    route_go_to(group.stream(), scope)
+                };
+                let mut routed = Group::new(group.delimiter(), stream);
+                routed.set_span(group.span());
+                Some(TokenTree::Group(routed))
+            }
+            // `fn name`: an item (`fn(..)` is a pointer type).
+            TokenTree::Ident(ident) if ident == "fn" => {
+                in_fn_item = matches!(trees.get(index + 1), Some(TokenTree::Ident(_)));
+                None
+            }
+            _ => None,
+        };
+        out.push(routed.unwrap_or_else(|| tree.clone()));
+    }
+    out.into_iter().collect()
 }
 
 /// `go!(..)` with validated options.
@@ -391,9 +453,20 @@ pub(crate) fn go(args: &GoArgs) -> TokenStream {
         || args.timeout.is_some()
         || args.retry.is_some()
         || !args.attrs.is_empty();
+    // A `go!` in a `#[scoped(local)]` fn spawns into its local scope, unless told otherwise.
+    // Reached through `&*`, so that the body's async block captures the scope it points to and
+    // not the closure parameter that holds the reference.
+    let local_scope = args
+        .local
+        .as_ref()
+        .filter(|_| args.scope.is_none())
+        .map(|scope| quote!(&*#scope));
     if !has_options {
         // The common path: no task builder, no handle to the scope.
         let spawn = match &args.scope {
+            None if local_scope.is_some() => quote_spanned! {future_span=>
+                (&#spawned).__go_kind().spawn_local(#local_scope, #spawned)
+            },
             None => quote_spanned!(future_span=> (&#spawned).__go_kind().spawn_ambient(#spawned)),
             Some(target) => {
                 let at_target = respanned(private.clone(), target.span());
@@ -428,6 +501,7 @@ pub(crate) fn go(args: &GoArgs) -> TokenStream {
         settings.extend(quote!(.attr(#key, #value)));
     }
     let scope_binding = match &args.scope {
+        None if local_scope.is_some() => quote!(let #scope = #local_scope;),
         None => quote!(let #scope = #private::ambient_scope(); let #scope = &#scope;),
         Some(target) => {
             let at_target = respanned(private.clone(), target.span());
@@ -439,9 +513,14 @@ pub(crate) fn go(args: &GoArgs) -> TokenStream {
             // The options are set inside the spawn helper, so a value that is not a future
             // fails on one bound and the builder's methods never see it.
             let builder = local("builder");
+            let spawn_once = if local_scope.is_some() {
+                quote!(spawn_once_local)
+            } else {
+                quote!(spawn_once)
+            };
             quote_spanned! {future_span=>
                 let #spawned = #future;
-                (&#spawned).__go_kind().spawn_once(#scope, #spawned, |#builder| #builder #settings)
+                (&#spawned).__go_kind().#spawn_once(#scope, #spawned, |#builder| #builder #settings)
             }
         }
         Some((policy, retry_span)) => {
@@ -460,8 +539,15 @@ pub(crate) fn go(args: &GoArgs) -> TokenStream {
                     (&#spawned).__go_kind().wrap(#spawned)
                 }
             };
+            // A local scope's factory borrows what it uses, as its tasks may; a spawned one
+            // must own it.
+            let capture = if local_scope.is_some() {
+                TokenStream::new()
+            } else {
+                quote!(move)
+            };
             quote_spanned! {*retry_span=>
-                let #factory = move |_: u32| #attempt;
+                let #factory = #capture |_: u32| #attempt;
                 #scope.task(#factory) #policy #settings .spawn()
             }
         }

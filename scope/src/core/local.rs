@@ -28,7 +28,7 @@ use crate::core::context::{self, Ambient};
 use crate::core::error::{BoxError, Error, Outcome, into_outcome, into_result};
 use crate::core::observer::Features;
 use crate::core::scope::{Scope, ScopeBuilder};
-use crate::core::shared::{Cause, CloseOnDrop, Report, Watched};
+use crate::core::shared::{BodyEnd, Cause, CloseOnDrop, Report, Watched};
 use crate::core::task::{Fallible, Plain, Prepared, TaskFuture, TaskSpec, prepare};
 use crate::util::sync::lock;
 
@@ -67,6 +67,34 @@ impl LocalKind for SendTasks {
 
 impl LocalKind for AnyTasks {
     type Entry<'env> = Pin<Box<dyn Future<Output = ()> + 'env>>;
+}
+
+/// The tasks a [`LocalKind`] accepts, for the generic spawn paths (`go!`, the task builder):
+/// `Send` ones for [`SendTasks`], any for [`AnyTasks`]. Not a public API.
+#[doc(hidden)]
+pub trait Holds<'env, B, T>: LocalKind {
+    /// The task as the scope's future keeps it.
+    fn hold(entry: Entry<B, T>) -> Self::Entry<'env>;
+}
+
+impl<'env, B, T> Holds<'env, B, T> for SendTasks
+where
+    B: Future<Output = Result<T, Error>> + Send + 'env,
+    T: Send + 'env,
+{
+    fn hold(entry: Entry<B, T>) -> Self::Entry<'env> {
+        Box::pin(entry)
+    }
+}
+
+impl<'env, B, T> Holds<'env, B, T> for AnyTasks
+where
+    B: Future<Output = Result<T, Error>> + 'env,
+    T: 'env,
+{
+    fn hold(entry: Entry<B, T>) -> Self::Entry<'env> {
+        Box::pin(entry)
+    }
 }
 
 /// The body of a [`Scope::local`] scope: `|s| Box::pin(async { .. })`.
@@ -187,9 +215,22 @@ impl Scope {
     where
         F: for<'s> FnOnce(&'s LocalScope<'env, SendTasks>) -> LocalBody<'s, R>,
     {
+        Scope::local_until(builder, body, BodyEnd::OnCancel).await
+    }
+
+    /// [`Scope::local`], with a choice of what ends the body: the scope's cancellation, or only
+    /// its own completion (for `#[scoped(local)]` fns whose return type cannot carry an error).
+    pub(crate) async fn local_until<'env, F, R>(
+        builder: ScopeBuilder,
+        body: F,
+        end: BodyEnd,
+    ) -> Result<R, Error>
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, SendTasks>) -> LocalBody<'s, R>,
+    {
         let scope = LocalScope::new(builder)?;
         let guard = CloseOnDrop(Some(Arc::clone(scope.scope.shared())));
-        let outcome = scope.drive(body(&scope)).await;
+        let outcome = scope.drive(body(&scope), end).await;
         scope.finish(outcome, guard).await
     }
 
@@ -227,9 +268,21 @@ impl Scope {
     where
         F: for<'s> FnOnce(&'s LocalScope<'env, AnyTasks>) -> UnsendBody<'s, R>,
     {
+        Scope::local_unsend_until(builder, body, BodyEnd::OnCancel).await
+    }
+
+    /// [`Scope::local_unsend`] with a choice of what ends the body, as [`Scope::local_until`].
+    pub(crate) async fn local_unsend_until<'env, F, R>(
+        builder: ScopeBuilder,
+        body: F,
+        end: BodyEnd,
+    ) -> Result<R, Error>
+    where
+        F: for<'s> FnOnce(&'s LocalScope<'env, AnyTasks>) -> UnsendBody<'s, R>,
+    {
         let scope = LocalScope::new(builder)?;
         let guard = CloseOnDrop(Some(Arc::clone(scope.scope.shared())));
-        let outcome = scope.drive(body(&scope)).await;
+        let outcome = scope.drive(body(&scope), end).await;
         scope.finish(outcome, guard).await
     }
 }
@@ -327,14 +380,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
                 index,
                 name,
             }) => (future, index, name),
-            Err((error, index, name)) => {
-                return LocalTask {
-                    slot: Err(Some(error)),
-                    index,
-                    name,
-                    _scope: PhantomData,
-                };
-            }
+            Err((error, index, name)) => return LocalTask::rejected(error, index, name),
         };
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState {
@@ -430,8 +476,10 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     }
 
     /// Polls the body (as the scope's ambient code, inside its watch) and the tasks together,
-    /// until the body is done (and, with `wait`, the tasks too) or the scope is cancelled.
-    async fn drive<Fut: Future>(&self, body: Fut) -> Result<Fut::Output, Error> {
+    /// until the body is done (and, with `wait`, the tasks too) or, with [`BodyEnd::OnCancel`],
+    /// the scope is cancelled. With [`BodyEnd::Completed`] a cancellation ends the tasks and
+    /// the body runs on to its end.
+    async fn drive<Fut: Future>(&self, body: Fut, end: BodyEnd) -> Result<Fut::Output, Error> {
         let shared = self.scope.shared();
         // The body's context is made ambient once per poll of the scope's future, not once per
         // poll of the body: each task's poll makes its own ambient and restores this one after.
@@ -470,13 +518,17 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
                     }
                     let mut tasks = lock(&self.tasks);
                     while let Poll::Ready(Some(())) = tasks.poll_next_unpin(cx) {}
-                    if shared.is_cancelled() {
+                    let cancelled_now = shared.is_cancelled();
+                    if cancelled_now {
                         end_all(&mut tasks, cx);
-                        wake.end();
-                        return Poll::Ready(match output.take() {
-                            Some(value) => Ok(value),
-                            None => Err(shared.cancel_error()),
-                        });
+                        if output.is_some() || end == BodyEnd::OnCancel {
+                            wake.end();
+                            return Poll::Ready(match output.take() {
+                                Some(value) => Ok(value),
+                                None => Err(shared.cancel_error()),
+                            });
+                        }
+                        // The body runs to its end; what it spawns from now on is refused.
                     }
                     let drained = tasks.is_empty();
                     drop(tasks);
@@ -485,13 +537,16 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
                         return Poll::Ready(Ok(output.take().expect("checked above")));
                     }
                     if !wake.woken.load(Ordering::SeqCst) {
-                        if cancelled.is_none() {
-                            cancelled.set(Some(shared.token().cancelled()));
-                        }
-                        if let Some(waiter) = cancelled.as_mut().as_pin_mut()
-                            && waiter.poll(cx).is_ready()
-                        {
-                            continue;
+                        // Once cancelled, only the body is left to wake this future.
+                        if !cancelled_now {
+                            if cancelled.is_none() {
+                                cancelled.set(Some(shared.token().cancelled()));
+                            }
+                            if let Some(waiter) = cancelled.as_mut().as_pin_mut()
+                                && waiter.poll(cx).is_ready()
+                            {
+                                continue;
+                            }
                         }
                         if wake.end() {
                             // Nothing woke while polling: wait for a wake-up from outside.
@@ -630,7 +685,8 @@ impl<T> Slot<T> {
 
 pin_project! {
     /// A local task as its scope's future holds it: the task's future and its handle's slot.
-    pub(crate) struct Entry<B, T> {
+    #[doc(hidden)]
+    pub struct Entry<B, T> {
         #[pin]
         task: Option<TaskFuture<B>>,
         slot: Arc<Slot<T>>,
@@ -701,6 +757,16 @@ impl<T> std::fmt::Debug for LocalTask<'_, T> {
 }
 
 impl<T> LocalTask<'_, T> {
+    /// A task that never ran: it resolves to `error`.
+    pub(crate) fn rejected(error: Error, index: u64, name: Option<Cow<'static, str>>) -> Self {
+        LocalTask {
+            slot: Err(Some(error)),
+            index,
+            name,
+            _scope: PhantomData,
+        }
+    }
+
     /// The task's 1-based number in its scope, in spawn order; 0 for a task refused at spawn.
     pub fn id(&self) -> u64 {
         self.index

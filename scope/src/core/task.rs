@@ -205,7 +205,8 @@ impl<T> Future for Task<T> {
 
 pin_project! {
     /// A body whose output is the task's value.
-    pub(crate) struct Plain<F> {
+    #[doc(hidden)]
+    pub struct Plain<F> {
         #[pin]
         future: F,
     }
@@ -227,7 +228,8 @@ impl<F: Future> Future for Plain<F> {
 
 pin_project! {
     /// A body whose `Err` is the task's error.
-    pub(crate) struct Fallible<F> {
+    #[doc(hidden)]
+    pub struct Fallible<F> {
         #[pin]
         future: F,
     }

@@ -22,10 +22,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::core::error::{BoxError, Error, TimeoutOrigin};
+use crate::core::local::{AnyTasks, LocalKind, LocalScope, LocalTask, SendTasks};
 use crate::core::observer::TaskDetails;
 use crate::core::resources::DisposeResult;
 use crate::core::scope::{Queued, Scope, Shared};
-use crate::core::task::{Task, TaskSpec, spawn_body};
+use crate::core::task::{Refused, Task, TaskSpec, spawn_body};
 use crate::observe::deadlock::begin_wait;
 use crate::observe::profiler::Profiler;
 use crate::observe::trace::{AttrValue, Attrs};
@@ -39,14 +40,16 @@ mod sealed {
 
 /// Where a task's attempts come from: a factory called once per attempt, or a single future.
 ///
-/// Implemented by [`Factory`] and [`SingleAttempt`]; not implementable outside this crate.
-pub trait Attempts: sealed::Sealed + Send + 'static {
+/// Implemented by [`Factory`] and [`SingleAttempt`]; not implementable outside this crate. A
+/// spawned task's attempts must be `Send + 'static`; a local scope's may borrow (and, in a
+/// [`Scope::local_unsend`] scope, need not be `Send`).
+pub trait Attempts: sealed::Sealed {
     /// The task's value.
-    type Output: Send + 'static;
+    type Output;
     /// The attempt's own error type.
     type Error: Into<BoxError> + 'static;
     /// One attempt.
-    type Future: Future<Output = Result<Self::Output, Self::Error>> + Send + 'static;
+    type Future: Future<Output = Result<Self::Output, Self::Error>>;
 
     /// Produces attempt number `attempt` (1-based), or `None` if no more can be made.
     fn next_attempt(&mut self, attempt: u32) -> Option<Self::Future>;
@@ -83,9 +86,8 @@ impl<Fut> sealed::Sealed for SingleAttempt<Fut> {}
 
 impl<F, Fut, T, E> Attempts for Factory<F>
 where
-    F: FnMut(u32) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
-    T: Send + 'static,
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
     E: Into<BoxError> + 'static,
 {
     type Output = T;
@@ -99,8 +101,7 @@ where
 
 impl<Fut, T, E> Attempts for SingleAttempt<Fut>
 where
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
-    T: Send + 'static,
+    Fut: Future<Output = Result<T, E>>,
     E: Into<BoxError> + 'static,
 {
     type Output = T;
@@ -118,7 +119,8 @@ where
 
 type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), Error>> + Send>> + Send>;
 
-/// Configures one task before spawning it; see [`Scope::task`] and [`Scope::task_once`].
+/// Configures one task before spawning it; see [`Scope::task`] and [`Scope::task_once`], and
+/// [`LocalScope::task`] for a local scope's tasks (whose builder's `G` is [`LocalTarget`]).
 ///
 /// ```
 /// use std::time::Duration;
@@ -141,8 +143,9 @@ type Cleanup = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<(), Error>
 /// # }
 /// ```
 #[must_use = "a task builder does nothing until .spawn()"]
-pub struct TaskBuilder<S> {
+pub struct TaskBuilder<S, G = Spawned> {
     shared: Arc<Shared>,
+    target: G,
     attempts: S,
     name: Option<Cow<'static, str>>,
     timeout: Option<Duration>,
@@ -151,7 +154,20 @@ pub struct TaskBuilder<S> {
     attrs: Attrs,
 }
 
-impl<S> fmt::Debug for TaskBuilder<S> {
+/// Where a [`TaskBuilder`] puts its task: a Tokio task of a [`Scope`].
+#[derive(Debug)]
+pub struct Spawned(());
+
+/// Where a [`TaskBuilder`] puts its task: a task of a [`LocalScope`], which may borrow.
+pub struct LocalTarget<'a, 'env, K: LocalKind>(&'a LocalScope<'env, K>);
+
+impl<K: LocalKind> fmt::Debug for LocalTarget<'_, '_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LocalTarget").field(self.0).finish()
+    }
+}
+
+impl<S, G> fmt::Debug for TaskBuilder<S, G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskBuilder")
             .field("name", &self.name)
@@ -162,7 +178,7 @@ impl<S> fmt::Debug for TaskBuilder<S> {
     }
 }
 
-impl<S> TaskBuilder<S> {
+impl<S, G> TaskBuilder<S, G> {
     /// The task's name, used by hooks, spans, metrics and errors (default `task-<n>`).
     pub fn name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
         self.name = Some(name.into());
@@ -209,7 +225,7 @@ impl<S> TaskBuilder<S> {
     }
 }
 
-impl<F> TaskBuilder<Factory<F>> {
+impl<F, G> TaskBuilder<Factory<F>, G> {
     /// Retries failed attempts: a number of retries (`3`), or a [`Retry`] policy. Without this
     /// call the scope's default retry applies, if it has one.
     ///
@@ -242,20 +258,47 @@ impl<F> TaskBuilder<Factory<F>> {
     }
 }
 
-impl<S: Attempts> TaskBuilder<S> {
-    /// Spawns the task; it starts at once. Invalid options (a zero timeout) make the task fail
-    /// with [`Error::InvalidOption`] without running.
-    #[track_caller]
-    pub fn spawn(self) -> Task<S::Output> {
+impl<S, G> TaskBuilder<S, G> {
+    /// The builder's target, and its options apart from it.
+    fn detach(self) -> (G, TaskBuilder<S, ()>) {
+        let TaskBuilder {
+            shared,
+            target,
+            attempts,
+            name,
+            timeout,
+            retry,
+            cleanup,
+            attrs,
+        } = self;
+        let options = TaskBuilder {
+            shared,
+            target: (),
+            attempts,
+            name,
+            timeout,
+            retry,
+            cleanup,
+            attrs,
+        };
+        (target, options)
+    }
+}
+
+impl<S: Attempts> TaskBuilder<S, ()> {
+    /// Everything but the spawning itself, shared by every kind of scope: the options'
+    /// check, the cleanup, the retry policy, the first permit, and the attempt loop. (Without
+    /// the target, so that the loop's future borrows nothing of it.)
+    fn plan(self) -> Result<(impl Future<Output = Result<S::Output, Error>>, TaskSpec), Refused> {
         if self.timeout == Some(Duration::ZERO) {
-            return Task::rejected(
+            return Err((
                 Error::invalid(
                     "timeout",
                     "must be greater than zero; leave it unset for none",
                 ),
                 0,
                 self.name,
-            );
+            ));
         }
         if let Some(cleanup) = self.cleanup {
             Scope::from_shared(Arc::clone(&self.shared)).defer(cleanup);
@@ -299,15 +342,191 @@ impl<S: Attempts> TaskBuilder<S> {
             breaker,
             start,
         );
-        spawn_body(
-            &self.shared,
-            body,
-            TaskSpec {
-                name: self.name,
-                runs_attempts: true,
-                details: Some(run),
-                limit_before,
-            },
+        let spec = TaskSpec {
+            name: self.name,
+            runs_attempts: true,
+            details: Some(run),
+            limit_before,
+        };
+        Ok((body, spec))
+    }
+}
+
+impl<S> TaskBuilder<S, Spawned>
+where
+    S: Attempts + Send + 'static,
+    S::Future: Send + 'static,
+    S::Output: Send + 'static,
+{
+    /// Spawns the task; it starts at once. Invalid options (a zero timeout) make the task fail
+    /// with [`Error::InvalidOption`] without running.
+    #[track_caller]
+    pub fn spawn(self) -> Task<S::Output> {
+        let shared = Arc::clone(&self.shared);
+        match self.detach().1.plan() {
+            Ok((body, spec)) => spawn_body(&shared, body, spec),
+            Err((error, index, name)) => Task::rejected(error, index, name),
+        }
+    }
+}
+
+impl<'a, 'env, S, K> TaskBuilder<S, LocalTarget<'a, 'env, K>>
+where
+    S: Attempts,
+    K: StartsBuilt<'env, S>,
+{
+    /// Starts the task in its local scope; it first runs when the scope's future next polls
+    /// its tasks. Invalid options (a zero timeout) make the task fail with
+    /// [`Error::InvalidOption`] without running.
+    #[track_caller]
+    pub fn spawn(self) -> LocalTask<'a, S::Output> {
+        let (LocalTarget(scope), options) = self.detach();
+        K::start_built(scope, options)
+    }
+}
+
+/// The built tasks a local scope of kind `K` takes: `Send` ones for [`SendTasks`], any for
+/// [`AnyTasks`]. Not a public API.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "this task cannot run in a local scope whose tasks must be `Send`",
+    label = "the task's factory, its futures or its value are not `Send`",
+    note = "build the scope with `Scope::local_unsend` (or `#[scoped(local(unsend))]`) to run tasks that are not `Send`"
+)]
+pub trait StartsBuilt<'env, S: Attempts>: LocalKind + Sized {
+    /// Starts the built task in `scope`.
+    #[track_caller]
+    fn start_built<'a>(
+        scope: &'a LocalScope<'env, Self>,
+        options: TaskBuilder<S, ()>,
+    ) -> LocalTask<'a, S::Output>;
+}
+
+impl<'env, S> StartsBuilt<'env, S> for SendTasks
+where
+    S: Attempts + Send + 'env,
+    S::Future: Send,
+    S::Output: Send + 'env,
+{
+    #[track_caller]
+    fn start_built<'a>(
+        scope: &'a LocalScope<'env, Self>,
+        options: TaskBuilder<S, ()>,
+    ) -> LocalTask<'a, S::Output> {
+        match options.plan() {
+            Ok((body, spec)) => scope.start(body, spec, |e| Box::pin(e)),
+            Err((error, index, name)) => LocalTask::rejected(error, index, name),
+        }
+    }
+}
+
+impl<'env, S> StartsBuilt<'env, S> for AnyTasks
+where
+    S: Attempts + 'env,
+    S::Output: 'env,
+{
+    #[track_caller]
+    fn start_built<'a>(
+        scope: &'a LocalScope<'env, Self>,
+        options: TaskBuilder<S, ()>,
+    ) -> LocalTask<'a, S::Output> {
+        match options.plan() {
+            Ok((body, spec)) => scope.start(body, spec, |e| Box::pin(e)),
+            Err((error, index, name)) => LocalTask::rejected(error, index, name),
+        }
+    }
+}
+
+impl<'env> LocalScope<'env, SendTasks> {
+    /// Starts building a task whose attempts come from `factory`, as [`Scope::task`]; the
+    /// factory and its futures may borrow anything that outlives the scope, and must be
+    /// `Send`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use go_go_scope::{Retry, Scope};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let replies = vec![Err("busy"), Err("busy"), Ok("done")];
+    /// let replies = &replies; // the factory copies the reference into each attempt
+    /// let reply = Scope::local(Scope::builder(), |s| Box::pin(async {
+    ///     s.task(move |attempt| async move { replies[attempt as usize - 1] })
+    ///         .name("flaky")
+    ///         .timeout(Duration::from_secs(1))
+    ///         .retry(Retry::fixed(3, Duration::from_millis(10)))
+    ///         .spawn()
+    ///         .result()
+    ///         .await
+    /// }))
+    /// .await
+    /// .unwrap();
+    /// assert_eq!(reply.unwrap(), "done");
+    /// # }
+    /// ```
+    pub fn task<F, Fut, T, E>(
+        &self,
+        factory: F,
+    ) -> TaskBuilder<Factory<F>, LocalTarget<'_, 'env, SendTasks>>
+    where
+        F: FnMut(u32) -> Fut + Send + 'env,
+        Fut: Future<Output = Result<T, E>> + Send + 'env,
+        T: Send + 'env,
+        E: Into<BoxError> + 'static,
+    {
+        builder_for(self.shared(), LocalTarget(self), Factory(factory))
+    }
+
+    /// Starts building a task from a future that already exists, as [`Scope::task_once`]; it
+    /// may borrow anything that outlives the scope, and must be `Send`.
+    pub fn task_once<Fut, T, E>(
+        &self,
+        future: Fut,
+    ) -> TaskBuilder<SingleAttempt<Fut>, LocalTarget<'_, 'env, SendTasks>>
+    where
+        Fut: Future<Output = Result<T, E>> + Send + 'env,
+        T: Send + 'env,
+        E: Into<BoxError> + 'static,
+    {
+        builder_for(
+            self.shared(),
+            LocalTarget(self),
+            SingleAttempt(Some(future)),
+        )
+    }
+}
+
+impl<'env> LocalScope<'env, AnyTasks> {
+    /// Starts building a task whose attempts come from `factory`, as [`Scope::task`]; the
+    /// factory and its futures may borrow anything that outlives the scope, and need not be
+    /// `Send`.
+    pub fn task<F, Fut, T, E>(
+        &self,
+        factory: F,
+    ) -> TaskBuilder<Factory<F>, LocalTarget<'_, 'env, AnyTasks>>
+    where
+        F: FnMut(u32) -> Fut + 'env,
+        Fut: Future<Output = Result<T, E>> + 'env,
+        T: 'env,
+        E: Into<BoxError> + 'static,
+    {
+        builder_for(self.shared(), LocalTarget(self), Factory(factory))
+    }
+
+    /// Starts building a task from a future that already exists, as [`Scope::task_once`].
+    pub fn task_once<Fut, T, E>(
+        &self,
+        future: Fut,
+    ) -> TaskBuilder<SingleAttempt<Fut>, LocalTarget<'_, 'env, AnyTasks>>
+    where
+        Fut: Future<Output = Result<T, E>> + 'env,
+        T: 'env,
+        E: Into<BoxError> + 'static,
+    {
+        builder_for(
+            self.shared(),
+            LocalTarget(self),
+            SingleAttempt(Some(future)),
         )
     }
 }
@@ -326,7 +545,7 @@ impl Scope {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        self.builder_for(Factory(factory))
+        builder_for(self.shared(), Spawned(()), Factory(factory))
     }
 
     /// Starts building a task from a future that already exists. It can have a name, a timeout
@@ -359,12 +578,28 @@ impl Scope {
         T: Send + 'static,
         E: Into<BoxError> + 'static,
     {
-        self.builder_for(SingleAttempt(Some(future)))
+        builder_for(self.shared(), Spawned(()), SingleAttempt(Some(future)))
     }
+}
 
-    fn builder_for<S>(&self, attempts: S) -> TaskBuilder<S> {
+/// A builder for a one-shot task of a local scope of any kind (for `go!`, which cannot name the
+/// kind; the kind's [`StartsBuilt`] bound is checked at `spawn`).
+pub(crate) fn local_task_once<'a, 'env, K: LocalKind, Fut>(
+    scope: &'a LocalScope<'env, K>,
+    future: Fut,
+) -> TaskBuilder<SingleAttempt<Fut>, LocalTarget<'a, 'env, K>> {
+    builder_for(
+        scope.shared(),
+        LocalTarget(scope),
+        SingleAttempt(Some(future)),
+    )
+}
+
+fn builder_for<S, G>(shared: &Arc<Shared>, target: G, attempts: S) -> TaskBuilder<S, G> {
+    {
         TaskBuilder {
-            shared: Arc::clone(self.shared()),
+            shared: Arc::clone(shared),
+            target,
             attempts,
             name: None,
             timeout: None,

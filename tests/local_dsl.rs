@@ -1,0 +1,246 @@
+//! `#[scoped(local)]`, `go!` into a local scope, and the task builder of local scopes.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use go_go_scope::prelude::*;
+use go_go_scope::{Error, Retry, TimeoutOrigin};
+use go_go_scope_tests::Gauge;
+use tokio::time::sleep;
+
+#[derive(Debug)]
+struct AppError(String);
+
+impl From<Error> for AppError {
+    fn from(error: Error) -> Self {
+        AppError(error.to_string())
+    }
+}
+
+async fn price(catalog: &[(u32, u64)], id: u32) -> Result<u64, String> {
+    tokio::task::yield_now().await;
+    catalog
+        .iter()
+        .find(|(item, _)| *item == id)
+        .map(|(_, cents)| *cents)
+        .ok_or_else(|| format!("no item {id}"))
+}
+
+fn assert_send<T: Send>(value: T) -> T {
+    value
+}
+
+/// Tasks borrow the fn's arguments and its locals; nothing is cloned or moved into them.
+#[scoped(local, timeout = "5s")]
+async fn total(catalog: &[(u32, u64)], ids: &[u32]) -> Result<u64, AppError> {
+    let tasks: Vec<_> = ids.iter().map(|id| go!(price(catalog, *id))).collect();
+    let mut sum = 0;
+    for task in tasks {
+        sum += task.result().await.map_err(AppError::from)?;
+    }
+    Ok(sum)
+}
+
+#[tokio::test]
+async fn go_in_a_local_fn_borrows_the_arguments() {
+    let catalog = vec![(1, 250), (2, 100), (3, 5)];
+    assert_eq!(total(&catalog, &[1, 3]).await.unwrap(), 255);
+    let missing = total(&catalog, &[1, 9]).await.unwrap_err();
+    assert!(missing.0.contains("no item 9"), "{}", missing.0);
+    // Still the caller's.
+    assert_eq!(catalog.len(), 3);
+}
+
+/// An owned argument stays where it lies, in the fn's frame, and its tasks borrow it.
+#[scoped(local)]
+async fn lengths(words: Vec<String>) -> usize {
+    let a = go!(async { words.iter().map(String::len).sum::<usize>() });
+    let b = go!(async { words.len() });
+    let (_, total) = a.await;
+    let (_, count) = b.await;
+    total.unwrap() + count.unwrap()
+}
+
+#[tokio::test]
+async fn owned_arguments_are_borrowed_in_place() {
+    assert_eq!(lengths(vec!["ab".into(), "cde".into()]).await, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_fn_of_send_tasks_is_a_send_future() {
+    let catalog = vec![(1, 10), (2, 20)];
+    let handle = tokio::spawn(async move { assert_send(total(&catalog, &[1, 2])).await.unwrap() });
+    assert_eq!(handle.await.unwrap(), 30);
+}
+
+#[scoped(local(unsend))]
+async fn unsend_tasks(log: &RefCell<Vec<u32>>, shared: Rc<u32>) -> u32 {
+    let a = go!(async { log.borrow_mut().push(*shared) });
+    let b = go!(async { log.borrow_mut().push(*shared + 1) });
+    a.await;
+    b.await;
+    log.borrow().iter().sum()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn local_unsend_takes_tasks_that_are_not_send() {
+    let log = RefCell::new(Vec::new());
+    assert_eq!(unsend_tasks(&log, Rc::new(4)).await, 9);
+    assert_eq!(log.into_inner(), [4, 5]);
+}
+
+#[scoped(local, timeout = "20ms")]
+async fn too_slow(started: &AtomicUsize) -> Result<(), AppError> {
+    let _a = go!(async {
+        started.fetch_add(1, Ordering::SeqCst);
+        sleep(Duration::from_secs(3600)).await
+    });
+    sleep(Duration::from_secs(3600)).await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_ends_a_local_fn_with_its_error() {
+    let started = AtomicUsize::new(0);
+    let error = too_slow(&started).await.unwrap_err();
+    assert!(error.0.contains("timed out"), "{}", error.0);
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+}
+
+/// A return type that cannot carry the error: the body runs to its end while the scope's tasks
+/// are ended by the cancellation.
+#[scoped(local)]
+async fn completes_anyway(seen: &AtomicUsize) -> usize {
+    let task = go!(sleep(Duration::from_secs(3600)));
+    Scope::current().cancel("enough");
+    let (err, _) = task.await;
+    assert!(matches!(err, Some(Error::Cancelled { .. })), "{err:?}");
+    // Spawning into the cancelled scope is refused, not lost.
+    let (late, _) = go!(async { 1 }).await;
+    assert!(late.is_some());
+    sleep(Duration::from_millis(5)).await;
+    seen.fetch_add(1, Ordering::SeqCst)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completing_local_fn_runs_its_body_to_the_end() {
+    let seen = AtomicUsize::new(0);
+    assert_eq!(completes_anyway(&seen).await, 0);
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
+}
+
+#[scoped(local, concurrency = 2)]
+async fn limited(gauge: &Gauge, done: &AtomicUsize) {
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            go!(async {
+                let _running = gauge.enter();
+                sleep(Duration::from_millis(2)).await;
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_concurrency_limit_applies_to_local_go() {
+    let gauge = Gauge::default();
+    let done = AtomicUsize::new(0);
+    limited(&gauge, &done).await;
+    assert_eq!(done.load(Ordering::SeqCst), 8);
+    assert_eq!(gauge.max(), 2);
+}
+
+#[scoped(local)]
+async fn with_options(
+    calls: &AtomicU32,
+    replies: &[Result<u32, &'static str>],
+) -> Result<u32, AppError> {
+    let named = go!(name = "quick", timeout = "1s", async {
+        calls.load(Ordering::SeqCst)
+    });
+    assert_eq!(named.name(), "quick");
+    let slow = go!(
+        name = "slow",
+        timeout = "10ms",
+        sleep(Duration::from_secs(60))
+    );
+    let (err, _) = slow.await;
+    match err {
+        Some(Error::Timeout {
+            scope_or_task: TimeoutOrigin::Task(name),
+            ..
+        }) => assert_eq!(name, "slow"),
+        other => panic!("expected the task's timeout, got {other:?}"),
+    }
+    // Each attempt evaluates the expression again, borrowing `replies` and `calls`.
+    let flaky = go!(retry(max = 3, delay = "1ms"), async move {
+        let n = calls.fetch_add(1, Ordering::SeqCst) as usize;
+        replies[n]
+    });
+    Ok(flaky.result().await.map_err(AppError::from)?)
+}
+
+#[tokio::test(start_paused = true)]
+async fn go_options_work_in_a_local_fn() {
+    let calls = AtomicU32::new(0);
+    let replies = [Err("busy"), Err("busy"), Ok(42)];
+    assert_eq!(with_options(&calls, &replies).await.unwrap(), 42);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[scoped(local)]
+async fn panics_inside() -> (Option<Error>, Option<u32>) {
+    let task = go!(async {
+        if std::hint::black_box(true) {
+            panic!("boom");
+        }
+        1_u32
+    });
+    task.await
+}
+
+#[tokio::test]
+async fn a_panicking_local_task_is_its_own_error() {
+    let (err, value) = panics_inside().await;
+    assert!(matches!(err, Some(Error::Panicked { .. })), "{err:?}");
+    assert_eq!(value, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_task_builder_of_a_local_scope_retries_with_a_borrowing_factory() {
+    let replies = [Err("busy"), Err("busy"), Ok("done")];
+    let attempts = AtomicU32::new(0);
+    // Retry callbacks outlive any one call: they own what they use.
+    let retried = Arc::new(AtomicU32::new(0));
+    let reply = Scope::local(Scope::builder(), |s| {
+        Box::pin(async {
+            let (replies, attempts) = (&replies, &attempts);
+            s.task(move |attempt| async move {
+                attempts.fetch_add(1, Ordering::SeqCst);
+                replies[attempt as usize - 1]
+            })
+            .name("flaky")
+            .retry(Retry::fixed(3, Duration::from_millis(10)).on_retry({
+                let retried = Arc::clone(&retried);
+                move |_, _| {
+                    retried.fetch_add(1, Ordering::SeqCst);
+                }
+            }))
+            .spawn()
+            .result()
+            .await
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(reply.unwrap(), "done");
+    assert_eq!(attempts.load(Ordering::SeqCst), 3);
+    assert_eq!(retried.load(Ordering::SeqCst), 2);
+}
