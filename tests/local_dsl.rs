@@ -184,7 +184,7 @@ async fn with_options(
         let n = calls.fetch_add(1, Ordering::SeqCst) as usize;
         replies[n]
     });
-    Ok(flaky.result().await.map_err(AppError::from)?)
+    flaky.result().await.map_err(AppError::from)
 }
 
 #[tokio::test(start_paused = true)]
@@ -243,4 +243,22 @@ async fn the_task_builder_of_a_local_scope_retries_with_a_borrowing_factory() {
     assert_eq!(reply.unwrap(), "done");
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
     assert_eq!(retried.load(Ordering::SeqCst), 2);
+}
+
+/// A `go!` inside a task's future runs in a task, which cannot borrow the scope: it spawns a
+/// Tokio task into the same scope, owned and `'static`.
+#[scoped(local)]
+async fn nested(base: &u64) -> Result<u64, AppError> {
+    let outer = go!(async move {
+        let inner = go!(async { Scope::current().name().len() as u64 });
+        inner.result().await
+    });
+    // The inner task's error would be the outer's: its `Result` is flattened into the tuple.
+    let from_inner = outer.result().await.map_err(AppError::from)?;
+    Ok(from_inner + *base)
+}
+
+#[tokio::test]
+async fn go_inside_a_local_task_spawns_into_the_same_scope() {
+    assert_eq!(nested(&1).await.unwrap(), "nested".len() as u64 + 1);
 }

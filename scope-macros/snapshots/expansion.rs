@@ -65,6 +65,64 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
         })
         .await
 }
+// #[scoped(local, timeout = "5s")]
+async fn prices(db: &Db, ids: &[u64]) -> Result<u64, AppError> {
+    let __scoped_options = ::go_go_scope::__private::Scope::builder()
+        .name("prices")
+        .timeout({
+            const __SCOPED_DURATION: ::go_go_scope::__private::Duration =
+                ::go_go_scope::__private::Duration::new(5u64, 0u32);
+            __SCOPED_DURATION
+        });
+    let __scoped_options = if ::go_go_scope::__private::argument_attrs_wanted(false) {
+        use ::go_go_scope::__private::{RecordedArg as _, UnrecordedArg as _};
+        let __scoped_options = ::go_go_scope::__private::record_argument(
+            __scoped_options,
+            "arg.db",
+            (&::go_go_scope::__private::ArgProbe(&db)).__arg_attr(),
+        );
+        let __scoped_options = ::go_go_scope::__private::record_argument(
+            __scoped_options,
+            "arg.ids",
+            (&::go_go_scope::__private::ArgProbe(&ids)).__arg_attr(),
+        );
+        __scoped_options
+    } else {
+        __scoped_options
+    };
+    let __scoped_kind = {
+        use ::go_go_scope::__private::{CarryingKind as _, CompletingKind as _};
+        (&::go_go_scope::__private::Returns::<Result<u64, AppError>>::new()).__scoped_kind()
+    };
+    __scoped_kind
+        .run_local(__scoped_options, false, |__scoped_local| {
+            ::std::boxed::Box::pin(async {
+                #[allow(
+                    unknown_lints,
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::empty_loop,
+                    clippy::let_unit_value,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    <Result<u64, AppError> as ::go_go_scope::__private::TimeoutCarrier>::check();
+                    let __scoped_fake_return: Result<u64, AppError> = loop {};
+                    return __scoped_fake_return;
+                }
+                {
+                    let tasks: Vec<_> = ids
+                        .iter()
+                        .map(|id| go!(__local = __scoped_local, db.price(*id)))
+                        .collect();
+                    let audit = go!(__local = __scoped_local, name = "audit", db.audit(ids));
+                    sum(tasks, audit).await
+                }
+            })
+        })
+        .await
+}
 fn plain_go() {
     let task = {
         use ::go_go_scope::__private::{FallibleKind as _, PlainKind as _};

@@ -121,6 +121,7 @@ use proc_macro::TokenStream;
 /// | `attrs("k" = EXPR, ..)` | extra span attributes |
 /// | `skip(arg, ..)` / `skip_all` | arguments not recorded as span attributes; each name must be an argument of the fn |
 /// | `wait` | when the body ends, wait for outstanding tasks instead of cancelling them |
+/// | `local` / `local(unsend)` | a local scope: its tasks run inside the fn's own future and may borrow the fn's arguments (see below) |
 /// | `crate = "path"` | the path of the runtime crate, for a renamed dependency |
 ///
 /// `tracer`, `attrs(..)` and the recorded arguments (`arg.NAME`, minus `skip(..)`, none with
@@ -142,6 +143,49 @@ use proc_macro::TokenStream;
 ///   without `->` returns `()`, so it is of the second kind). If the
 ///   scope cannot even be opened (no Tokio runtime, or a parent that already closed) such a fn
 ///   panics, having no other way to report it.
+///
+/// # Local scopes: `local`
+/// With `local`, the scope is a `LocalScope` (see `Scope::local`): its tasks are not Tokio
+/// tasks but run inside the fn's own future, concurrently with the body and each other, never
+/// in parallel. What that buys is borrowing: a `go!` written in the body spawns into the local
+/// scope, and its future may borrow the fn's arguments, no `Arc`, no clone, no `'static`.
+/// Every other option works as it does for a spawned scope.
+///
+/// ```
+/// use go_go_scope::prelude::*;
+///
+/// async fn price(catalog: &[(u32, u64)], id: u32) -> Result<u64, String> {
+///     tokio::task::yield_now().await;
+///     catalog.iter().find(|(item, _)| *item == id).map(|(_, c)| *c).ok_or(format!("no item {id}"))
+/// }
+///
+/// #[scoped(local, timeout = "5s", concurrency = 8)]
+/// async fn total(catalog: &[(u32, u64)], ids: &[u32]) -> Result<u64, Error> {
+///     let tasks: Vec<_> = ids.iter().map(|id| go!(price(catalog, *id))).collect();
+///     let mut sum = 0;
+///     for task in tasks {
+///         sum += task.result().await?;
+///     }
+///     Ok(sum)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let catalog = vec![(1, 250), (2, 100)];
+/// assert_eq!(total(&catalog, &[1, 2]).await.unwrap(), 350);
+/// # }
+/// ```
+///
+/// - Tasks may borrow what outlives the scope: the fn's arguments (owned ones too: they stay in
+///   the fn's frame) and whatever those point to. A variable declared in the body lives inside
+///   the scope, so a task cannot borrow it (move it in with `async move`, or make it an
+///   argument).
+/// - With `local` the tasks must be `Send` and the fn's future is `Send`, as axum and tonic
+///   handlers need. `local(unsend)` takes tasks that are not `Send` (an `Rc`, a `RefCell`
+///   borrow held across an await); the fn's future is then not `Send` either.
+/// - A `go!` inside another `go!`'s future runs in a task, which cannot borrow the scope: it
+///   spawns a Tokio task into the same scope, so its future must be `Send + 'static`.
+///   `go!(scope = s, ..)` still spawns into `s`.
 ///
 /// # With `#[tokio::main]` and `#[tokio::test]`
 /// Put `#[scoped]` **above** them: attributes expand from the top, and `#[tokio::main]` turns
@@ -223,6 +267,12 @@ pub fn scoped(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `retry` (re-runnable, under the scope's default retry policy), `attrs("k" = EXPR, ..)`
 /// (attributes of the task's span),
 /// `scope = EXPR` (a `Scope` or `&Scope`), `crate = "path"`.
+///
+/// # In a `#[scoped(local)]` fn
+/// There `go!` spawns into the fn's local scope and returns a `LocalTask`, which awaits to the
+/// same tuple; its future may borrow the fn's arguments and need not be `'static`. With
+/// `retry`, the factory closure borrows what it uses instead of taking it (write
+/// `async move { .. }` for the attempt, so each attempt copies the references it needs).
 ///
 /// # Retries re-evaluate the expression
 /// With `retry`, the expression becomes the body of a `move` closure called once per attempt,

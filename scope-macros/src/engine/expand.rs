@@ -514,9 +514,9 @@ pub(crate) fn go(args: &GoArgs) -> TokenStream {
             // fails on one bound and the builder's methods never see it.
             let builder = local("builder");
             let spawn_once = if local_scope.is_some() {
-                quote!(spawn_once_local)
+                Ident::new("spawn_once_local", future_span)
             } else {
-                quote!(spawn_once)
+                Ident::new("spawn_once", future_span)
             };
             quote_spanned! {future_span=>
                 let #spawned = #future;
@@ -544,7 +544,7 @@ pub(crate) fn go(args: &GoArgs) -> TokenStream {
             let capture = if local_scope.is_some() {
                 TokenStream::new()
             } else {
-                quote!(move)
+                quote_spanned!(*retry_span=> move)
             };
             quote_spanned! {*retry_span=>
                 let #factory = #capture |_: u32| #attempt;

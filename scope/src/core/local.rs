@@ -72,6 +72,12 @@ impl LocalKind for AnyTasks {
 /// The tasks a [`LocalKind`] accepts, for the generic spawn paths (`go!`, the task builder):
 /// `Send` ones for [`SendTasks`], any for [`AnyTasks`]. Not a public API.
 #[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "this task cannot run in a local scope whose tasks must be `Send`",
+    label = "this future (or its value) is not `Send`",
+    note = "a `#[scoped(local)]` fn or `Scope::local` is a `Send` future, so its tasks must be \
+            `Send`; use `#[scoped(local(unsend))]` or `Scope::local_unsend` for tasks that are not"
+)]
 pub trait Holds<'env, B, T>: LocalKind {
     /// The task as the scope's future keeps it.
     fn hold(entry: Entry<B, T>) -> Self::Entry<'env>;
