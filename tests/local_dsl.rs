@@ -262,3 +262,37 @@ async fn nested(base: &u64) -> Result<u64, AppError> {
 async fn go_inside_a_local_task_spawns_into_the_same_scope() {
     assert_eq!(nested(&1).await.unwrap(), "nested".len() as u64 + 1);
 }
+
+#[scoped(local, tracer = tracer.clone(), metrics)]
+async fn traced(tracer: go_go_scope::ScopeTracer, ids: &[u32]) -> Result<usize, AppError> {
+    let a = go!(name = "first", async { ids[0] });
+    let b = go!(async { ids.len() });
+    let first = a.result().await.map_err(AppError::from)?;
+    let len = b.result().await.map_err(AppError::from)?;
+    Ok(first as usize + len)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_local_fn_traces_its_scope_and_tasks() {
+    use opentelemetry::trace::{SpanId, TracerProvider as _};
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let tracer = go_go_scope::ScopeTracer::from(provider.tracer("local"));
+    assert_eq!(traced(tracer, &[5, 6, 7]).await.unwrap(), 8);
+    provider.force_flush().unwrap();
+    let spans = exporter.get_finished_spans().unwrap();
+    let scope = spans
+        .iter()
+        .find(|span| span.name == "traced")
+        .expect("the scope's span");
+    assert_eq!(scope.parent_span_id, SpanId::INVALID);
+    let tasks: Vec<_> = spans
+        .iter()
+        .filter(|span| span.parent_span_id == scope.span_context.span_id())
+        .map(|span| span.name.to_string())
+        .collect();
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(tasks.iter().any(|name| name == "first"), "{tasks:?}");
+}

@@ -70,6 +70,22 @@ impl Alive {
     }
 }
 
+/// `Alive` for a task that borrows its tally instead of sharing it.
+struct AliveRef<'a>(&'a Tally);
+
+impl Alive {
+    fn borrowed(tally: &Tally) -> AliveRef<'_> {
+        tally.bodies_alive.fetch_add(1, Ordering::SeqCst);
+        AliveRef(tally)
+    }
+}
+
+impl Drop for AliveRef<'_> {
+    fn drop(&mut self) {
+        self.0.bodies_alive.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Drop for Alive {
     fn drop(&mut self) {
         self.0.bodies_alive.fetch_sub(1, Ordering::SeqCst);
@@ -434,6 +450,157 @@ fn a_long_lived_scope_keeps_bounded_memory() {
             "memory grew by {growth} KiB over {total} tasks"
         );
     });
+}
+
+/// One local scope: tasks that borrow the caller's tally, with a random mix of endings (value,
+/// error, panic, a retried task, a task stuck until the scope ends, a cancelled task), under a
+/// random limit and deadline, sometimes cancelled from the body, sometimes dropped mid-way.
+async fn local_round(
+    rng: &mut fastrand::Rng,
+    tally: &Tally,
+    disposed: &Arc<AtomicU64>,
+    width: u64,
+) {
+    let mut builder = Scope::builder().name("local-round");
+    if rng.bool() {
+        // Stuck tasks may hold every permit while the body waits for a task behind them: a
+        // limited round always has a deadline.
+        builder = builder
+            .concurrency(rng.usize(1..8))
+            .timeout(Duration::from_millis(rng.u64(1..10)));
+    } else if rng.u8(..4) == 0 {
+        builder = builder.timeout(Duration::from_millis(rng.u64(1..5)));
+    }
+    let cancel_from_body = rng.u8(..5) == 0;
+    let plan: Vec<u8> = (0..width).map(|_| rng.u8(..7)).collect();
+    let run = Scope::local(builder, |s| {
+        Box::pin(async {
+            tally.disposers_registered.fetch_add(1, Ordering::SeqCst);
+            // A disposer owns what it uses, as it may run after the scope's future is gone.
+            let disposed = Arc::clone(disposed);
+            s.defer(move || async move {
+                disposed.fetch_add(1, Ordering::SeqCst);
+            });
+            let mut tasks = Vec::new();
+            for (i, kind) in plan.iter().enumerate() {
+                tally.spawned.fetch_add(1, Ordering::SeqCst);
+                let task = match kind {
+                    0 => s.try_spawn(async move {
+                        let _alive = Alive::borrowed(tally);
+                        tokio::task::yield_now().await;
+                        Ok::<_, Error>(i as u64)
+                    }),
+                    1 => s.try_spawn(async move {
+                        let _alive = Alive::borrowed(tally);
+                        Err::<u64, _>(Error::cancelled("planned failure"))
+                    }),
+                    2 => s.try_spawn(async move {
+                        let _alive = Alive::borrowed(tally);
+                        Ok::<_, Error>(planned_panic())
+                    }),
+                    3 => s
+                        .task(move |attempt| async move {
+                            let _alive = Alive::borrowed(tally);
+                            if attempt < 2 {
+                                Err("again")
+                            } else {
+                                Ok(attempt as u64)
+                            }
+                        })
+                        .retry(2)
+                        .spawn(),
+                    4 | 5 => s.try_spawn(async move {
+                        let _alive = Alive::borrowed(tally);
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        Ok::<_, Error>(0)
+                    }),
+                    _ => {
+                        let task = s.try_spawn(async move {
+                            let _alive = Alive::borrowed(tally);
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            Ok::<_, Error>(0)
+                        });
+                        task.cancel();
+                        task
+                    }
+                };
+                tasks.push((*kind, task));
+            }
+            if cancel_from_body {
+                s.cancel("planned cancel");
+            }
+            for (kind, task) in tasks {
+                if matches!(kind, 4 | 5) && !s.is_cancelled() {
+                    // Stuck tasks are left for the scope's end to cancel.
+                    continue;
+                }
+                match task.await {
+                    (None, Some(_)) => tally.ok.fetch_add(1, Ordering::SeqCst),
+                    (Some(Error::Panicked { .. }), _) => {
+                        tally.panicked.fetch_add(1, Ordering::SeqCst)
+                    }
+                    (Some(_), _) => tally.failed.fetch_add(1, Ordering::SeqCst),
+                    (None, None) => unreachable!("a task gives a value or an error"),
+                };
+                tally.observed.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    });
+    if rng.u8(..6) == 0 {
+        // Dropped mid-way: everything it holds is dropped with it.
+        let _ = tokio::time::timeout(Duration::from_micros(rng.u64(1..500)), run).await;
+    } else {
+        let _ = run.await;
+    }
+    // Whatever happened, no task of the round is alive once its future is gone.
+    assert_eq!(
+        tally.bodies_alive.load(Ordering::SeqCst),
+        0,
+        "a local task outlived its scope"
+    );
+}
+
+#[test]
+#[ignore = "heavy: run with --ignored (see .ci/run)"]
+fn local_scopes_under_stress_leave_no_task_behind() {
+    let seed = seed();
+    let _report = SeedReport(seed);
+    quiet_planned_panics();
+    let total = tasks_to_run() / 10;
+    let tally = Tally::default();
+    let disposed = Arc::new(AtomicU64::new(0));
+    runtime().block_on(async {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut spawned = 0;
+        while spawned < total {
+            let width = rng.u64(1..64);
+            local_round(&mut rng, &tally, &disposed, width).await;
+            spawned += width;
+        }
+        // Scopes whose futures were dropped close in the background: give them a moment.
+        let registered = tally.disposers_registered.load(Ordering::SeqCst);
+        for _ in 0..200 {
+            if disposed.load(Ordering::SeqCst) == registered {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            disposed.load(Ordering::SeqCst),
+            registered,
+            "a disposer was skipped"
+        );
+    });
+    eprintln!(
+        "local: {} tasks, {} observed ({} ok, {} failed, {} panicked)",
+        tally.spawned.load(Ordering::SeqCst),
+        tally.observed.load(Ordering::SeqCst),
+        tally.ok.load(Ordering::SeqCst),
+        tally.failed.load(Ordering::SeqCst),
+        tally.panicked.load(Ordering::SeqCst),
+    );
+    assert!(tally.spawned.load(Ordering::SeqCst) >= total);
+    assert_eq!(tally.bodies_alive.load(Ordering::SeqCst), 0);
 }
 
 #[test]
