@@ -1,6 +1,7 @@
-//! A request handler written twice: with a spawned scope, where every task must own what it
-//! uses (so the shared state travels in `Arc`s and the request's data is cloned into each
-//! task), and with a local scope, where the tasks borrow the state and the request directly.
+//! A request handler written three times: with a spawned scope, where every task must own what
+//! it uses (so the shared state travels in `Arc`s and the request's data is cloned into each
+//! task); with a local scope, where the tasks borrow the state and the request directly; and
+//! with `#[scoped(local)]`, the same local scope written with `go!`.
 //!
 //! Both load a product page: the product, its stock in three warehouses and its reviews, at
 //! once, under a per-request deadline. The local version's future is `Send`, so it runs as a
@@ -12,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use go_go_scope::prelude::*;
 use go_go_scope::{Error, Scope};
 use tokio::time::{Instant, sleep};
 
@@ -133,6 +135,30 @@ async fn page_local(catalog: &Catalog, request: &Request) -> Result<ProductPage,
     .await?
 }
 
+/// The same with the macros: `go!` in a `#[scoped(local)]` fn spawns into its local scope, and
+/// its futures borrow the fn's arguments. The rating gets a deadline of its own: a slow review
+/// service should not cost the whole page.
+#[scoped(local, name = "product-page", timeout = "500ms")]
+async fn page_macro(catalog: &Catalog, request: &Request) -> Result<ProductPage, Error> {
+    let id = request.product;
+    let product = go!(catalog.product(id));
+    let stock: Vec<_> = request
+        .warehouses
+        .iter()
+        .map(|warehouse| go!(catalog.stock(id, warehouse)))
+        .collect();
+    let rating = go!(name = "rating", timeout = "100ms", catalog.rating(id));
+    let mut in_stock = 0;
+    for task in stock {
+        in_stock += task.result().await?;
+    }
+    Ok(ProductPage {
+        name: product.result().await?,
+        in_stock,
+        rating: rating.result().await.unwrap_or(0.0),
+    })
+}
+
 #[tokio::main]
 async fn main() {
     let catalog = Arc::new(Catalog::new());
@@ -166,6 +192,19 @@ async fn main() {
     println!("local scope:   {page:?} in {} ms", took.as_millis());
     assert_eq!((page.name.as_str(), page.in_stock), ("teapot", 15));
     assert!((page.rating - spawned.rating).abs() < f32::EPSILON);
+
+    let request = Request {
+        product: 7,
+        warehouses: vec!["berlin", "lyon", "turin"],
+    };
+    let with_macros = tokio::spawn(async move {
+        let page = page_macro(&catalog, &request).await;
+        (page, catalog)
+    });
+    let (page, catalog) = with_macros.await.expect("the request task");
+    let page = page.expect("the #[scoped(local)] handler");
+    println!("#[scoped(local)]: {page:?}");
+    assert_eq!((page.name.as_str(), page.in_stock), ("teapot", 15));
 
     // A product that does not exist: the first error ends the request and cancels the rest.
     let missing = Request {
