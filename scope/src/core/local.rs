@@ -691,6 +691,11 @@ impl<T> Slot<T> {
 
 pin_project! {
     /// A local task as its scope's future holds it: the task's future and its handle's slot.
+    /// Not a public API.
+    ///
+    /// # Cancel safety
+    /// Dropping it drops the task where it stands; its handle then resolves to
+    /// [`Error::Cancelled`].
     #[doc(hidden)]
     pub struct Entry<B, T> {
         #[pin]

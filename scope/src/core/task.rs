@@ -204,7 +204,10 @@ impl<T> Future for Task<T> {
 }
 
 pin_project! {
-    /// A body whose output is the task's value.
+    /// A body whose output is the task's value. Not a public API.
+    ///
+    /// # Cancel safety
+    /// Dropping it drops the user's future where it stands.
     #[doc(hidden)]
     pub struct Plain<F> {
         #[pin]
@@ -227,7 +230,10 @@ impl<F: Future> Future for Plain<F> {
 }
 
 pin_project! {
-    /// A body whose `Err` is the task's error.
+    /// A body whose `Err` is the task's error. Not a public API.
+    ///
+    /// # Cancel safety
+    /// Dropping it drops the user's future where it stands.
     #[doc(hidden)]
     pub struct Fallible<F> {
         #[pin]
