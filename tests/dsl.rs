@@ -570,3 +570,21 @@ fn try_go_raw_lets_a_panic_go_on_when_the_error_type_cannot_hold_it() {
         Some(DbError::Missing)
     );
 }
+
+/// Options may take the fn's arguments by value: the arguments are recorded first.
+#[go_go_scope::scoped(name = name, tracer = tracer)]
+async fn named_by_argument(
+    name: String,
+    tracer: go_go_scope::ScopeTracer,
+) -> Result<String, go_go_scope::Error> {
+    Ok(go_go_scope::Scope::current().name().to_owned())
+}
+
+#[tokio::test]
+async fn options_may_take_arguments_by_value() {
+    let tracer = go_go_scope::ScopeTracer::global();
+    assert_eq!(
+        named_by_argument("by-value".into(), tracer).await.unwrap(),
+        "by-value"
+    );
+}

@@ -263,7 +263,7 @@ async fn go_inside_a_local_task_spawns_into_the_same_scope() {
     assert_eq!(nested(&1).await.unwrap(), "nested".len() as u64 + 1);
 }
 
-#[scoped(local, tracer = tracer.clone(), metrics)]
+#[scoped(local, tracer = tracer, metrics)]
 async fn traced(tracer: go_go_scope::ScopeTracer, ids: &[u32]) -> Result<usize, AppError> {
     let a = go!(name = "first", async { ids[0] });
     let b = go!(async { ids.len() });

@@ -2,7 +2,19 @@
 // #[scoped(timeout = "30s", concurrency = 4, metrics, circuit_breaker(..), attrs(..))]
 #[doc = r" Loads an order."]
 pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
-    let __scoped_options = ::go_go_scope::__private::Scope::builder()
+    let __scoped_options = ::go_go_scope::__private::Scope::builder();
+    let __scoped_options = if ::go_go_scope::__private::argument_attrs_wanted(false) {
+        use ::go_go_scope::__private::{RecordedArg as _, UnrecordedArg as _};
+        let __scoped_options = ::go_go_scope::__private::record_argument(
+            __scoped_options,
+            "arg.id",
+            (&::go_go_scope::__private::ArgProbe(&id)).__arg_attr(),
+        );
+        __scoped_options
+    } else {
+        __scoped_options
+    };
+    let __scoped_options = __scoped_options
         .name("process_order")
         .timeout({
             const __SCOPED_DURATION: ::go_go_scope::__private::Duration =
@@ -25,17 +37,6 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
                 __SCOPED_DURATION
             })
         });
-    let __scoped_options = if ::go_go_scope::__private::argument_attrs_wanted(false) {
-        use ::go_go_scope::__private::{RecordedArg as _, UnrecordedArg as _};
-        let __scoped_options = ::go_go_scope::__private::record_argument(
-            __scoped_options,
-            "arg.id",
-            (&::go_go_scope::__private::ArgProbe(&id)).__arg_attr(),
-        );
-        __scoped_options
-    } else {
-        __scoped_options
-    };
     let __scoped_kind = {
         use ::go_go_scope::__private::{CarryingKind as _, CompletingKind as _};
         (&::go_go_scope::__private::Returns::<Result<Receipt, AppError>>::new()).__scoped_kind()
@@ -67,13 +68,7 @@ pub async fn process_order(id: u64) -> Result<Receipt, AppError> {
 }
 // #[scoped(local, timeout = "5s")]
 async fn prices(db: &Db, ids: &[u64]) -> Result<u64, AppError> {
-    let __scoped_options = ::go_go_scope::__private::Scope::builder()
-        .name("prices")
-        .timeout({
-            const __SCOPED_DURATION: ::go_go_scope::__private::Duration =
-                ::go_go_scope::__private::Duration::new(5u64, 0u32);
-            __SCOPED_DURATION
-        });
+    let __scoped_options = ::go_go_scope::__private::Scope::builder();
     let __scoped_options = if ::go_go_scope::__private::argument_attrs_wanted(false) {
         use ::go_go_scope::__private::{RecordedArg as _, UnrecordedArg as _};
         let __scoped_options = ::go_go_scope::__private::record_argument(
@@ -90,6 +85,11 @@ async fn prices(db: &Db, ids: &[u64]) -> Result<u64, AppError> {
     } else {
         __scoped_options
     };
+    let __scoped_options = __scoped_options.name("prices").timeout({
+        const __SCOPED_DURATION: ::go_go_scope::__private::Duration =
+            ::go_go_scope::__private::Duration::new(5u64, 0u32);
+        __SCOPED_DURATION
+    });
     let __scoped_kind = {
         use ::go_go_scope::__private::{CarryingKind as _, CompletingKind as _};
         (&::go_go_scope::__private::Returns::<Result<u64, AppError>>::new()).__scoped_kind()

@@ -210,7 +210,9 @@ pub(crate) fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
             Literal::string(&ident).into_token_stream()
         }
     };
-    let mut builder = quote!(#private::Scope::builder().name(#name));
+    // The options are applied after the arguments are recorded: an option may take an argument
+    // by value (`name = name`, `tracer = tracer`).
+    let mut builder = quote!(.name(#name));
     if let Some((timeout, _)) = &args.timeout {
         let timeout = duration(&krate, timeout);
         builder.extend(quote!(.timeout(#timeout)));
@@ -377,8 +379,9 @@ pub(crate) fn scoped(args: &ScopedArgs, item: ScopedFn) -> TokenStream {
     } = item;
     let fn_body = quote! {
         #inner_attributes
-        let #options = #builder;
+        let #options = #private::Scope::builder();
         #record_args
+        let #options = #options #builder;
         #parent
         #select_kind
         #run
