@@ -978,3 +978,27 @@ async fn a_panicking_select_handler_fails_only_its_task() {
     assert!(is_panic(&err.unwrap(), "a select handler"));
     under.close("a panicking select handler").await.unwrap();
 }
+
+/// A runtime built without a time driver cannot keep a deadline: the scope says so when it is
+/// built, instead of a timer that never fires.
+#[test]
+fn a_deadline_on_a_runtime_without_timers_is_an_error() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let error = go_go_scope::Scope::builder()
+            .timeout(std::time::Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&error, go_go_scope::Error::InvalidOption { option, .. } if *option == "timeout"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("enable_time()"), "{error}");
+        // Without a deadline the same runtime is fine.
+        let scope = go_go_scope::Scope::new().unwrap();
+        assert_eq!(scope.spawn(async { 3 }).await.1, Some(3));
+        scope.close().await.unwrap();
+    });
+}

@@ -1,6 +1,7 @@
 //! [`ScopeBuilder`]: a scope's options, and `build`, which makes its state.
 
 use std::borrow::Cow;
+use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -180,6 +181,22 @@ impl ScopeBuilder {
             ));
         }
         let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        // The deadline's timer is made here, in the caller, not in the task that waits on it: on
+        // a runtime built without a time driver making it panics, which must be this call's
+        // error rather than a timer task that dies and a deadline that never comes.
+        let deadline = match self.timeout {
+            Some(after) => match catch_unwind(|| tokio::time::sleep(after)) {
+                Ok(sleep) => Some((after, sleep)),
+                Err(_) => {
+                    return Err(Error::invalid(
+                        "timeout",
+                        "the Tokio runtime has no timer: build it with `enable_time()` or \
+                         `enable_all()` (`#[tokio::main]` and `#[tokio::test]` do)",
+                    ));
+                }
+            },
+            None => None,
+        };
         let explicit_parent = matches!(self.parent, ParentChoice::Explicit(_));
         let parent = match self.parent {
             ParentChoice::Ambient => context::ambient_scope(),
@@ -267,12 +284,12 @@ impl ScopeBuilder {
                 lock(&shared.background).push(link);
             }
         }
-        if let Some(after) = shared.timeout {
+        if let Some((after, sleep)) = deadline {
             let weak = Arc::downgrade(&shared);
             let token = shared.token().clone();
             let timer = shared.runtime.spawn(async move {
                 tokio::select! {
-                    () = tokio::time::sleep(after) => {
+                    () = sleep => {
                         if let Some(shared) = weak.upgrade() {
                             let scope = shared.name.clone();
                             shared.cancel_tree(&Cause::Timeout { after, scope }, Report::Always);
