@@ -996,9 +996,32 @@ fn a_deadline_on_a_runtime_without_timers_is_an_error() {
             "{error:?}"
         );
         assert!(error.to_string().contains("enable_time()"), "{error}");
-        // Without a deadline the same runtime is fine.
+        // Without a deadline the same runtime is fine...
         let scope = go_go_scope::Scope::new().unwrap();
         assert_eq!(scope.spawn(async { 3 }).await.1, Some(3));
+        // ...and whatever needs a timer says so to its caller.
+        let no_timer = |error: &Error| error.to_string().contains("enable_time()");
+        let pool = Pool::new(
+            PoolOptions::new(|| async { Ok::<_, Error>(1_u32) })
+                .max(1)
+                .acquire_timeout(Duration::from_millis(10)),
+        )
+        .await
+        .unwrap();
+        let error = pool.acquire().await.map(drop).unwrap_err();
+        assert!(no_timer(&error), "{error}");
+        let channel = scope.channel::<u32>(1);
+        let error = Select::new()
+            .recv(&channel, |value: u32| value)
+            .timeout(Duration::from_millis(10))
+            .await
+            .unwrap_err();
+        assert!(no_timer(&error), "{error}");
+        let error = scope
+            .debounce(|()| async { Ok::<_, String>(()) }, Duration::from_millis(10))
+            .map(drop)
+            .unwrap_err();
+        assert!(no_timer(&error), "{error}");
         scope.close().await.unwrap();
     });
 }

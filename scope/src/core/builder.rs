@@ -1,7 +1,6 @@
 //! [`ScopeBuilder`]: a scope's options, and `build`, which makes its state.
 
 use std::borrow::Cow;
-use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -18,6 +17,7 @@ use crate::core::observer::Features;
 use crate::core::resources::Resources;
 use crate::features::{FeatureOptions, ScopeInit, assemble};
 use crate::util::sync::lock;
+use crate::util::timer::timer;
 
 use super::scope::Scope;
 use super::shared::{Cause, Children, NEXT_SCOPE_ID, Report, Shared};
@@ -185,16 +185,7 @@ impl ScopeBuilder {
         // a runtime built without a time driver making it panics, which must be this call's
         // error rather than a timer task that dies and a deadline that never comes.
         let deadline = match self.timeout {
-            Some(after) => match catch_unwind(|| tokio::time::sleep(after)) {
-                Ok(sleep) => Some((after, sleep)),
-                Err(_) => {
-                    return Err(Error::invalid(
-                        "timeout",
-                        "the Tokio runtime has no timer: build it with `enable_time()` or \
-                         `enable_all()` (`#[tokio::main]` and `#[tokio::test]` do)",
-                    ));
-                }
-            },
+            Some(after) => Some((after, timer(after, "timeout")?)),
             None => None,
         };
         let explicit_parent = matches!(self.parent, ParentChoice::Explicit(_));

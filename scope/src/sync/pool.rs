@@ -313,9 +313,11 @@ impl<T: Send + 'static> Inner<T> {
         &self,
         acquire: impl Future<Output = Result<PoolGuard<T>, Error>>,
     ) -> Result<PoolGuard<T>, Error> {
-        match tokio::time::timeout(self.acquire_timeout, acquire).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
+        let deadline = crate::util::timer::timer(self.acquire_timeout, "acquire_timeout")?;
+        tokio::select! {
+            biased;
+            result = acquire => result,
+            () = deadline => Err(Error::Timeout {
                 after: self.acquire_timeout,
                 scope_or_task: TimeoutOrigin::Operation("pool acquire"),
             }),

@@ -226,7 +226,10 @@ impl<R> Future for SelectFuture<'_, R> {
                 if tokio::runtime::Handle::try_current().is_err() {
                     return Poll::Ready(Err(Error::NoRuntime));
                 }
-                this.sleep = Some(Box::pin(tokio::time::sleep(after)));
+                match crate::util::timer::timer(after, "timeout") {
+                    Ok(sleep) => this.sleep = Some(Box::pin(sleep)),
+                    Err(error) => return Poll::Ready(Err(error)),
+                }
             }
             if let Some(sleep) = this.sleep.as_mut()
                 && sleep.as_mut().poll(cx).is_ready()

@@ -51,6 +51,11 @@ impl Background {
             return Err(error);
         }
         let shared = scope.shared();
+        // Its work runs on timers: a runtime without them is this call's error.
+        {
+            let _runtime = shared.runtime.enter();
+            crate::util::timer::check(name)?;
+        }
         let background = Arc::new(Background {
             token: shared.token().child_token(),
             tracker: TaskTracker::new(),
@@ -75,6 +80,7 @@ impl Background {
     /// [`spawn_until`](Background::spawn_until)) or at [`shutdown`](Background::shutdown).
     pub(crate) fn standalone(name: &'static str) -> Result<Arc<Background>, Error> {
         let runtime = Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        crate::util::timer::check(name)?;
         Ok(Arc::new(Background {
             token: CancellationToken::new(),
             tracker: TaskTracker::new(),
