@@ -296,3 +296,74 @@ async fn a_local_fn_traces_its_scope_and_tasks() {
     assert_eq!(tasks.len(), 2, "{tasks:?}");
     assert!(tasks.iter().any(|name| name == "first"), "{tasks:?}");
 }
+
+/// What an axum application shares between requests.
+struct Catalog {
+    names: Vec<&'static str>,
+}
+
+impl Catalog {
+    async fn name(&self, id: usize) -> Result<&'static str, String> {
+        tokio::task::yield_now().await;
+        self.names.get(id).copied().ok_or(format!("no item {id}"))
+    }
+}
+
+/// An axum handler whose tasks borrow the shared state and the request's path: axum needs the
+/// handler's future to be `Send`, and a `#[scoped(local)]` fn of `Send` tasks is.
+#[scoped(local, timeout = "1s")]
+async fn names_handler(
+    axum::extract::State(catalog): axum::extract::State<Arc<Catalog>>,
+    axum::extract::Path((a, b)): axum::extract::Path<(usize, usize)>,
+) -> Result<String, HttpError> {
+    let first = go!(catalog.name(a));
+    let second = go!(catalog.name(b));
+    Ok(format!(
+        "{} {}",
+        first.result().await?,
+        second.result().await?
+    ))
+}
+
+/// The handler's error: a failed task is a 404, the scope's own error a 503.
+struct HttpError(http::StatusCode, String);
+
+impl From<Error> for HttpError {
+    fn from(error: Error) -> Self {
+        let status = match error {
+            Error::Failed { .. } => http::StatusCode::NOT_FOUND,
+            _ => http::StatusCode::SERVICE_UNAVAILABLE,
+        };
+        HttpError(status, error.to_string())
+    }
+}
+
+impl axum::response::IntoResponse for HttpError {
+    fn into_response(self) -> axum::response::Response {
+        (self.0, self.1).into_response()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_fn_is_an_axum_handler() {
+    use tower::ServiceExt as _;
+    let catalog = Arc::new(Catalog {
+        names: vec!["teapot", "kettle", "cup"],
+    });
+    let app = axum::Router::new()
+        .route("/names/{a}/{b}", axum::routing::get(names_handler))
+        .with_state(catalog);
+    let request = |uri: &str| {
+        http::Request::get(uri)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let response = app.clone().oneshot(request("/names/0/2")).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 10)
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"teapot cup");
+    let missing = app.oneshot(request("/names/0/9")).await.unwrap();
+    assert_eq!(missing.status(), http::StatusCode::NOT_FOUND);
+}
