@@ -1306,3 +1306,63 @@ async fn scope_layer_takes_the_remote_parent_from_the_request_when_asked() {
     let ignored = one(&spans, "GET ignored");
     assert_ne!(ignored.span_context.trace_id().to_string(), REMOTE_TRACE);
 }
+
+/// An error with causes: `exception.stacktrace` lists them, one per line, through the layer and
+/// through a tracer used directly.
+#[derive(Debug)]
+struct Declined(std::io::Error);
+
+impl std::fmt::Display for Declined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("payment declined")
+    }
+}
+
+impl std::error::Error for Declined {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+async fn declined_payment(tracer: ScopeTracer) {
+    let scope = Scope::builder().tracer(tracer).build().unwrap();
+    let task =
+        scope.try_spawn(async { Err::<(), _>(Declined(std::io::Error::other("card expired"))) });
+    assert!(task.await.0.is_some());
+    scope.close().await.unwrap();
+}
+
+fn stacktrace(spans: &[SpanData]) -> Option<String> {
+    let task = one(spans, "scope.task");
+    let event = task.events.iter().find(|e| e.name == "exception")?;
+    event
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "exception.stacktrace")
+        .map(|kv| kv.value.to_string())
+}
+
+#[tokio::test]
+async fn an_exception_event_carries_the_error_s_causes() {
+    let traces = Traces::layer_at(Level::INFO);
+    declined_payment(ScopeTracer::global()).await;
+    assert_eq!(stacktrace(&traces.spans()).as_deref(), Some("card expired"));
+
+    let direct = Traces::without_subscriber();
+    declined_payment(ScopeTracer::from(direct.provider.tracer("direct"))).await;
+    assert_eq!(stacktrace(&direct.spans()).as_deref(), Some("card expired"));
+}
+
+/// A plain failure has no causes, and its inner error is not repeated as one.
+#[tokio::test]
+async fn an_error_without_causes_has_no_stacktrace() {
+    let traces = Traces::layer_at(Level::INFO);
+    let scope = Scope::builder()
+        .tracer(ScopeTracer::global())
+        .build()
+        .unwrap();
+    let task = scope.try_spawn(async { Err::<(), _>(std::io::Error::other("card declined")) });
+    assert!(task.await.0.is_some());
+    scope.close().await.unwrap();
+    assert_eq!(stacktrace(&traces.spans()), None);
+}

@@ -24,6 +24,25 @@ pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// An error's causes, one per line and each escaped, for a span's `exception.stacktrace` (the
+/// place `tracing-opentelemetry` puts an error's chain: a Rust error has no stack to give).
+/// A source that only repeats the message above it (an [`Error::Failed`](crate::Error) shows
+/// its inner error's message) is left out; `None` when nothing is left.
+pub(crate) fn causes(error: &(dyn StdError + 'static)) -> Option<String> {
+    let mut above = error.to_string();
+    let mut next = error.source();
+    let mut lines = Vec::new();
+    while let Some(cause) = next {
+        let message = cause.to_string();
+        if message != above {
+            lines.push(escape_controls(&message).into_owned());
+        }
+        above = message;
+        next = cause.source();
+    }
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
 /// An error as a log event records it: its message and every source's message, each with its
 /// control characters escaped, kept as a chain of sources so that `tracing` subscribers (and
 /// `tracing-opentelemetry`'s exception fields) still see the whole chain.

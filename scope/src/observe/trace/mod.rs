@@ -41,8 +41,9 @@
 //! A failed task's span gets `otel.status_code = "ERROR"`, `otel.status_description` (the
 //! error's message), `task.error_reason` (`timeout`, `circuit_breaker_open`, `aborted` for a
 //! cancellation, `panic`, or `exception`), `error.type` (the [`Error`] variant, as in
-//! `go_go_scope::Error::Timeout`) and an event named `exception` with `exception.message` and
-//! `exception.type`. A scope span is an error when the scope timed out, was cancelled (by
+//! `go_go_scope::Error::Timeout`) and an event named `exception` with `exception.message`,
+//! `exception.type` and, when the error has causes, `exception.stacktrace` (its source chain,
+//! one cause per line, as `tracing-opentelemetry` records an error's chain). A scope span is an error when the scope timed out, was cancelled (by
 //! [`Scope::cancel`](crate::Scope::cancel), its parent, or being dropped unclosed) or a disposer
 //! failed; a normal close that cancels leftover tasks is not, and neither are those tasks'
 //! spans (a task cut off by a timeout is an error).
@@ -418,12 +419,16 @@ macro_rules! exception_event {
     ($traced:expr, $span:expr, $error:expr) => {{
         let message = $error.to_string();
         let kind = error_type($error);
+        let causes = crate::util::log::causes($error);
+        let causes = causes.as_deref();
         if $traced {
             tracing::event!(target: TARGET, parent: $span, Level::INFO,
-                exception.message = message.as_str(), exception.type = kind, "exception");
+                exception.message = message.as_str(), exception.type = kind,
+                exception.stacktrace = causes, "exception");
         } else {
             tracing::event!(target: TARGET, parent: $span, Level::DEBUG,
-                exception.message = message.as_str(), exception.type = kind, "exception");
+                exception.message = message.as_str(), exception.type = kind,
+                exception.stacktrace = causes, "exception");
         }
     }};
 }

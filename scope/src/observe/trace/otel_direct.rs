@@ -95,13 +95,14 @@ pub(super) fn choose(
 fn fail(cx: &Context, error: &Error) {
     let message = error.to_string();
     let span = cx.span();
-    span.add_event(
-        "exception",
-        vec![
-            KeyValue::new("exception.message", message.clone()),
-            KeyValue::new("exception.type", error_type(error)),
-        ],
-    );
+    let mut attributes = vec![
+        KeyValue::new("exception.message", message.clone()),
+        KeyValue::new("exception.type", error_type(error)),
+    ];
+    if let Some(causes) = crate::util::log::causes(error) {
+        attributes.push(KeyValue::new("exception.stacktrace", causes));
+    }
+    span.add_event("exception", attributes);
     span.set_attribute(KeyValue::new("error.type", error_type(error)));
     span.set_status(Status::error(message));
 }
