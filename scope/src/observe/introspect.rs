@@ -5,8 +5,10 @@
 //! a [`tracked_wait`](crate::tracked_wait)) — and [`snapshot`] or [`Scope::tree`] reads those
 //! records, with what the scopes themselves know (children, limits, breakers, deadlines), into
 //! a [`Tree`], which renders as an indented text tree (its `Display`) or, with the feature
-//! `introspect-json`, as JSON. Keeping the records costs a task about 3 % of its spawn and
-//! await (see the guide's "What is it waiting on" section); a scope built with
+//! `introspect-json`, as JSON. A task is recorded the first time it is suspended (its first
+//! poll ends pending, or it queues for a concurrency permit), so one that finishes within its
+//! first poll costs nothing, and one that waits pays one record (about 200 instructions, see
+//! the guide's "What is it waiting on" section); a scope built with
 //! [`ScopeBuilder::introspect`]`(false)` keeps none, and its tasks are only counted.
 //!
 //! ```
@@ -107,8 +109,8 @@ impl ScopeBuilder {
     /// [`snapshot`]: its name, age, spawn location and what it waits on. On by default; a
     /// scope inherits its parent's choice unless its builder says otherwise.
     ///
-    /// `introspect(false)` is the opt-out for the few scopes where a task's spawn must not pay
-    /// the record (about 100 instructions, see the guide): the scope still appears in the tree,
+    /// `introspect(false)` is the opt-out for the few scopes where a suspended task must not pay
+    /// its record (about 200 instructions, see the guide): the scope still appears in the tree,
     /// with its count of live tasks, but lists none of them. Long waits are reported only for
     /// recorded tasks.
     ///
@@ -311,11 +313,14 @@ fn tasks_of(scope: &Shared, now: Instant) -> Vec<TaskNode> {
     };
     let mut nodes: Vec<TaskNode> = Vec::with_capacity(live.tasks.capacity());
     for (_, task) in live.tasks.iter() {
+        let state = state(innermost.remove(&(task.index, None)));
+        // A wait begun in the first poll is older than the record taken at its end.
+        let age = now.saturating_duration_since(task.since);
         nodes.push(TaskNode {
             id: task.index,
             name: task_name(task.index, task.name.as_deref()),
-            age: now.saturating_duration_since(task.since),
-            state: state(innermost.remove(&(task.index, None))),
+            age: state.waited().map_or(age, |waited| age.max(waited)),
+            state,
             attempt: task_run(task.details.as_ref()).map(|run| run.retries() + 1),
             spawned_at: Some(SpawnSite::from(task.location)),
         });
