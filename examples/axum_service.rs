@@ -151,8 +151,6 @@ fn parse_addr() -> Result<SocketAddr, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Every scope of the process joins the live tree that /debug/scopes shows.
-    introspect::enable();
     let listener = TcpListener::bind(parse_addr()?).await?;
     println!("serving on http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();

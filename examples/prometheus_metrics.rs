@@ -246,8 +246,6 @@ async fn debug_scopes(uri: Uri) -> impl IntoResponse {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_args()?;
-    // Every scope built from here on keeps a live record of its tasks for /debug/scopes.
-    introspect::enable();
     let listener = TcpListener::bind(options.addr).await?;
     println!("metrics at http://{}/metrics", listener.local_addr()?);
 

@@ -109,8 +109,6 @@ async fn stuck_service() -> Result<(Scope, Scope), go_go_scope::Error> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     use tokio::signal::unix::{SignalKind, signal};
 
-    // Every scope built from here on records its tasks for the dump.
-    introspect::enable();
     let serve = std::env::args().any(|arg| arg == "--serve");
     let mut quit = signal(SignalKind::quit())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
@@ -144,7 +142,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Without Unix signals, the dump is printed once.
-    introspect::enable();
     let (service, _ledger) = stuck_service().await?;
     print!("{}", introspect::snapshot());
     service.close().await?;

@@ -40,8 +40,8 @@ ROWS = [
      "retry_once_scope", "BATCH"),
     ("spawn + await, `metrics(true)` (raw: two clock reads + an atomic add)",
      "metrics_tracker", "metrics_joinset", "metrics_scope", "BATCH"),
-    ("spawn + await, `introspect(true)` (the task recorded in the live tree)",
-     "spawn_await_tracker", "spawn_await_joinset", "introspect_scope", "BATCH"),
+    ("spawn + await, `introspect(false)` (no record in the live tree)",
+     "spawn_await_tracker", "spawn_await_joinset", "unrecorded_scope", "BATCH"),
     ("`parallel` of 3 trivial tasks", "parallel3_tracker", "parallel3_joinset",
      "parallel3_scope", "BATCH"),
     ("channel, per message, capacity 100 (raw: tokio mpsc)", "channel_tokio", None,
@@ -104,7 +104,8 @@ def fmt(n):
 
 
 def table(counts, sizes):
-    wanted = {f for row in ROWS for f in row[1:4]} | {f for row in LOCAL_ROWS for f in row[1:3]}
+    wanted = ({f for row in ROWS for f in row[1:4]} | {f for row in LOCAL_ROWS for f in row[1:3]}
+              | {"yield_scope", "yield_unrecorded"})
     missing = sorted({f for f in wanted if f and f not in counts})
     if missing:
         sys.exit(f"error: no instruction count for {', '.join(missing)}")
@@ -122,12 +123,18 @@ def table(counts, sizes):
             f"{f'{s / j:.2f}×' if j else '—'} |"
         )
     go = counts["go_scoped_scope"] / counts["spawn_await_scope"]
-    introspect = counts["introspect_scope"] / counts["spawn_await_scope"]
+    registry = counts["spawn_await_scope"] / counts["unrecorded_scope"] - 1
+    recorded = counts["yield_scope"] / counts["yield_unrecorded"] - 1
+    per_record = (counts["yield_scope"] - counts["yield_unrecorded"]) / sizes["BATCH"]
     out.append("")
     out.append(f"Instructions per operation (Callgrind `Ir`, batches of {fmt(sizes['BATCH'])} "
                f"operations, {fmt(sizes['MESSAGES'])} messages for the channel). "
                f"`go!` in a `#[scoped]` fn against `Scope::spawn`: {go:.2f}×; "
-               f"an introspected scope against a plain one: {introspect:.2f}×.")
+               f"the live registry (a task's record in the tree) against a scope built "
+               f"with `introspect(false)`: {registry:+.1%}; for a task suspended once (it "
+               f"yields), which the registry records: {fmt(counts['yield_unrecorded'] / sizes['BATCH'])} "
+               f"→ {fmt(counts['yield_scope'] / sizes['BATCH'])} ({recorded:+.1%}, "
+               f"{per_record:.0f} instructions per record).")
     out += [
         "",
         "| local scopes | TaskTracker | `Scope::local` | vs TaskTracker |",

@@ -7,10 +7,6 @@ use go_go_scope::introspect::{self, TaskState};
 use go_go_scope::testing::{assert_no_tasks_left, assert_no_wait_longer_than, flush_tasks};
 use go_go_scope::{CircuitBreaker, Retry, Scope, go};
 
-/// Held by the tests that build a scope without asking for introspection, and by the one that
-/// flips the process-wide switch: with the switch on, such a scope would be introspected.
-static PROCESS_WIDE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
         Ok(message) => *message,
@@ -24,11 +20,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 /// Two tasks, each waiting to receive on the channel the other one should send on.
 #[tokio::test(start_paused = true)]
 async fn a_deadlock_on_two_channels_shows_what_each_task_waits_on() {
-    let scope = Scope::builder()
-        .name("pair")
-        .introspect(true)
-        .build()
-        .unwrap();
+    let scope = Scope::builder().name("pair").build().unwrap();
     let to_a = scope.channel::<u32>(1);
     let to_b = scope.channel::<u32>(1);
     let (a_in, b_out) = (to_a.clone(), to_b.clone());
@@ -118,7 +110,6 @@ async fn a_deadlock_on_two_channels_shows_what_each_task_waits_on() {
 async fn the_json_rendering_carries_the_same_tree() {
     let scope = Scope::builder()
         .name("json-root")
-        .introspect(true)
         .concurrency(1)
         .timeout(Duration::from_secs(60))
         .build()
@@ -174,19 +165,20 @@ async fn the_json_rendering_carries_the_same_tree() {
 }
 
 #[tokio::test]
-async fn a_scope_without_introspection_shows_only_its_counts() {
-    let switch = PROCESS_WIDE.lock().unwrap_or_else(|e| e.into_inner());
-    let scope = Scope::builder().name("plain").build().unwrap();
-    drop(switch);
+async fn a_scope_that_opted_out_shows_only_its_counts() {
+    let scope = Scope::builder()
+        .name("plain")
+        .introspect(false)
+        .build()
+        .unwrap();
     let _task = scope.spawn(std::future::pending::<()>());
     let tree = scope.tree();
     assert!(!tree.scopes[0].tracked);
     assert_eq!(tree.scopes[0].live_tasks, 1);
     assert!(tree.scopes[0].tasks.is_empty());
-    assert_eq!(tree.scopes[0].age, None);
     assert!(
         tree.to_string()
-            .contains("(1 tasks not listed: the scope is not introspected)")
+            .contains("(1 tasks not listed: the scope keeps no task records)")
     );
     scope.close().await.unwrap();
 }
@@ -195,7 +187,6 @@ async fn a_scope_without_introspection_shows_only_its_counts() {
 async fn a_retrying_task_shows_its_attempt_and_its_delay() {
     let scope = Scope::builder()
         .name("retrying")
-        .introspect(true)
         .circuit_breaker(
             CircuitBreaker::builder()
                 .failure_threshold(10)
@@ -228,7 +219,7 @@ async fn a_retrying_task_shows_its_attempt_and_its_delay() {
 
 #[tokio::test]
 async fn go_and_tracked_wait_are_seen_and_the_scope_body_too() {
-    let builder = Scope::builder().name("dsl").introspect(true);
+    let builder = Scope::builder().name("dsl");
     let (seen, body_seen) = Scope::run(builder, |scope| async move {
         let lock = std::sync::Arc::new(tokio::sync::Mutex::new(()));
         let held = lock.clone().lock_owned().await;
@@ -261,13 +252,13 @@ async fn go_and_tracked_wait_are_seen_and_the_scope_body_too() {
 }
 
 #[tokio::test]
-async fn the_process_wide_switch_and_the_gauge() {
-    let switch = PROCESS_WIDE.lock().unwrap_or_else(|e| e.into_inner());
-    introspect::enable();
+async fn every_scope_is_in_the_snapshot_and_the_gauge() {
     let scope = Scope::builder().name("gauge-scope").build().unwrap();
-    introspect::disable();
-    let later = Scope::builder().name("gauge-later").build().unwrap();
-    drop(switch);
+    let later = Scope::builder()
+        .name("gauge-later")
+        .introspect(false)
+        .build()
+        .unwrap();
     assert!(scope.tree().scopes[0].tracked);
     assert!(!later.tree().scopes[0].tracked);
 
@@ -284,7 +275,13 @@ async fn the_process_wide_switch_and_the_gauge() {
         .find(|s| s.name == "gauge-scope")
         .unwrap();
     assert_eq!(mine.tasks.len(), 2);
-    assert!(snapshot.scopes.iter().all(|s| s.name != "gauge-later"));
+    let later_node = snapshot
+        .scopes
+        .iter()
+        .find(|s| s.name == "gauge-later")
+        .unwrap();
+    assert!(later_node.tasks.is_empty());
+    assert!(!text_has_gauge_of("gauge-later"));
     let states: Vec<TaskState> = mine.tasks.iter().map(|t| t.state).collect();
     assert_eq!(states[1], TaskState::Running);
 
@@ -313,11 +310,7 @@ async fn the_process_wide_switch_and_the_gauge() {
 
 #[tokio::test(start_paused = true)]
 async fn a_task_waiting_for_a_pooled_resource_is_shown_waiting_on_the_pool() {
-    let scope = Scope::builder()
-        .name("pooled")
-        .introspect(true)
-        .build()
-        .unwrap();
+    let scope = Scope::builder().name("pooled").build().unwrap();
     let pool = scope
         .pool(
             go_go_scope::PoolOptions::new(|| async { Ok::<_, std::io::Error>(1_u8) })
@@ -343,7 +336,7 @@ async fn a_task_waiting_for_a_pooled_resource_is_shown_waiting_on_the_pool() {
 
 #[tokio::test]
 async fn a_local_scope_lists_its_tasks_and_where_they_were_spawned() {
-    let builder = Scope::builder().name("local-tree").introspect(true);
+    let builder = Scope::builder().name("local-tree");
     let signal = tokio::sync::Notify::new();
     let (waiting, line) = Scope::local(builder, |s| {
         Box::pin(async {
@@ -363,4 +356,9 @@ async fn a_local_scope_lists_its_tasks_and_where_they_were_spawned() {
     let site = waiting.spawned_at.unwrap();
     assert!(site.file.ends_with("introspect.rs"), "{site}");
     assert_eq!(site.line, line);
+}
+
+/// Whether the export has a `goscope_tasks_by_state` series for `scope`.
+fn text_has_gauge_of(scope: &str) -> bool {
+    go_go_scope::metrics::encode().contains(&format!("goscope_tasks_by_state{{scope=\"{scope}\""))
 }

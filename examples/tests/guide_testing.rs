@@ -252,11 +252,7 @@ async fn a_timed_out_lookup_is_an_error_span() {
 // region: no-tasks-left
 #[tokio::test]
 async fn a_leaked_task_is_named_with_what_it_waits_on() {
-    let scope = Scope::builder()
-        .name("handler")
-        .introspect(true)
-        .build()
-        .unwrap();
+    let scope = Scope::builder().name("handler").build().unwrap();
     let replies = scope.channel::<u32>(1);
     let rx = replies.clone();
     let reply = scope

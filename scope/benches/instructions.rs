@@ -442,17 +442,66 @@ impl Op for MetricsScope {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Spawn + await one task in an introspected scope: the task is recorded in the live tree while
-// it lives (a lock, a map insert and a removal).
+// Spawn + await one task in a scope built with `introspect(false)`: the same build without the
+// live registry (no task record taken at spawn, none freed at the end). Against
+// `spawn_await_scope`, the registry's cost per task.
 
-struct IntrospectScope(Scope);
-impl Op for IntrospectScope {
+struct UnrecordedScope(Scope);
+impl Op for UnrecordedScope {
     fn new() -> Self {
-        IntrospectScope(Scope::builder().introspect(true).build().expect("scope"))
+        UnrecordedScope(Scope::builder().introspect(false).build().expect("scope"))
     }
     async fn run(&mut self, n: usize) {
         for _ in 0..n {
             let (_, v) = self.0.spawn(async { 42_u64 }).await;
+            black_box(v);
+        }
+    }
+    async fn finish(self) {
+        self.0.close().await.expect("close");
+    }
+}
+
+// Spawn + await one task that is suspended once (it yields) before it finishes: a task the
+// live registry records (at its first suspension) and forgets (when it ends); with
+// `introspect(false)`, the same without the registry.
+
+struct YieldScope(Scope);
+impl Op for YieldScope {
+    fn new() -> Self {
+        YieldScope(Scope::new().expect("scope"))
+    }
+    async fn run(&mut self, n: usize) {
+        for _ in 0..n {
+            let (_, v) = self
+                .0
+                .spawn(async {
+                    tokio::task::yield_now().await;
+                    42_u64
+                })
+                .await;
+            black_box(v);
+        }
+    }
+    async fn finish(self) {
+        self.0.close().await.expect("close");
+    }
+}
+
+struct YieldUnrecorded(Scope);
+impl Op for YieldUnrecorded {
+    fn new() -> Self {
+        YieldUnrecorded(Scope::builder().introspect(false).build().expect("scope"))
+    }
+    async fn run(&mut self, n: usize) {
+        for _ in 0..n {
+            let (_, v) = self
+                .0
+                .spawn(async {
+                    tokio::task::yield_now().await;
+                    42_u64
+                })
+                .await;
             black_box(v);
         }
     }
@@ -710,7 +759,9 @@ instructions! {
     metrics_tracker: MetricsTracker;
     metrics_joinset: MetricsJoinSet;
     metrics_scope: MetricsScope;
-    introspect_scope: IntrospectScope;
+    unrecorded_scope: UnrecordedScope;
+    yield_scope: YieldScope;
+    yield_unrecorded: YieldUnrecorded;
     parallel3_tracker: ParallelTracker;
     parallel3_joinset: ParallelJoinSet;
     parallel3_scope: ParallelScope;
@@ -742,7 +793,9 @@ library_benchmark_group!(
         metrics_tracker,
         metrics_joinset,
         metrics_scope,
-        introspect_scope,
+        unrecorded_scope,
+        yield_scope,
+        yield_unrecorded,
         parallel3_tracker,
         parallel3_joinset,
         parallel3_scope,

@@ -1,4 +1,4 @@
-//! What a look at the live tree costs: a snapshot of one introspected scope with 10 000 live
+//! What a look at the live tree costs: a snapshot of one scope with 10 000 live
 //! tasks, each waiting on a channel, then its text and JSON renderings.
 //!
 //! Run: `cargo bench -p go-go-scope --features introspect-json --bench introspect`.
@@ -16,11 +16,7 @@ fn snapshot_of_ten_thousand_tasks(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let (scope, inbox) = rt.block_on(async {
-        let scope = Scope::builder()
-            .name("bench")
-            .introspect(true)
-            .build()
-            .expect("scope");
+        let scope = Scope::builder().name("bench").build().expect("scope");
         let inbox = scope.channel::<u64>(1);
         for _ in 0..TASKS {
             let rx = inbox.clone();

@@ -13,7 +13,7 @@ use crate::core::observer::Features;
 use crate::core::scope::{ScopeBuilder, Shared};
 use crate::observe::deadlock::{DeadlockCallback, Detector};
 use crate::observe::hooks::Hooks;
-use crate::observe::introspect::{IntrospectOptions, introspector};
+use crate::observe::introspect::{IntrospectOptions, long_wait_watch};
 use crate::observe::metrics::MetricsCollector;
 use crate::observe::profiler::Profiler;
 use crate::observe::trace::{ScopeSpanInfo, ScopeTrace, TraceOptions};
@@ -86,7 +86,7 @@ pub(crate) fn assemble(
             "the threshold must be greater than zero",
         ));
     }
-    let introspector = introspector(&introspect, init.parent)?;
+    let long_waits = long_wait_watch(&introspect, init.parent)?;
     let parent = init.parent.and_then(|p| p.features());
     let mut features = Features::default();
     let trace = ScopeTrace::start(
@@ -128,8 +128,8 @@ pub(crate) fn assemble(
     if let Some((threshold, callback)) = deadlock {
         features.observe(Arc::new(Detector::new(threshold, callback)));
     }
-    if let Some(introspector) = introspector {
-        features.observe(Arc::new(introspector));
+    if let Some(long_waits) = long_waits {
+        features.observe(Arc::new(long_waits));
     }
     for observer in observers {
         features.observe(observer);
@@ -154,6 +154,13 @@ pub(crate) fn assemble(
         )));
     }
     Ok((!features.is_empty()).then(|| Box::new(features)))
+}
+
+/// Whether a builder's options say to keep (`Some(true)`) or not to keep (`Some(false)`) the
+/// scope's live task records; `None` when they say nothing (the parent decides).
+#[inline]
+pub(crate) fn keeps_tasks(options: Option<&FeatureOptions>) -> Option<bool> {
+    options?.introspect.keep
 }
 
 impl ScopeBuilder {

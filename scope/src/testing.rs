@@ -268,7 +268,7 @@ pub async fn close_and_assert(scope: &Scope) {
 
 /// Asserts that no task of `scope` or of its child scopes is alive; on failure the message
 /// holds the scope's live tree ([`Scope::tree`]), naming every task left and what it waits on
-/// (tasks are listed when the scope is introspected, see [`ScopeBuilder::introspect`]).
+/// (a scope built with [`ScopeBuilder::introspect`]`(false)` shows only its count).
 ///
 /// *Feature `testing`.*
 ///
@@ -278,11 +278,12 @@ pub async fn close_and_assert(scope: &Scope) {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let scope = go_go_scope::Scope::builder().introspect(true).build().unwrap();
+/// let scope = go_go_scope::Scope::new().unwrap();
 /// scope.spawn(async {}).await;
 /// go_go_scope::testing::assert_no_tasks_left(&scope);
 ///
 /// let _stuck = scope.spawn(std::future::pending::<()>());
+/// go_go_scope::testing::flush_tasks().await;
 /// let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| go_go_scope::testing::assert_no_tasks_left(&scope)));
 /// let message = *failure.unwrap_err().downcast::<String>().unwrap();
 /// assert!(message.contains("task-2 (#2) running"));
@@ -302,8 +303,8 @@ pub fn assert_no_tasks_left(scope: &Scope) {
 
 /// Asserts that no task of `scope` or of its child scopes has been waiting (on a permit, a
 /// channel, a pool, a retry delay or a [`tracked_wait`](crate::tracked_wait)) for longer
-/// than `limit`; on failure the message holds the scope's live tree. Only introspected scopes
-/// record waits (see [`ScopeBuilder::introspect`]).
+/// than `limit`; on failure the message holds the scope's live tree. Scopes built with
+/// [`ScopeBuilder::introspect`]`(false)` record no waits.
 ///
 /// *Feature `testing`.*
 ///
@@ -315,7 +316,7 @@ pub fn assert_no_tasks_left(scope: &Scope) {
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// let scope = go_go_scope::Scope::builder().introspect(true).build().unwrap();
+/// let scope = go_go_scope::Scope::new().unwrap();
 /// let ch = scope.channel::<u8>(1);
 /// let rx = ch.clone();
 /// let _waiting = scope.spawn(async move { rx.recv().await });

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -14,6 +14,7 @@ use crate::core::context::{self};
 use crate::core::error::Error;
 use crate::core::lifecycle::Lifecycle;
 use crate::core::observer::Features;
+use crate::core::registry;
 use crate::core::resources::Resources;
 use crate::features::{FeatureOptions, ScopeInit, assemble};
 use crate::util::sync::lock;
@@ -197,6 +198,9 @@ impl ScopeBuilder {
         let concurrency = self
             .concurrency
             .or_else(|| parent.as_ref().and_then(|p| p.concurrency));
+        // The live registry: on unless this builder (or, failing that, the parent) opted out.
+        let keeps_tasks = crate::features::keeps_tasks(self.features.as_deref())
+            .unwrap_or_else(|| parent.as_ref().is_none_or(|p| p.keeps_tasks));
         let custom_name = self.name.is_some();
         let name = self.name.unwrap_or(Cow::Borrowed("scope"));
         let features = assemble(
@@ -217,7 +221,9 @@ impl ScopeBuilder {
             .as_deref()
             .map(Features::background)
             .unwrap_or_default();
-        let shared = Arc::new(Shared {
+        let built = Instant::now();
+        let is_root = parent.is_none();
+        let shared = Arc::new_cyclic(|this| Shared {
             id: NEXT_SCOPE_ID.fetch_add(1, Ordering::Relaxed),
             name,
             token: OnceLock::new(),
@@ -236,7 +242,11 @@ impl ScopeBuilder {
             wait_on_exit: self.wait,
             features,
             wants,
-            created: wants.durations.then(Instant::now),
+            created: wants.durations.then_some(built),
+            built,
+            keeps_tasks,
+            registry: OnceLock::new(),
+            root: is_root.then(|| registry::add_root(Weak::clone(this))),
             lifetime: OnceLock::new(),
             background: Mutex::new(Vec::new()),
             has_background: self.timeout.is_some()

@@ -7,6 +7,7 @@ pub(crate) mod error;
 pub(crate) mod lifecycle;
 pub(crate) mod local;
 pub(crate) mod observer;
+pub(crate) mod registry;
 pub(crate) mod resources;
 pub(crate) mod scope;
 pub(crate) mod shared;

@@ -77,8 +77,6 @@ pub(crate) struct SpawnedTask<'a> {
     /// 1-based, in spawn order.
     pub(crate) index: u64,
     pub(crate) name: Option<&'a Cow<'static, str>>,
-    /// Where the task was spawned (the caller of the public spawn method).
-    pub(crate) location: &'static std::panic::Location<'static>,
     /// The body runs its own attempts: it takes concurrency permits and asks the scope's
     /// breaker itself, once per attempt.
     pub(crate) runs_attempts: bool,

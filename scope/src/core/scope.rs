@@ -17,7 +17,7 @@ use crate::util::sync::lock;
 
 pub use super::builder::ScopeBuilder;
 pub use super::shared::unclosed_drops;
-pub(crate) use super::shared::{BodyEnd, LimitSnapshot, Queued, Shared};
+pub(crate) use super::shared::{BodyEnd, LimitSnapshot, Queued, Shared, WaitGuard};
 
 /// Counts blocking code as one of its scope's live tasks until dropped.
 struct BlockingGuard(Arc<Shared>);

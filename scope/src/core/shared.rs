@@ -41,6 +41,7 @@ use crate::core::context::{self};
 use crate::core::error::{Error, TimeoutOrigin};
 use crate::core::lifecycle::{Admission, Lifecycle};
 use crate::core::observer::{ClosedScope, Features, TaskWatch, Wants};
+use crate::core::registry::{self, Registry};
 use crate::core::resources::Resources;
 use crate::util::sync::lock;
 
@@ -117,6 +118,15 @@ pub(crate) struct Shared {
     /// What the features need measured; all false without features.
     pub(super) wants: Wants,
     pub(super) created: Option<Instant>,
+    /// When the scope was built (its age in the live tree).
+    pub(crate) built: Instant,
+    /// Whether the scope records its tasks for the live tree (not when built with
+    /// `introspect(false)`).
+    pub(crate) keeps_tasks: bool,
+    /// The live tasks and their waits, for the live tree; created when the first is recorded.
+    pub(super) registry: OnceLock<Mutex<Registry>>,
+    /// The scope's key in the list of root scopes, if it has no parent.
+    pub(super) root: Option<usize>,
     pub(super) lifetime: OnceLock<Duration>,
     /// The timeout timer and the features' background work; all end when the token fires.
     pub(super) background: Mutex<Vec<JoinHandle<()>>>,
@@ -135,6 +145,23 @@ pub(super) struct Children {
 pub(crate) struct LimitSnapshot {
     pub(crate) available: usize,
     pub(crate) waiting: usize,
+}
+
+/// A wait in progress, recorded in the live registry and with the features that track waits;
+/// dropping it ends the wait.
+pub(crate) struct WaitGuard {
+    recorded: Option<(Arc<Shared>, usize)>,
+    _observed: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        if let Some((scope, key)) = self.recorded.take()
+            && let Some(live) = scope.records()
+        {
+            lock(live).waits.remove(key);
+        }
+    }
 }
 
 /// Counts a task as waiting for a concurrency permit while it exists. Only scopes whose task
@@ -183,14 +210,48 @@ impl Shared {
         self.wants.spawn_time
     }
 
-    /// Registers a wait of the running task (or the scope body) with the features that track
-    /// waits; the wait ends when the returned value is dropped.
+    /// Registers a wait of the running task (or the scope body) in the live registry and with
+    /// the features that track waits; the wait ends when the returned value is dropped.
     pub(crate) fn begin_wait(
-        &self,
+        self: &Arc<Self>,
         task: Option<&context::TaskIdent>,
         what: &'static str,
-    ) -> Option<Box<dyn std::any::Any + Send>> {
-        self.features()?.wait_began(self, task, what)
+    ) -> Option<WaitGuard> {
+        let recorded = self.registry().map(|live| {
+            let key = match task {
+                // A task is named by its record; the number finds it.
+                Some(task) if task.index != 0 => registry::add_wait(live, task.index, None, what),
+                // A helper's work, named here.
+                Some(task) => registry::add_wait(live, 0, task.name.clone(), what),
+                None => registry::add_wait(live, 0, None, what),
+            };
+            (Arc::clone(self), key)
+        });
+        let observed = self
+            .features()
+            .and_then(|features| features.wait_began(self, task, what));
+        if recorded.is_none() && observed.is_none() {
+            return None;
+        }
+        Some(WaitGuard {
+            recorded,
+            _observed: observed,
+        })
+    }
+
+    /// The scope's live registry, created on first use; `None` when it keeps no records.
+    #[inline]
+    pub(crate) fn registry(&self) -> Option<&Mutex<Registry>> {
+        if !self.keeps_tasks {
+            return None;
+        }
+        Some(self.registry.get_or_init(|| Mutex::new(Registry::new())))
+    }
+
+    /// The scope's live registry, if anything was ever recorded in it.
+    #[inline]
+    pub(crate) fn records(&self) -> Option<&Mutex<Registry>> {
+        self.registry.get()
     }
 
     /// The parent scope's state, if any.
@@ -486,6 +547,9 @@ impl Shared {
         }
         if let Some(parent) = &self.parent {
             lock(&parent.children).by_id.remove(&self.id);
+        }
+        if let Some(root) = self.root {
+            registry::remove_root(root);
         }
         if self.life.finish_close() {
             self.closed.notify_waiters();

@@ -23,7 +23,8 @@ use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 use crate::core::context::{self, Ambient, TaskIdent};
 use crate::core::error::{BoxError, Error, Outcome, into_outcome, into_result};
 use crate::core::observer::{EndedTask, SpawnedTask, TaskDetails, TaskEnd, TaskWatch};
-use crate::core::scope::{LimitSnapshot, Queued, Shared};
+use crate::core::registry;
+use crate::core::scope::{LimitSnapshot, Queued, Shared, WaitGuard};
 
 /// The handle of a task spawned into a [`Scope`](crate::Scope).
 ///
@@ -273,9 +274,9 @@ enum Permit {
 
 struct PermitWait {
     semaphore: PollSemaphore,
-    /// Keeps the wait registered with the features that track waits until the permit arrives
-    /// or the task is dropped.
-    _wait: Option<Box<dyn std::any::Any + Send>>,
+    /// Keeps the wait registered (live tree, features that track waits) until the permit
+    /// arrives or the task is dropped.
+    _wait: Option<WaitGuard>,
     /// Counts the task among the scope's waiting ones meanwhile.
     _queued: Queued,
 }
@@ -365,6 +366,11 @@ struct Record {
     details: Option<Arc<dyn TaskDetails>>,
     /// The features' per-task state (see `crate::core::observer`).
     watch: Option<Box<dyn TaskWatch>>,
+    /// Where the task was spawned, for its record in the live tree.
+    location: &'static Location<'static>,
+    /// Its key in the scope's live registry once it is recorded there (see
+    /// `crate::core::registry`), else `UNRECORDED` (not yet) or `NOT_RECORDED` (never).
+    key: u32,
     ended: bool,
     /// Polled by a local scope's future, which watches the scope's cancellation for all its
     /// tasks at once: the task registers no waiter of its own.
@@ -398,11 +404,16 @@ impl Record {
     /// Registers for the scope's cancellation the first time the task waits. Later polls need
     /// no registration: the waker of a spawned task never changes, and `poll` checks the
     /// scope's reason (written before the token fires) first thing.
+    ///
+    /// Also records the task in the live tree the first time it is suspended.
     fn watch_cancel<T>(
         &mut self,
         mut cancel: Pin<&mut Option<WaitForCancellationFutureOwned>>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error>> {
+        if self.key == registry::UNRECORDED {
+            self.record();
+        }
         if cancel.is_none() && !self.driven {
             cancel.set(Some(self.shared().token().clone().cancelled_owned()));
             if let Some(waiter) = cancel.as_pin_mut()
@@ -413,6 +424,24 @@ impl Record {
             }
         }
         Poll::Pending
+    }
+
+    /// Records the task in its scope's live registry (none with `introspect(false)`).
+    #[cold]
+    fn record(&mut self) {
+        if let Some(Ambient {
+            scope,
+            task: Some(task),
+        }) = &self.ambient
+        {
+            self.key = registry::add_task(
+                scope,
+                task.index,
+                task.name.as_ref(),
+                self.location,
+                self.details.as_ref(),
+            );
+        }
     }
 
     fn report(&mut self, error: Option<&Error>, finished: bool) {
@@ -456,6 +485,9 @@ impl Drop for Record {
         if !self.ended {
             // Dropped before finishing: aborted by `Task::cancel`, or the runtime shut down.
             self.report(Some(&Error::cancelled("task cancelled")), false);
+        }
+        if self.key < registry::NOT_RECORDED {
+            registry::remove_task(self.shared(), self.key);
         }
         self.shared().task_exited();
     }
@@ -535,8 +567,6 @@ where
             scope: shared,
             index,
             name: name.as_ref(),
-            // The caller of the public spawn method: every path to here is `#[track_caller]`.
-            location: Location::caller(),
             runs_attempts,
             details: details.as_ref(),
             limit_before,
@@ -547,22 +577,30 @@ where
         }
         watch = features.watch_task(&task);
     }
+    // The caller of the public spawn method (every path to here is `#[track_caller]`): the
+    // task's spawn site in the live tree.
+    let location = Location::caller();
+    let mut key = registry::UNRECORDED;
     let permit = match &shared.limit {
         _ if runs_attempts => Permit::Unlimited,
         None => Permit::Unlimited,
         Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
             Ok(permit) => Permit::Held(permit),
-            Err(_) => Permit::Waiting(Box::new(PermitWait {
-                semaphore: PollSemaphore::new(Arc::clone(semaphore)),
-                _wait: shared.features().and_then(|_| {
-                    let task = TaskIdent {
-                        index,
-                        name: name.clone(),
-                    };
-                    shared.begin_wait(Some(&task), "concurrency permit")
-                }),
-                _queued: Queued::new(shared),
-            })),
+            Err(_) => {
+                // Suspended before it starts: in the live tree from now on.
+                key = registry::add_task(shared, index, name.as_ref(), location, details.as_ref());
+                Permit::Waiting(Box::new(PermitWait {
+                    semaphore: PollSemaphore::new(Arc::clone(semaphore)),
+                    _wait: shared.begin_wait(
+                        Some(&TaskIdent {
+                            index,
+                            name: name.clone(),
+                        }),
+                        "concurrency permit",
+                    ),
+                    _queued: Queued::new(shared),
+                }))
+            }
         },
     };
     tracing::trace!(scope = ?shared.name, task = index, "task spawned");
@@ -583,6 +621,8 @@ where
             spawned: shared.notes_spawn_time().then(Instant::now),
             details,
             watch,
+            location,
+            key,
             ended: false,
             driven,
         },

@@ -157,7 +157,7 @@ impl Drop for Registration {
 }
 
 /// A wait registered through the seam; dropping it ends the wait.
-pub(crate) type WaitGuard = Box<dyn std::any::Any + Send>;
+pub(crate) type WaitGuard = crate::core::scope::WaitGuard;
 
 impl Observer for Detector {
     fn background(self: Arc<Self>) -> Option<BackgroundWork> {
@@ -169,7 +169,7 @@ impl Observer for Detector {
         scope: &Shared,
         task: Option<&TaskIdent>,
         what: &'static str,
-    ) -> Option<WaitGuard> {
+    ) -> Option<Box<dyn std::any::Any + Send>> {
         let task = match task {
             Some(task) => task.display_name(),
             None => format!("{} (scope body)", scope.name),
@@ -193,21 +193,19 @@ impl ScopeBuilder {
     }
 }
 
-/// Registers the running task as waiting on `resource` with its scope's features that track
-/// waits (the deadlock detector); the wait ends when the returned value is dropped.
+/// Registers the running task as waiting on `resource`: in its scope's live tree and with the
+/// features that track waits (the deadlock detector); the wait ends when the returned value is
+/// dropped.
 pub(crate) fn begin_wait(resource: &'static str) -> Option<WaitGuard> {
-    with_ambient(|ambient| {
-        ambient.scope.features()?;
-        ambient.scope.begin_wait(ambient.task.as_ref(), resource)
-    })
-    .flatten()
+    with_ambient(|ambient| ambient.scope.begin_wait(ambient.task.as_ref(), resource)).flatten()
 }
 
-/// Awaits `future` as a wait on `resource` that the ambient scope's deadlock detector can see.
+/// Awaits `future` as a wait on `resource` that the ambient scope's live tree and deadlock
+/// detector can see.
 ///
 /// The crate's own wait points (concurrency permits, channels, pools) already do this; wrap
-/// your own waits (a lock, an external queue) to have them reported too. Outside a scope with
-/// deadlock detection this is just `future.await`.
+/// your own waits (a lock, an external queue) to have them named in the tree and reported too.
+/// Outside a scope this is just `future.await`.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};

@@ -1,19 +1,22 @@
 //! The live tree: every scope and task of the process, and what each task is waiting on.
 //!
-//! Introspection is opt-in, per scope ([`ScopeBuilder::introspect`]) or for the whole process
-//! ([`enable`]); a scope built with it passes it on to its children. A scope without it pays
-//! nothing. An introspected scope keeps a small record of each live task — its name, when and
-//! where it was spawned, and the waits it is in (a concurrency permit, a channel, a pool, a
-//! retry delay, a [`tracked_wait`](crate::tracked_wait)) — and [`snapshot`] or
-//! [`Scope::tree`] reads those records into a [`Tree`], which renders as an indented text tree
-//! (its `Display`) or, with the feature `introspect-json`, as JSON.
+//! Always on: every scope keeps a small record of each live task — its name, when and where it
+//! was spawned, and the waits it is in (a concurrency permit, a channel, a pool, a retry delay,
+//! a [`tracked_wait`](crate::tracked_wait)) — and [`snapshot`] or [`Scope::tree`] reads those
+//! records, with what the scopes themselves know (children, limits, breakers, deadlines), into
+//! a [`Tree`], which renders as an indented text tree (its `Display`) or, with the feature
+//! `introspect-json`, as JSON. A task is recorded the first time it is suspended (its first
+//! poll ends pending, or it queues for a concurrency permit), so one that finishes within its
+//! first poll costs nothing, and one that waits pays one record (about 200 instructions, see
+//! the guide's "What is it waiting on" section); a scope built with
+//! [`ScopeBuilder::introspect`]`(false)` keeps none, and its tasks are only counted.
 //!
 //! ```
 //! use go_go_scope::{Scope, introspect};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let scope = Scope::builder().name("api").introspect(true).build().unwrap();
+//! let scope = Scope::builder().name("api").build().unwrap();
 //! let inbox = scope.channel::<u32>(1);
 //! let rx = inbox.clone();
 //! let _listener = scope.task(move |_| {
@@ -31,54 +34,30 @@
 //! # }
 //! ```
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::context::TaskIdent;
 use crate::core::error::Error;
-use crate::core::observer::{BackgroundWork, EndedTask, Observer, SpawnedTask, TaskDetails};
+use crate::core::observer::{BackgroundWork, Observer};
+use crate::core::registry::{self, Registry};
 use crate::core::scope::{Scope, ScopeBuilder, Shared};
 use crate::resilience::circuit_breaker::{CircuitBreaker, CircuitState};
 use crate::resilience::task_builder::task_run;
 use crate::util::sync::lock;
 
-static ENABLED: AtomicBool = AtomicBool::new(false);
 /// The process-wide long-wait threshold in nanoseconds; 0 for none.
 static LONG_WAIT_NANOS: AtomicU64 = AtomicU64::new(0);
-/// Introspected scopes whose parent is not introspected (or that have none): where
-/// [`snapshot`] starts.
-static ROOTS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
-/// Turns introspection on for every scope built from now on (scopes built before keep what
-/// they had). Costs each of those scopes a lock and a map insert per task; see the guide's
-/// "What is it waiting on" section for the numbers.
-pub fn enable() {
-    ENABLED.store(true, Ordering::Relaxed);
-}
-
-/// Turns the process-wide switch off again: scopes built from now on are introspected only if
-/// their builder or their parent asks for it.
-pub fn disable() {
-    ENABLED.store(false, Ordering::Relaxed);
-}
-
-/// Whether [`enable`] is in force.
-pub fn is_enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
-
-/// Reports, once through `tracing` at `warn`, every wait of an introspected task that lasts
-/// longer than `threshold`, with the path of the task in the tree; `None` stops it. Applies to
-/// scopes built from now on (each checks its tasks every `min(threshold / 2, 5 s)`).
+/// Reports, once through `tracing` at `warn`, every wait that lasts longer than `threshold`,
+/// with the path of the task in the tree; `None` stops it. Applies to scopes built from now on
+/// (each checks its tasks every `min(threshold / 2, 5 s)`).
 ///
 /// # Errors
 /// [`Error::InvalidOption`] for a zero threshold.
@@ -120,238 +99,122 @@ fn global_long_wait() -> Option<Duration> {
 /// The options a builder gives introspection.
 #[derive(Default)]
 pub(crate) struct IntrospectOptions {
-    pub(crate) enabled: bool,
+    /// Keep the scope's task records (`None`: as the parent does; a root keeps them).
+    pub(crate) keep: Option<bool>,
     pub(crate) long_wait: Option<Duration>,
 }
 
 impl ScopeBuilder {
-    /// Keeps a live record of this scope's tasks (and of its children's) for [`Scope::tree`]
-    /// and [`snapshot`]: each task's name, age, spawn location and what it waits on. Off by
-    /// default, unless [`enable`] was called or the parent scope is introspected.
+    /// Whether the scope keeps a record of each live task for [`Scope::tree`] and
+    /// [`snapshot`]: its name, age, spawn location and what it waits on. On by default; a
+    /// scope inherits its parent's choice unless its builder says otherwise.
+    ///
+    /// `introspect(false)` is the opt-out for the few scopes where a suspended task must not pay
+    /// its record (about 200 instructions, see the guide): the scope still appears in the tree,
+    /// with its count of live tasks, but lists none of them. Long waits are reported only for
+    /// recorded tasks.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let scope = go_go_scope::Scope::builder().introspect(true).build().unwrap();
+    /// let scope = go_go_scope::Scope::builder().build().unwrap();
     /// let _task = scope.spawn(std::future::pending::<()>());
+    /// let bare = go_go_scope::Scope::builder().introspect(false).build().unwrap();
+    /// let _task = bare.spawn(std::future::pending::<()>());
+    /// tokio::task::yield_now().await; // let both tasks start (and wait)
+    ///
     /// assert_eq!(scope.tree().scopes[0].tasks.len(), 1);
+    /// let tree = bare.tree();
+    /// assert!(!tree.scopes[0].tracked);
+    /// assert_eq!((tree.scopes[0].tasks.len(), tree.scopes[0].live_tasks), (0, 1));
+    /// bare.close().await.unwrap();
     /// scope.close().await.unwrap();
     /// # }
     /// ```
     pub fn introspect(mut self, enabled: bool) -> Self {
-        self.features().introspect.enabled = enabled;
+        self.features().introspect.keep = Some(enabled);
         self
     }
 
-    /// Introspects the scope (see [`introspect`](ScopeBuilder::introspect)) and reports, once
-    /// through `tracing` at `warn` with the task's path in the tree, every wait of its tasks
-    /// that lasts longer than `threshold`. `threshold` must be greater than zero.
+    /// Reports, once through `tracing` at `warn` with the task's path in the tree, every wait
+    /// of the scope's tasks (and its children's) that lasts longer than `threshold`.
+    /// `threshold` must be greater than zero.
     pub fn report_long_waits(mut self, threshold: Duration) -> Self {
-        let options = &mut self.features().introspect;
-        options.enabled = true;
-        options.long_wait = Some(threshold);
+        self.features().introspect.long_wait = Some(threshold);
         self
     }
 }
 
-/// Builds the scope's introspector when it should have one: asked by its builder, by the
-/// process-wide switch, or inherited from an introspected parent. Most scopes have none, and
-/// find out with a few loads.
+/// The scope's long-wait watch, when it should have one: asked by its builder, inherited from
+/// its parent, or set for the process ([`report_long_waits`]). Most scopes have none, and find
+/// out with a few loads.
 #[inline]
-pub(crate) fn introspector(
+pub(crate) fn long_wait_watch(
     options: &IntrospectOptions,
     parent: Option<&Arc<Shared>>,
-) -> Result<Option<Introspector>, Error> {
-    if !options.enabled && !is_enabled() && parent.is_none_or(|p| p.features().is_none()) {
+) -> Result<Option<LongWaitWatch>, Error> {
+    if options.long_wait.is_none()
+        && LONG_WAIT_NANOS.load(Ordering::Relaxed) == 0
+        && parent.is_none_or(|p| p.features().is_none())
+    {
         return Ok(None);
     }
-    build_introspector(options, parent)
+    build_long_wait_watch(options, parent)
 }
 
 #[cold]
-fn build_introspector(
+fn build_long_wait_watch(
     options: &IntrospectOptions,
     parent: Option<&Arc<Shared>>,
-) -> Result<Option<Introspector>, Error> {
+) -> Result<Option<LongWaitWatch>, Error> {
     if let Some(threshold) = options.long_wait {
         nanos_of(threshold)?;
     }
-    let parent = parent.and_then(|p| p.feature::<Introspector>());
-    if !(options.enabled || is_enabled() || parent.is_some()) {
-        return Ok(None);
-    }
-    let long_wait = options
+    let threshold = options
         .long_wait
-        .or_else(|| parent.and_then(|p| p.long_wait))
+        .or_else(|| {
+            parent
+                .and_then(|p| p.feature::<LongWaitWatch>())
+                .map(|w| w.threshold)
+        })
         .or_else(global_long_wait);
-    Ok(Some(Introspector {
+    Ok(threshold.map(|threshold| LongWaitWatch {
+        threshold,
         scope: OnceLock::new(),
-        built: Instant::now(),
-        tasks: Mutex::new(HashMap::default()),
-        next_wait: AtomicU64::new(0),
-        long_wait,
     }))
 }
 
-/// The live record of one introspected scope: an observer at the core's seam.
-pub(crate) struct Introspector {
+/// Reports the long waits of a scope's tasks: an observer at the core's seam, with only
+/// background work.
+pub(crate) struct LongWaitWatch {
+    threshold: Duration,
     scope: OnceLock<Weak<Shared>>,
-    built: Instant,
-    /// Live tasks by number; 0 is the scope body, present while it waits.
-    tasks: Mutex<HashMap<u64, LiveTask, BuildHasherDefault<IndexHasher>>>,
-    next_wait: AtomicU64,
-    long_wait: Option<Duration>,
 }
 
-/// Hashes a task number with one multiplication: the numbers are distinct and come from the
-/// scope itself, so the default hasher's protection against chosen keys buys nothing here and
-/// costs a large part of a task's registration.
-#[derive(Default)]
-struct IndexHasher(u64);
-
-impl Hasher for IndexHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-struct LiveTask {
-    name: Option<Cow<'static, str>>,
-    spawned: Instant,
-    location: Option<&'static Location<'static>>,
-    details: Option<Arc<dyn TaskDetails>>,
-    /// Innermost last.
-    waits: Vec<Wait>,
-}
-
-struct Wait {
-    id: u64,
-    on: &'static str,
-    since: Instant,
-    reported: bool,
-}
-
-impl Observer for Introspector {
+impl Observer for LongWaitWatch {
     fn scope_built(&self, scope: &Arc<Shared>) {
         let _ = self.scope.set(Arc::downgrade(scope));
-        let parent_tracked = scope
-            .parent()
-            .is_some_and(|p| p.feature::<Introspector>().is_some());
-        if !parent_tracked {
-            let mut roots = lock(&ROOTS);
-            roots.retain(|root| root.strong_count() > 0);
-            roots.push(Arc::downgrade(scope));
-        }
-    }
-
-    fn task_spawned(&self, task: &SpawnedTask<'_>) -> Result<(), Error> {
-        let live = LiveTask {
-            name: task.name.cloned(),
-            spawned: Instant::now(),
-            location: Some(task.location),
-            details: task.details.cloned(),
-            waits: Vec::new(),
-        };
-        lock(&self.tasks).insert(task.index, live);
-        Ok(())
-    }
-
-    fn task_ended(&self, task: &EndedTask<'_>) {
-        lock(&self.tasks).remove(&task.index);
     }
 
     fn background(self: Arc<Self>) -> Option<BackgroundWork> {
-        let threshold = self.long_wait?;
-        Some(Box::new(move |cancelled| {
-            Box::pin(self.watch_long_waits(threshold, cancelled))
-        }))
-    }
-
-    fn wait_began(
-        self: Arc<Self>,
-        _scope: &Shared,
-        task: Option<&TaskIdent>,
-        what: &'static str,
-    ) -> Option<Box<dyn std::any::Any + Send>> {
-        let index = task.map_or(0, |task| task.index);
-        let id = self.next_wait.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        {
-            let mut tasks = lock(&self.tasks);
-            let live = match tasks.get_mut(&index) {
-                Some(live) => live,
-                // A task that has already ended has nothing to show.
-                None if index != 0 => return None,
-                None => tasks.entry(0).or_insert_with(|| LiveTask {
-                    name: Some(Cow::Borrowed("(scope body)")),
-                    spawned: self.built,
-                    location: None,
-                    details: None,
-                    waits: Vec::new(),
-                }),
-            };
-            live.waits.push(Wait {
-                id,
-                on: what,
-                since: now,
-                reported: false,
-            });
-        }
-        Some(Box::new(WaitEnd {
-            introspector: self,
-            index,
-            id,
-        }))
-    }
-
-    fn scope_closed(&self, _scope: &crate::core::observer::ClosedScope<'_>) {
-        lock(&ROOTS).retain(|root| {
-            root.strong_count() > 0 && !self.scope.get().is_some_and(|own| Weak::ptr_eq(own, root))
-        });
+        Some(Box::new(move |cancelled| Box::pin(self.watch(cancelled))))
     }
 }
 
-/// Ends a registered wait when dropped.
-struct WaitEnd {
-    introspector: Arc<Introspector>,
-    index: u64,
-    id: u64,
-}
-
-impl Drop for WaitEnd {
-    fn drop(&mut self) {
-        let mut tasks = lock(&self.introspector.tasks);
-        if let Some(live) = tasks.get_mut(&self.index) {
-            live.waits.retain(|wait| wait.id != self.id);
-            if self.index == 0 && live.waits.is_empty() {
-                tasks.remove(&0);
-            }
-        }
-    }
-}
-
-impl Introspector {
+impl LongWaitWatch {
     /// Checks the scope's waits until it is cancelled, reporting each long one once.
-    async fn watch_long_waits(self: Arc<Self>, threshold: Duration, cancelled: CancellationToken) {
+    async fn watch(self: Arc<Self>, cancelled: CancellationToken) {
+        let threshold = self.threshold;
         let period = (threshold / 2).clamp(Duration::from_millis(1), Duration::from_secs(5));
         let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
         loop {
             tokio::select! {
                 () = cancelled.cancelled() => return,
                 _ = ticks.tick() => {
-                    for long in self.long_waits(threshold, Instant::now()) {
+                    let Some(scope) = self.scope.get().and_then(Weak::upgrade) else { return };
+                    for long in long_waits(&scope, threshold, Instant::now()) {
                         tracing::warn!(
-                            task = ?long.path,
+                            task = long.path.as_str(),
                             waiting_on = long.on,
                             waited = ?long.waited,
                             "a task has waited longer than the threshold"
@@ -361,56 +224,43 @@ impl Introspector {
             }
         }
     }
+}
 
-    /// The waits longer than `threshold` at `now` that were not reported yet, marked reported.
-    fn long_waits(&self, threshold: Duration, now: Instant) -> Vec<LongWait> {
-        let scope_path = self
-            .scope
-            .get()
-            .and_then(Weak::upgrade)
-            .map(|scope| scope_path(&scope))
-            .unwrap_or_default();
-        let mut found = Vec::new();
-        for (index, live) in lock(&self.tasks).iter_mut() {
-            for wait in &mut live.waits {
-                let waited = now.saturating_duration_since(wait.since);
-                if !wait.reported && waited > threshold {
-                    wait.reported = true;
-                    found.push(LongWait {
-                        path: format!("{scope_path}/{}", task_name(*index, live.name.as_deref())),
-                        on: wait.on,
-                        waited,
-                    });
-                }
-            }
+/// The waits of `scope` longer than `threshold` at `now` that were not reported yet, marked
+/// reported.
+fn long_waits(scope: &Shared, threshold: Duration, now: Instant) -> Vec<LongWait> {
+    let Some(live) = scope.records() else {
+        return Vec::new();
+    };
+    let scope_path = scope_path(scope);
+    let mut found = Vec::new();
+    let mut live = lock(live);
+    let Registry { tasks, waits, .. } = &mut *live;
+    let mut names: Option<HashMap<u64, Option<&str>>> = None;
+    for (_, wait) in waits.iter_mut() {
+        let waited = now.saturating_duration_since(wait.since);
+        if wait.reported || waited <= threshold {
+            continue;
         }
-        found
+        wait.reported = true;
+        let name = if wait.index == 0 {
+            waiter_name(0, wait.name.as_deref())
+        } else {
+            let names = names.get_or_insert_with(|| {
+                tasks
+                    .iter()
+                    .map(|(_, task)| (task.index, task.name.as_deref()))
+                    .collect()
+            });
+            task_name(wait.index, names.get(&wait.index).copied().flatten())
+        };
+        found.push(LongWait {
+            path: format!("{scope_path}/{name}"),
+            on: wait.on,
+            waited,
+        });
     }
-
-    /// The scope's live tasks, oldest first.
-    fn tasks(&self, now: Instant) -> Vec<TaskNode> {
-        let tasks = lock(&self.tasks);
-        let mut nodes: Vec<TaskNode> = tasks
-            .iter()
-            .map(|(&index, live)| TaskNode {
-                id: index,
-                name: task_name(index, live.name.as_deref()),
-                age: now.saturating_duration_since(live.spawned),
-                state: match live.waits.last() {
-                    None => TaskState::Running,
-                    Some(wait) => TaskState::Waiting {
-                        on: wait.on,
-                        waited: now.saturating_duration_since(wait.since),
-                    },
-                },
-                attempt: task_run(live.details.as_ref()).map(|run| run.retries() + 1),
-                spawned_at: live.location.map(SpawnSite::from),
-            })
-            .collect();
-        drop(tasks);
-        nodes.sort_unstable_by_key(|task| task.id);
-        nodes
-    }
+    found
 }
 
 struct LongWait {
@@ -424,6 +274,72 @@ fn task_name(index: u64, name: Option<&str>) -> String {
         Some(name) => name.to_owned(),
         None => format!("task-{index}"),
     }
+}
+
+/// The name of a waiter without a task record: the scope body, or a helper's work.
+fn waiter_name(index: u64, name: Option<&str>) -> String {
+    match name {
+        Some(name) => name.to_owned(),
+        None if index == 0 => "(scope body)".to_owned(),
+        None => format!("task-{index}"),
+    }
+}
+
+/// The scope's recorded tasks (and its waiting body, as task 0), by id.
+fn tasks_of(scope: &Shared, now: Instant) -> Vec<TaskNode> {
+    let Some(live) = scope.records() else {
+        return Vec::new();
+    };
+    let live = lock(live);
+    // The innermost wait of each waiter, by task number (and name, for helpers' work).
+    let mut innermost: HashMap<(u64, Option<&str>), &registry::Wait> =
+        HashMap::with_capacity(live.waits.capacity());
+    for (_, wait) in live.waits.iter() {
+        innermost
+            .entry((wait.index, wait.name.as_deref()))
+            .and_modify(|seen| {
+                if seen.seq < wait.seq {
+                    *seen = wait;
+                }
+            })
+            .or_insert(wait);
+    }
+    let state = |wait: Option<&registry::Wait>| match wait {
+        None => TaskState::Running,
+        Some(wait) => TaskState::Waiting {
+            on: wait.on,
+            waited: now.saturating_duration_since(wait.since),
+        },
+    };
+    let mut nodes: Vec<TaskNode> = Vec::with_capacity(live.tasks.capacity());
+    for (_, task) in live.tasks.iter() {
+        let state = state(innermost.remove(&(task.index, None)));
+        // A wait begun in the first poll is older than the record taken at its end.
+        let age = now.saturating_duration_since(task.since);
+        nodes.push(TaskNode {
+            id: task.index,
+            name: task_name(task.index, task.name.as_deref()),
+            age: state.waited().map_or(age, |waited| age.max(waited)),
+            state,
+            attempt: task_run(task.details.as_ref()).map(|run| run.retries() + 1),
+            spawned_at: Some(SpawnSite::from(task.location)),
+        });
+    }
+    // Waiters without a record: the scope body, helpers' work, and tasks still in the first
+    // poll in which they began to wait.
+    for ((index, name), wait) in innermost {
+        nodes.push(TaskNode {
+            id: index,
+            name: waiter_name(index, name),
+            age: now.saturating_duration_since(if index == 0 { scope.built } else { wait.since }),
+            state: state(Some(wait)),
+            attempt: None,
+            spawned_at: None,
+        });
+    }
+    drop(live);
+    nodes.sort_by(|a, b| (a.id, &a.name).cmp(&(b.id, &b.name)));
+    nodes
 }
 
 /// The names of the scope and its ancestors, root first, joined by `/`.
@@ -466,16 +382,17 @@ pub struct ScopeNode {
     pub parent: Option<u64>,
     /// The ids of its child scopes still open, in build order.
     pub children: Vec<u64>,
-    /// Whether its tasks are recorded (see [`ScopeBuilder::introspect`]); without it only
+    /// Whether its tasks are recorded (false when it was built with
+    /// [`ScopeBuilder::introspect`]`(false)`); without it only
     /// [`live_tasks`](ScopeNode::live_tasks) is known.
     pub tracked: bool,
-    /// How long ago it was built (known when tracked).
+    /// How long ago it was built.
     #[cfg_attr(
         feature = "introspect-json",
-        serde(rename = "age_ms", serialize_with = "millis")
+        serde(rename = "age_ms", serialize_with = "ms")
     )]
-    pub age: Option<Duration>,
-    /// What is left of its deadline (known when tracked and the scope has a deadline).
+    pub age: Duration,
+    /// What is left of its deadline, if it has one.
     #[cfg_attr(
         feature = "introspect-json",
         serde(rename = "deadline_left_ms", serialize_with = "millis")
@@ -487,10 +404,13 @@ pub struct ScopeNode {
     pub limit: Option<LimitNode>,
     /// The state of its circuit breaker, if it has one: `closed`, `open` or `half-open`.
     pub breaker: Option<&'static str>,
-    /// How many of its tasks are alive (tracked or not).
+    /// How many of its tasks are alive, listed or not.
     pub live_tasks: usize,
-    /// Its live tasks (and its body, as task 0, while the body waits), by id; empty when not
-    /// tracked.
+    /// Its live tasks that have been suspended at least once (and its body, as task 0, while
+    /// the body waits), by id; empty when not tracked. A task is listed from the end of its
+    /// first poll (or from its spawn, if it queues for a concurrency permit): one still queued
+    /// for its first poll, or inside it, is only counted in
+    /// [`live_tasks`](ScopeNode::live_tasks).
     pub tasks: Vec<TaskNode>,
 }
 
@@ -516,7 +436,9 @@ pub struct TaskNode {
     pub id: u64,
     /// Its name (`task-<id>` when it has none).
     pub name: String,
-    /// How long ago it was spawned.
+    /// How long ago it was recorded, which is when it was first suspended: its spawn, plus
+    /// the time it spent queued and in its first poll (a task waiting for a concurrency permit
+    /// is recorded at its spawn). For the scope body, the scope's age.
     #[cfg_attr(
         feature = "introspect-json",
         serde(rename = "age_ms", serialize_with = "ms")
@@ -635,30 +557,31 @@ fn millis<S: serde::Serializer>(
     }
 }
 
-/// Every live scope that is introspected (see [`enable`] and [`ScopeBuilder::introspect`]),
-/// from the roots down.
+/// Every open scope of the process, from the roots down, with their live tasks.
 pub fn snapshot() -> Tree {
-    let roots: Vec<Arc<Shared>> = {
-        let mut roots = lock(&ROOTS);
-        roots.retain(|root| root.strong_count() > 0);
-        roots.iter().filter_map(Weak::upgrade).collect()
-    };
-    let mut roots: Vec<Arc<Shared>> = roots.into_iter().filter(|s| !s.is_closed()).collect();
-    roots.sort_by_key(|root| root.id);
+    let roots: Vec<Arc<Shared>> = registry::roots()
+        .into_iter()
+        .filter(|scope| !scope.is_closed())
+        .collect();
     walk(roots)
 }
 
 impl Scope {
-    /// This scope and its subtree as a [`Tree`]: the scopes, and — where introspection is on
-    /// ([`ScopeBuilder::introspect`], [`enable`]) — every live task with what it waits on.
+    /// This scope and its subtree as a [`Tree`]: the scopes, and every live task with what it
+    /// waits on (except in scopes built with [`ScopeBuilder::introspect`]`(false)`).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let scope = go_go_scope::Scope::builder().name("jobs").build().unwrap();
+    /// let task = scope.spawn(std::future::pending::<()>());
+    /// // Not started yet: counted, not listed.
+    /// assert_eq!(scope.tree().scopes[0].unlisted_tasks(), 1);
+    /// tokio::task::yield_now().await;
     /// let tree = scope.tree();
     /// assert_eq!(tree.scopes[0].name, "jobs");
-    /// assert!(!tree.scopes[0].tracked);
+    /// assert_eq!(tree.scopes[0].tasks[0].name, "task-1");
+    /// task.cancel();
     /// scope.close().await.unwrap();
     /// # }
     /// ```
@@ -668,17 +591,17 @@ impl Scope {
 }
 
 impl<K: crate::core::local::LocalKind> crate::core::local::LocalScope<'_, K> {
-    /// This local scope and its subtree as a [`Tree`], as [`Scope::tree`] gives it: its tasks
-    /// are listed when it is introspected ([`ScopeBuilder::introspect`], [`enable`]).
+    /// This local scope and its subtree as a [`Tree`], as [`Scope::tree`] gives it.
     ///
     /// ```
     /// use go_go_scope::Scope;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
-    /// let builder = Scope::builder().name("local").introspect(true);
+    /// let builder = Scope::builder().name("local");
     /// let listed = Scope::local(builder, |s| Box::pin(async {
-    ///     let task = s.spawn(async {});
+    ///     let task = s.spawn(tokio::task::yield_now());
+    ///     tokio::task::yield_now().await; // the scope polls its task meanwhile
     ///     let listed = s.tree().scopes[0].tasks.len();
     ///     task.await;
     ///     listed
@@ -721,18 +644,9 @@ fn scope_node(
     path: String,
     children: &[Arc<Shared>],
 ) -> ScopeNode {
-    let introspector = scope.feature::<Introspector>();
-    let tasks = introspector
-        .as_ref()
-        .map(|i| i.tasks(now))
-        .unwrap_or_default();
-    let age = introspector
-        .as_ref()
-        .map(|i| now.saturating_duration_since(i.built));
-    let deadline_left = match (age, scope.timeout()) {
-        (Some(age), Some(timeout)) => Some(timeout.saturating_sub(age)),
-        _ => None,
-    };
+    let tasks = tasks_of(scope, now);
+    let age = now.saturating_duration_since(scope.built);
+    let deadline_left = scope.timeout().map(|timeout| timeout.saturating_sub(age));
     let limit = match (&scope.limit, scope.concurrency()) {
         (Some(semaphore), Some(max)) => Some(LimitNode {
             max,
@@ -756,7 +670,7 @@ fn scope_node(
         depth,
         parent: scope.parent().map(|p| p.id),
         children: children.iter().map(|c| c.id).collect(),
-        tracked: introspector.is_some(),
+        tracked: scope.keeps_tasks,
         age,
         deadline_left,
         cancelled: scope.is_cancelled(),
@@ -764,6 +678,15 @@ fn scope_node(
         breaker,
         live_tasks: scope.live_tasks(),
         tasks,
+    }
+}
+
+impl ScopeNode {
+    /// How many of its live tasks are not in [`tasks`](ScopeNode::tasks): all of them when it
+    /// is not tracked, else those not suspended yet (queued for or in their first poll).
+    pub fn unlisted_tasks(&self) -> usize {
+        let listed = self.tasks.iter().filter(|task| task.id != 0).count();
+        self.live_tasks.saturating_sub(listed)
     }
 }
 
@@ -827,9 +750,7 @@ impl fmt::Display for ScopeNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "scope {} (#{})", self.name, self.id)?;
         let mut facts: Vec<String> = Vec::new();
-        if let Some(age) = self.age {
-            facts.push(format!("age {}", Human(age)));
-        }
+        facts.push(format!("age {}", Human(self.age)));
         if let Some(left) = self.deadline_left {
             facts.push(format!("deadline in {}", Human(left)));
         }
@@ -876,7 +797,7 @@ impl fmt::Display for Tree {
     /// An indented text tree: each scope, its tasks under it, its children below them.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.scopes.is_empty() {
-            return writeln!(f, "(no introspected scope is alive)");
+            return writeln!(f, "(no scope is open)");
         }
         for scope in &self.scopes {
             let indent = "    ".repeat(scope.depth);
@@ -884,11 +805,17 @@ impl fmt::Display for Tree {
             for task in &scope.tasks {
                 writeln!(f, "{indent}  - {task}")?;
             }
-            if !scope.tracked && scope.live_tasks > 0 {
+            let unlisted = scope.unlisted_tasks();
+            if !scope.tracked && unlisted > 0 {
                 writeln!(
                     f,
-                    "{indent}  ({} tasks not listed: the scope is not introspected)",
-                    scope.live_tasks
+                    "{indent}  ({unlisted} tasks not listed: the scope keeps no task records)"
+                )?;
+            } else if unlisted > 0 {
+                writeln!(
+                    f,
+                    "{indent}  ({unlisted} tasks not listed: not suspended yet, queued for or in \
+                     their first poll)"
                 )?;
             }
         }
@@ -896,16 +823,23 @@ impl fmt::Display for Tree {
     }
 }
 
-/// Writes `tasks_by_state{scope,state}`: the live tasks of the introspected scopes by scope
-/// name and [`TaskState::kind`]. Nothing while no scope is introspected.
+/// Writes `tasks_by_state{scope,state}`: the live tasks of the scopes that record them, by
+/// scope name and [`TaskState::kind`]. Scope names go through the registry's cap: a name the
+/// registry holds keeps its label, further names are admitted while the registry's names and
+/// the gauge's own stay within `max_names`, and the rest are counted under `__other__`. Nothing
+/// while no scope records its tasks.
 #[cfg(feature = "metrics")]
 pub(crate) fn encode_tasks_by_state(
     encoder: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    held: &std::collections::BTreeSet<String>,
+    max_names: usize,
 ) -> fmt::Result {
+    use crate::observe::metrics::OVERFLOW_SCOPE;
+    use crate::observe::metrics::escape_name;
     use prometheus_client::encoding::EncodeMetric;
     use prometheus_client::metrics::MetricType;
     use prometheus_client::metrics::gauge::ConstGauge;
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     const KINDS: [&str; 6] = [
         "running",
@@ -919,24 +853,38 @@ pub(crate) fn encode_tasks_by_state(
     if tree.scopes.iter().all(|scope| !scope.tracked) {
         return Ok(());
     }
-    let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut admitted: BTreeSet<String> = BTreeSet::new();
+    let mut counts: BTreeMap<(String, &str), i64> = BTreeMap::new();
     for scope in tree.scopes.iter().filter(|scope| scope.tracked) {
+        let name = escape_name(&scope.name);
+        let label = if held.contains(&*name) || admitted.contains(&*name) {
+            name.into_owned()
+        } else if held.len() + admitted.len() < max_names {
+            admitted.insert(name.to_string());
+            name.into_owned()
+        } else {
+            OVERFLOW_SCOPE.to_owned()
+        };
         for kind in KINDS {
-            counts.entry((&scope.name, kind)).or_default();
+            counts.entry((label.clone(), kind)).or_default();
         }
-        for task in &scope.tasks {
-            *counts.entry((&scope.name, task.state.kind())).or_default() += 1;
+        for task in scope.tasks.iter().filter(|task| task.id != 0) {
+            *counts
+                .entry((label.clone(), task.state.kind()))
+                .or_default() += 1;
         }
+        // Not suspended yet: running (or about to).
+        *counts.entry((label.clone(), "running")).or_default() += scope.unlisted_tasks() as i64;
     }
     let mut family = encoder.encode_descriptor(
         "tasks_by_state",
-        "Live tasks of introspected scopes by what they are doing",
+        "Live tasks by scope name and by what they are doing",
         None,
         MetricType::Gauge,
     )?;
-    for ((scope, state), count) in counts {
-        let labels = [("scope", scope), ("state", state)];
-        ConstGauge::new(count).encode(family.encode_family(&labels)?)?;
+    for ((scope, state), count) in &counts {
+        let labels = [("scope", scope.as_str()), ("state", state)];
+        ConstGauge::new(*count).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }
@@ -944,14 +892,54 @@ pub(crate) fn encode_tasks_by_state(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// One event's fields, as text.
+    type EventFields = Vec<(String, String)>;
+
+    /// The fields of each event at `warn`.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<EventFields>>>);
+
+    struct Fields(EventFields);
+
+    impl tracing::field::Visit for Fields {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
+        }
+
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
+        }
+    }
+
+    impl tracing::Subscriber for Captured {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            *metadata.level() == tracing::Level::WARN
+        }
+
+        fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+
+        fn record(&self, _span: &tracing::span::Id, _values: &tracing::span::Record<'_>) {}
+
+        fn record_follows_from(&self, _span: &tracing::span::Id, _follows: &tracing::span::Id) {}
+
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut fields = Fields(Vec::new());
+            event.record(&mut fields);
+            lock(&self.0).push(fields.0);
+        }
+
+        fn enter(&self, _span: &tracing::span::Id) {}
+
+        fn exit(&self, _span: &tracing::span::Id) {}
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_long_wait_is_reported_once_with_its_path() {
-        let root = Scope::builder()
-            .name("svc")
-            .introspect(true)
-            .build()
-            .unwrap();
+        let root = Scope::builder().name("svc").build().unwrap();
         let child = Scope::builder()
             .name("worker")
             .parent(&root)
@@ -963,24 +951,67 @@ mod tests {
             let _guard = crate::tracked_wait("db lock", lock.lock()).await;
         });
         tokio::task::yield_now().await;
-        let introspector = child.shared().feature::<Introspector>().unwrap();
         let threshold = Duration::from_secs(1);
-        assert!(
-            introspector
-                .long_waits(threshold, Instant::now())
-                .is_empty()
-        );
+        assert!(long_waits(child.shared(), threshold, Instant::now()).is_empty());
         tokio::time::advance(Duration::from_secs(2)).await;
-        let found = introspector.long_waits(threshold, Instant::now());
+        let found = long_waits(child.shared(), threshold, Instant::now());
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].path, "svc/worker/task-1");
         assert_eq!(found[0].on, "db lock");
         assert!(found[0].waited >= Duration::from_secs(2));
-        assert!(
-            introspector
-                .long_waits(threshold, Instant::now())
-                .is_empty()
+        assert!(long_waits(child.shared(), threshold, Instant::now()).is_empty());
+        drop(held);
+        waiter.await;
+        child.close().await.unwrap();
+        root.close().await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_long_wait_event_carries_the_path_the_wait_and_its_length() {
+        let captured = Captured::default();
+        let _default = tracing::subscriber::set_default(captured.clone());
+        let root = Scope::builder()
+            .name("svc")
+            .report_long_waits(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let child = Scope::builder()
+            .name("ledger")
+            .parent(&root)
+            .build()
+            .unwrap();
+        let db = Arc::new(tokio::sync::Mutex::new(()));
+        let held = Arc::clone(&db).lock_owned().await;
+        let waiter = child
+            .task_once(async move {
+                let _guard = crate::tracked_wait("disk flush", db.lock()).await;
+                Ok::<_, &str>(())
+            })
+            .name("writer")
+            .spawn();
+        // Past the threshold, then long enough for the watch to look three more times.
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        let events = lock(&captured.0).clone();
+        let reports: Vec<&EventFields> = events
+            .iter()
+            .filter(|fields| fields.iter().any(|(k, _)| k == "waiting_on"))
+            .collect();
+        assert_eq!(reports.len(), 1, "reported once: {events:?}");
+        let field = |name: &str| {
+            reports[0]
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(field("task"), "svc/ledger/writer");
+        assert_eq!(field("waiting_on"), "disk flush");
+        assert_eq!(
+            field("message"),
+            "a task has waited longer than the threshold"
         );
+        let waited = field("waited");
+        assert!(waited.ends_with('s'), "a Duration's Debug: {waited}");
         drop(held);
         waiter.await;
         child.close().await.unwrap();
@@ -998,14 +1029,61 @@ mod tests {
 
     #[tokio::test]
     async fn closed_scopes_leave_the_snapshot() {
-        let scope = Scope::builder()
-            .name("snapshot-leaves")
-            .introspect(true)
-            .build()
-            .unwrap();
+        let scope = Scope::builder().name("snapshot-leaves").build().unwrap();
         let id = scope.tree().scopes[0].id;
         assert!(snapshot().scope(id).is_some());
         scope.close().await.unwrap();
         assert!(snapshot().scope(id).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_opted_out_scope_lists_no_task_and_its_children_follow_it() {
+        let scope = Scope::builder().introspect(false).build().unwrap();
+        let child = Scope::builder().parent(&scope).build().unwrap();
+        let grandchild = Scope::builder()
+            .parent(&child)
+            .introspect(true)
+            .build()
+            .unwrap();
+        let tasks: Vec<_> = [&scope, &child, &grandchild]
+            .iter()
+            .map(|s| s.spawn(std::future::pending::<()>()))
+            .collect();
+        tokio::task::yield_now().await;
+        let tree = scope.tree();
+        let listed: Vec<(bool, usize, usize)> = tree
+            .scopes
+            .iter()
+            .map(|s| (s.tracked, s.tasks.len(), s.live_tasks))
+            .collect();
+        assert_eq!(listed, [(false, 0, 1), (false, 0, 1), (true, 1, 1)]);
+        assert!(tree.to_string().contains("1 tasks not listed"));
+        for task in &tasks {
+            task.cancel();
+        }
+        scope.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_scope_body_shows_while_it_waits() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let scope = Scope::builder().name("body-waits").build().unwrap();
+        let shared = Arc::clone(scope.shared());
+        let body = tokio::spawn(crate::core::context::in_ambient(
+            crate::core::context::Ambient {
+                scope: Arc::clone(&shared),
+                task: None,
+            },
+            crate::tracked_wait("signal", rx),
+        ));
+        tokio::task::yield_now().await;
+        let tree = scope.tree();
+        let node = &tree.scopes[0].tasks[0];
+        assert_eq!((node.id, node.name.as_str()), (0, "(scope body)"));
+        assert_eq!(node.state.waiting_on(), Some("signal"));
+        tx.send(()).unwrap();
+        body.await.unwrap().unwrap();
+        assert!(scope.tree().scopes[0].tasks.is_empty());
+        scope.close().await.unwrap();
     }
 }

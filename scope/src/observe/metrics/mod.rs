@@ -32,6 +32,8 @@ mod push;
 #[cfg(feature = "metrics")]
 mod registry;
 #[cfg(feature = "metrics")]
+pub(crate) use registry::escape_name;
+#[cfg(feature = "metrics")]
 mod reporter;
 #[cfg(feature = "metrics")]
 mod window;

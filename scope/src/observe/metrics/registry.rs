@@ -476,7 +476,19 @@ impl Collector for ScopesCollector {
             })
             .collect();
         encode_families(&mut encoder, &series)?;
-        crate::observe::introspect::encode_tasks_by_state(&mut encoder)
+        let held: std::collections::BTreeSet<String> = self
+            .registry
+            .lock()
+            .by_name
+            .keys()
+            .filter(|name| *name != OVERFLOW_SCOPE)
+            .cloned()
+            .collect();
+        crate::observe::introspect::encode_tasks_by_state(
+            &mut encoder,
+            &held,
+            self.registry.max_scope_names(),
+        )
     }
 }
 
@@ -491,6 +503,36 @@ mod tests {
             max_names: AtomicUsize::new(max),
             window_nanos: AtomicU64::new(DEFAULT_WINDOW.as_nanos() as u64),
         }
+    }
+
+    #[tokio::test]
+    async fn the_tasks_by_state_gauge_keeps_to_the_name_cap() {
+        let registry: &'static MetricsRegistry = Box::leak(Box::new(registry_of(1)));
+        registry.register("gauge-cap-held", |key, window| {
+            Arc::new(MetricsCollector::counters_for_test(key, window))
+        });
+        let held = crate::Scope::builder()
+            .name("gauge-cap-held")
+            .build()
+            .unwrap();
+        let other = crate::Scope::builder()
+            .name("gauge-cap-past-the-cap")
+            .build()
+            .unwrap();
+        let _a = held.spawn(std::future::pending::<()>());
+        let _b = other.spawn(std::future::pending::<()>());
+        let text = registry.encode();
+        assert!(
+            text.contains("goscope_tasks_by_state{scope=\"gauge-cap-held\",state=\"running\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("gauge-cap-past-the-cap"), "{text}");
+        assert!(
+            text.contains("goscope_tasks_by_state{scope=\"__other__\",state=\"running\"}"),
+            "{text}"
+        );
+        held.close().await.unwrap();
+        other.close().await.unwrap();
     }
 
     #[test]
