@@ -292,6 +292,88 @@ async fn the_concurrency_limit_applies() {
 }
 
 #[tokio::test]
+async fn a_task_waiting_for_a_permit_can_be_cancelled() {
+    let outcome = Scope::local(Scope::builder().concurrency(1), |s| {
+        Box::pin(async {
+            let holder = s.spawn(std::future::pending::<()>());
+            let waiting = s.spawn(async { "never runs" });
+            let after = s.spawn(async { "runs once the holder is gone" });
+            tokio::task::yield_now().await;
+            assert!(!waiting.is_finished());
+            waiting.cancel();
+            let waited = waiting.await;
+            holder.cancel();
+            (waited, holder.await, after.await)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(outcome.0.0.unwrap().is_cancelled());
+    assert!(outcome.1.0.unwrap().is_cancelled());
+    assert_eq!(outcome.2.1, Some("runs once the holder is gone"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_woken_from_other_threads_run_in_any_order() {
+    let senders = Mutex::new(Vec::new());
+    let total = Scope::local(Scope::builder(), |s| {
+        Box::pin(async {
+            let tasks: Vec<_> = (0..50_u64)
+                .map(|i| {
+                    let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+                    senders.lock().unwrap().push(tx);
+                    s.spawn(async move { rx.await.unwrap() + i })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            // Woken in reverse order, from a thread of the runtime's pool, while the places of
+            // the first tasks to end are reused by new ones.
+            let senders: Vec<_> = senders.lock().unwrap().drain(..).collect();
+            let waker = tokio::spawn(async move {
+                for (i, tx) in senders.into_iter().enumerate().rev() {
+                    tx.send(i as u64).unwrap();
+                    tokio::task::yield_now().await;
+                }
+            });
+            let mut total = 0;
+            for task in tasks {
+                total += task.await.1.unwrap();
+                total += s.spawn(async { 1 }).await.1.unwrap();
+            }
+            waker.await.unwrap();
+            total
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(total, 2 * (0..50).sum::<u64>() + 50);
+}
+
+#[tokio::test]
+async fn tasks_under_a_limit_run_in_spawn_order() {
+    let order = Mutex::new(Vec::new());
+    Scope::local(Scope::builder().concurrency(2), |s| {
+        Box::pin(async {
+            let tasks: Vec<_> = (0..10)
+                .map(|i| {
+                    let order = &order;
+                    s.spawn(async move {
+                        order.lock().unwrap().push(i);
+                        sleep(Duration::from_millis(1)).await;
+                    })
+                })
+                .collect();
+            for task in tasks {
+                assert!(task.await.0.is_none());
+            }
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(order.into_inner().unwrap(), (0..10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn hooks_and_metrics_see_local_tasks() {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let (before, after) = (Arc::clone(&calls), Arc::clone(&calls));

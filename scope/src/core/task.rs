@@ -22,7 +22,9 @@ use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 
 use crate::core::context::{self, Ambient, TaskIdent};
 use crate::core::error::{BoxError, Error, Outcome, into_outcome, into_result};
-use crate::core::observer::{EndedTask, SpawnedTask, TaskDetails, TaskEnd, TaskWatch};
+use crate::core::observer::{
+    EndedTask, SpawnedTask, TaskDetails, TaskEnd, TaskWatch, display_name,
+};
 use crate::core::scope::{LimitSnapshot, Queued, Shared};
 
 /// The handle of a task spawned into a [`Scope`](crate::Scope).
@@ -92,10 +94,7 @@ impl<T> Task<T> {
 
     /// The task's name: the one it was given, or `task-<id>`.
     pub fn name(&self) -> Cow<'_, str> {
-        match &self.name {
-            Some(name) => Cow::Borrowed(name),
-            None => Cow::Owned(format!("task-{}", self.index)),
-        }
+        display_name(self.name.as_deref(), self.index)
     }
 
     /// True once the task has ended (or was never run).
@@ -261,6 +260,17 @@ enum Permit {
     /// largest state).
     Waiting(Box<PermitWait>),
     Held(#[allow(dead_code)] OwnedSemaphorePermit),
+    /// A local scope's task waiting for the scope's future, which queues its tasks for the
+    /// limit itself and polls this one only once it holds a permit for it (and keeps that
+    /// permit until the task is gone). The box exists only when a feature watches the wait.
+    Driven(#[allow(dead_code)] Option<Box<DrivenWait>>),
+}
+
+/// What a [`Permit::Driven`] task keeps while it waits: as [`PermitWait`] without the
+/// semaphore.
+struct DrivenWait {
+    _wait: Option<Box<dyn std::any::Any + Send>>,
+    _queued: Queued,
 }
 
 struct PermitWait {
@@ -301,12 +311,15 @@ where
             let error = shared.cancel_error();
             return this.record.end(Err(error), false);
         }
-        if let Permit::Waiting(wait) = this.permit {
-            match wait.semaphore.poll_acquire(cx) {
+        match this.permit {
+            Permit::Waiting(wait) => match wait.semaphore.poll_acquire(cx) {
                 Poll::Ready(Some(permit)) => *this.permit = Permit::Held(permit),
                 Poll::Ready(None) => return this.record.end(Err(Error::Closed), false),
                 Poll::Pending => return this.record.watch_cancel(this.cancel, cx),
-            }
+            },
+            // Polled at last: the local scope's future holds the permit for this task.
+            Permit::Driven(_) => *this.permit = Permit::Unlimited,
+            Permit::Unlimited | Permit::Held(_) => {}
         }
         if !this.record.begun {
             this.record.begun = true;
@@ -361,6 +374,13 @@ struct Record {
     /// Polled by a local scope's future, which watches the scope's cancellation for all its
     /// tasks at once: the task registers no waiter of its own.
     driven: bool,
+}
+
+impl<B> TaskFuture<B> {
+    /// True when the task waits for the local scope's future to hand it a permit.
+    pub(crate) fn awaits_permit(&self) -> bool {
+        matches!(self.permit, Permit::Driven(_))
+    }
 }
 
 impl Record {
@@ -490,7 +510,8 @@ pub(crate) type Refused = (Error, u64, Option<Cow<'static, str>>);
 
 /// Admits a task into the scope behind `shared` and builds the future it runs in: the one
 /// place every task, spawned or local, goes through (admission, observers, permit, record).
-/// `driven` tasks are polled by a local scope's future, which watches cancellation for them.
+/// `driven` tasks are polled by a local scope's future, which watches cancellation for them and
+/// queues them for the scope's limit.
 /// `#[track_caller]` all the way from the public spawn methods, so that the live tree shows
 /// where each task was spawned.
 #[track_caller]
@@ -544,6 +565,17 @@ where
         None => Permit::Unlimited,
         Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
             Ok(permit) => Permit::Held(permit),
+            // The local scope's future queues the task and takes a permit for it.
+            Err(_) if driven => Permit::Driven(shared.features().map(|_| {
+                let task = TaskIdent {
+                    index,
+                    name: name.clone(),
+                };
+                Box::new(DrivenWait {
+                    _wait: shared.begin_wait(Some(&task), "concurrency permit"),
+                    _queued: Queued::new(shared),
+                })
+            })),
             Err(_) => Permit::Waiting(Box::new(PermitWait {
                 semaphore: PollSemaphore::new(Arc::clone(semaphore)),
                 _wait: shared.features().and_then(|_| {
