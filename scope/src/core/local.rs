@@ -4,9 +4,10 @@
 //! and keeps it as a local variable of its own `async fn`, so the body it calls may borrow it:
 //! an `async fn`'s future may point into itself, which is what lets tasks borrow without any
 //! `unsafe`. The future then polls the body and the scope's set of tasks together (a slab of
-//! boxed futures and a queue of the ones woken). Each task is the same `TaskFuture` a spawned task runs in (admission, observers,
-//! permit, panic containment, record), built by `task::prepare`; only where it is polled
-//! differs.
+//! boxed futures and a queue of the ones woken). Each task is the same `TaskFuture` a spawned
+//! task runs in (admission, observers, permit, panic containment, record), built by
+//! `task::prepare`; only where it is polled differs. A task costs two allocations: its boxed
+//! future and its handle's slot.
 //!
 //! Cancellation is watched once for the whole scope: when the scope is cancelled, every task
 //! left is polled one last time (it ends itself with the scope's reason, as a spawned task
@@ -251,9 +252,7 @@ impl<'env> LocalScope<'env, SendTasks> {
         F: Future + Send + 'env,
         F::Output: Send + 'env,
     {
-        self.start(Plain::new(future), TaskSpec::plain(), |entry| {
-            Box::pin(entry)
-        })
+        self.start(Plain::new(future), TaskSpec::plain(), |entry| entry)
     }
 
     /// Starts a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error, as
@@ -265,9 +264,7 @@ impl<'env> LocalScope<'env, SendTasks> {
         T: Send + 'env,
         E: Into<BoxError> + 'static,
     {
-        self.start(Fallible::new(future), TaskSpec::plain(), |entry| {
-            Box::pin(entry)
-        })
+        self.start(Fallible::new(future), TaskSpec::plain(), |entry| entry)
     }
 }
 
@@ -280,9 +277,7 @@ impl<'env> LocalScope<'env, AnyTasks> {
         F: Future + 'env,
         F::Output: 'env,
     {
-        self.start(Plain::new(future), TaskSpec::plain(), |entry| {
-            Box::pin(entry)
-        })
+        self.start(Plain::new(future), TaskSpec::plain(), |entry| entry)
     }
 
     /// Starts a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error.
@@ -293,9 +288,7 @@ impl<'env> LocalScope<'env, AnyTasks> {
         T: 'env,
         E: Into<BoxError> + 'static,
     {
-        self.start(Fallible::new(future), TaskSpec::plain(), |entry| {
-            Box::pin(entry)
-        })
+        self.start(Fallible::new(future), TaskSpec::plain(), |entry| entry)
     }
 }
 
@@ -314,13 +307,15 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     }
 
     /// Admits a task through the same path as a spawned one and queues it for the scope's
-    /// future. `#[track_caller]`, so that the live tree shows where the task was spawned.
+    /// future. `boxed` only coerces the boxed task to the scope's kind of entry (`|entry| entry`
+    /// where the body's `Send`-ness is known). `#[track_caller]`, so that the live tree shows
+    /// where the task was spawned.
     #[track_caller]
     pub(crate) fn start<B, T>(
         &self,
         body: B,
         spec: TaskSpec,
-        boxed: impl FnOnce(Entry<B, T>) -> K::Entry<'env>,
+        boxed: impl FnOnce(Pin<Box<Entry<B, T>>>) -> K::Entry<'env>,
     ) -> LocalTask<'_, T>
     where
         B: Future<Output = Result<T, Error>>,
@@ -348,10 +343,10 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             }),
             cancel: AtomicBool::new(false),
         });
-        let entry = boxed(Entry {
+        let entry = boxed(Box::pin(Entry {
             task: Some(future),
             slot: Arc::clone(&slot),
-        });
+        }));
         // Polled by the scope's future right after this poll of the body (or, waiting for a
         // permit, once the scope's future has one for it).
         let at = lock(&self.tasks).insert(entry, index, queued);
@@ -546,6 +541,8 @@ struct Queue {
     /// Tasks woken since the scope's future last polled its tasks: place in the set and number
     /// (a place is reused; the number tells a stale wake-up from one for the task there now).
     ready: Mutex<Vec<(usize, u64)>>,
+    /// `ready` may hold something: the scope's future looks only then.
+    has_ready: AtomicBool,
     /// Something was woken since the current round began.
     woken: AtomicBool,
     /// The scope's future is being polled: a wake-up only marks another round.
@@ -590,6 +587,7 @@ impl Queue {
     /// Asks for the task numbered `id` at place `at` to be polled.
     fn push(&self, at: usize, id: u64) {
         lock(&self.ready).push((at, id));
+        self.has_ready.store(true, Ordering::Release);
         self.wake();
     }
 }
@@ -754,11 +752,10 @@ impl<E: Future<Output = ()> + Unpin> TaskSet<E> {
     /// meanwhile.
     fn pass(&mut self, queue: &Arc<Queue>, limit: Option<&Arc<Semaphore>>, cx: &mut Context<'_>) {
         let mut batch = std::mem::take(&mut self.pending);
-        {
-            let mut ready = lock(&queue.ready);
-            if !ready.is_empty() {
-                batch.append(&mut ready);
-            }
+        if queue.has_ready.load(Ordering::Acquire) {
+            // Cleared before the queue is read: a task woken after this is seen next time.
+            queue.has_ready.store(false, Ordering::Release);
+            batch.append(&mut lock(&queue.ready));
         }
         loop {
             if let Some(limit) = limit {
