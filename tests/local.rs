@@ -598,3 +598,91 @@ async fn spawned_tasks_and_child_scopes_of_a_local_scope_end_with_it() {
     assert!(dropped.load(Ordering::SeqCst));
     assert!(child_dropped.load(Ordering::SeqCst));
 }
+
+/// A seeded random mix of tasks that end at once, yield, sleep or wait for another thread, with
+/// some cancelled and some awaited early, under a limit or not: every task ends with its value
+/// or as cancelled, the limit holds, and the places and wakers the scope reuses never mix two
+/// tasks up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_mix_of_tasks_wakes_and_cancels_ends_cleanly() {
+    for seed in 0..40_u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let limit = [None, Some(1), Some(4)][rng.usize(..3)];
+        let builder = match limit {
+            Some(limit) => Scope::builder().concurrency(limit),
+            None => Scope::builder(),
+        };
+        let gauge = Gauge::default();
+        let ended = Scope::local(builder, |s| {
+            let gauge = &gauge;
+            Box::pin(async move {
+                let mut open = Vec::new();
+                let mut cancelled = Vec::new();
+                let mut ended = 0;
+                for i in 0..150_u64 {
+                    let kind = rng.u8(..4);
+                    let pause = rng.u64(1..200);
+                    let task = s.spawn(async move {
+                        let _running = gauge.enter();
+                        match kind {
+                            0 => {}
+                            1 => {
+                                for _ in 0..pause % 5 {
+                                    tokio::task::yield_now().await;
+                                }
+                            }
+                            2 => sleep(Duration::from_micros(pause)).await,
+                            _ => {
+                                let (tx, rx) = tokio::sync::oneshot::channel();
+                                tokio::spawn(async move {
+                                    tokio::task::yield_now().await;
+                                    let _ = tx.send(());
+                                });
+                                rx.await.unwrap();
+                            }
+                        }
+                        i
+                    });
+                    open.push((i, task));
+                    match rng.u8(..6) {
+                        0 if !open.is_empty() => {
+                            let (i, task) = open.swap_remove(rng.usize(..open.len()));
+                            task.cancel();
+                            cancelled.push((i, task));
+                        }
+                        1 if !open.is_empty() => {
+                            let (i, task) = open.swap_remove(rng.usize(..open.len()));
+                            assert_eq!(task.await.1, Some(i));
+                            ended += 1;
+                        }
+                        2 => tokio::task::yield_now().await,
+                        _ => {}
+                    }
+                }
+                for (i, task) in open {
+                    assert_eq!(task.await.1, Some(i), "seed {seed}");
+                    ended += 1;
+                }
+                for (i, task) in cancelled {
+                    match task.await {
+                        (None, Some(value)) => assert_eq!(value, i),
+                        (Some(error), None) => assert!(error.is_cancelled(), "seed {seed}"),
+                        other => panic!("seed {seed}: {other:?}"),
+                    }
+                    ended += 1;
+                }
+                ended
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(ended, 150);
+        if let Some(limit) = limit {
+            assert!(
+                gauge.max() <= limit,
+                "seed {seed}: {} > {limit}",
+                gauge.max()
+            );
+        }
+    }
+}
