@@ -320,7 +320,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     where
         B: Future<Output = Result<T, Error>>,
     {
-        let (future, index, name) = match prepare(self.scope.shared(), body, spec, true) {
+        let (future, index, name) = match prepare::<B, T, ()>(self.scope.shared(), body, spec) {
             Ok(Prepared {
                 future,
                 index,
@@ -901,7 +901,7 @@ pin_project! {
     /// A local task as its scope's future holds it: the task's future and its handle's slot.
     pub(crate) struct Entry<B, T> {
         #[pin]
-        task: Option<TaskFuture<B>>,
+        task: Option<TaskFuture<B, ()>>,
         slot: Arc<Slot<T>>,
     }
 }

@@ -288,19 +288,20 @@ pin_project! {
     /// Field order is drop order: the body is dropped first, the permit released next, and the
     /// record (which counts the task as ended) goes last, so a closing scope never sees a task
     /// as ended while its body still exists.
-    pub(crate) struct TaskFuture<B> {
+    pub(crate) struct TaskFuture<B, W> {
         #[pin]
         body: B,
         #[pin]
-        cancel: Option<WaitForCancellationFutureOwned>,
+        cancel: W,
         permit: Permit,
         record: Record,
     }
 }
 
-impl<B, T> Future for TaskFuture<B>
+impl<B, T, W> Future for TaskFuture<B, W>
 where
     B: Future<Output = Result<T, Error>>,
+    W: CancelWatch,
 {
     type Output = Result<T, Error>;
 
@@ -371,12 +372,46 @@ struct Record {
     /// The features' per-task state (see `crate::core::observer`).
     watch: Option<Box<dyn TaskWatch>>,
     ended: bool,
-    /// Polled by a local scope's future, which watches the scope's cancellation for all its
-    /// tasks at once: the task registers no waiter of its own.
-    driven: bool,
 }
 
-impl<B> TaskFuture<B> {
+/// How a waiting task learns that its scope was cancelled.
+pub(crate) trait CancelWatch: Default {
+    /// The task is polled by a local scope's future, which watches the scope's cancellation
+    /// for all its tasks at once (and queues them for the limit).
+    const DRIVEN: bool;
+
+    /// Called each time the task waits; true once the scope's cancellation has fired.
+    fn fired(self: Pin<&mut Self>, shared: &Arc<Shared>, cx: &mut Context<'_>) -> bool;
+}
+
+/// A spawned task's own waiter on its scope's token, registered the first time it waits.
+/// Later polls need no registration: the waker of a spawned task never changes, and `poll`
+/// checks the scope's reason (written before the token fires) first thing.
+pub(crate) type OwnWaiter = Option<WaitForCancellationFutureOwned>;
+
+impl CancelWatch for OwnWaiter {
+    const DRIVEN: bool = false;
+
+    fn fired(mut self: Pin<&mut Self>, shared: &Arc<Shared>, cx: &mut Context<'_>) -> bool {
+        if self.is_some() {
+            return false;
+        }
+        self.set(Some(shared.token().clone().cancelled_owned()));
+        self.as_pin_mut()
+            .is_some_and(|waiter| waiter.poll(cx).is_ready())
+    }
+}
+
+/// A local task: its scope's future watches for it, and the task's future carries no waiter.
+impl CancelWatch for () {
+    const DRIVEN: bool = true;
+
+    fn fired(self: Pin<&mut Self>, _: &Arc<Shared>, _: &mut Context<'_>) -> bool {
+        false
+    }
+}
+
+impl<B, W> TaskFuture<B, W> {
     /// True when the task waits for the local scope's future to hand it a permit.
     pub(crate) fn awaits_permit(&self) -> bool {
         matches!(self.permit, Permit::Driven(_))
@@ -407,22 +442,15 @@ impl Record {
         Poll::Ready(result)
     }
 
-    /// Registers for the scope's cancellation the first time the task waits. Later polls need
-    /// no registration: the waker of a spawned task never changes, and `poll` checks the
-    /// scope's reason (written before the token fires) first thing.
-    fn watch_cancel<T>(
+    /// The task waits: it ends now if its scope's cancellation has fired meanwhile.
+    fn watch_cancel<T, W: CancelWatch>(
         &mut self,
-        mut cancel: Pin<&mut Option<WaitForCancellationFutureOwned>>,
+        cancel: Pin<&mut W>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error>> {
-        if cancel.is_none() && !self.driven {
-            cancel.set(Some(self.shared().token().clone().cancelled_owned()));
-            if let Some(waiter) = cancel.as_pin_mut()
-                && waiter.poll(cx).is_ready()
-            {
-                let error = self.shared().cancel_error();
-                return self.end(Err(error), false);
-            }
+        if cancel.fired(self.shared(), cx) {
+            let error = self.shared().cancel_error();
+            return self.end(Err(error), false);
         }
         Poll::Pending
     }
@@ -499,8 +527,8 @@ impl TaskSpec {
 }
 
 /// A task admitted into its scope, its future built and not yet running.
-pub(crate) struct Prepared<B> {
-    pub(crate) future: TaskFuture<B>,
+pub(crate) struct Prepared<B, W> {
+    pub(crate) future: TaskFuture<B, W>,
     pub(crate) index: u64,
     pub(crate) name: Option<Cow<'static, str>>,
 }
@@ -510,20 +538,21 @@ pub(crate) type Refused = (Error, u64, Option<Cow<'static, str>>);
 
 /// Admits a task into the scope behind `shared` and builds the future it runs in: the one
 /// place every task, spawned or local, goes through (admission, observers, permit, record).
-/// `driven` tasks are polled by a local scope's future, which watches cancellation for them and
-/// queues them for the scope's limit.
+/// `W` says how the task watches its scope's cancellation: by itself ([`OwnWaiter`]) or, for a
+/// local scope's tasks (`()`), through the scope's future, which also queues them for the limit.
 /// `#[track_caller]` all the way from the public spawn methods, so that the live tree shows
 /// where each task was spawned.
 #[track_caller]
-pub(crate) fn prepare<B, T>(
+pub(crate) fn prepare<B, T, W>(
     shared: &Arc<Shared>,
     body: B,
     spec: TaskSpec,
-    driven: bool,
-) -> Result<Prepared<B>, Refused>
+) -> Result<Prepared<B, W>, Refused>
 where
     B: Future<Output = Result<T, Error>>,
+    W: CancelWatch,
 {
+    let driven = W::DRIVEN;
     let TaskSpec {
         name,
         runs_attempts,
@@ -592,7 +621,7 @@ where
     tracing::trace!(scope = ?shared.name, task = index, "task spawned");
     let future = TaskFuture {
         body,
-        cancel: None,
+        cancel: W::default(),
         permit,
         record: Record {
             ambient: Some(Ambient {
@@ -608,7 +637,6 @@ where
             details,
             watch,
             ended: false,
-            driven,
         },
     };
     Ok(Prepared {
@@ -625,7 +653,7 @@ where
     B: Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,
 {
-    match prepare(shared, body, spec, false) {
+    match prepare::<B, T, OwnWaiter>(shared, body, spec) {
         Ok(Prepared {
             future,
             index,
