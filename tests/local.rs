@@ -292,6 +292,88 @@ async fn the_concurrency_limit_applies() {
 }
 
 #[tokio::test]
+async fn a_task_waiting_for_a_permit_can_be_cancelled() {
+    let outcome = Scope::local(Scope::builder().concurrency(1), |s| {
+        Box::pin(async {
+            let holder = s.spawn(std::future::pending::<()>());
+            let waiting = s.spawn(async { "never runs" });
+            let after = s.spawn(async { "runs once the holder is gone" });
+            tokio::task::yield_now().await;
+            assert!(!waiting.is_finished());
+            waiting.cancel();
+            let waited = waiting.await;
+            holder.cancel();
+            (waited, holder.await, after.await)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(outcome.0.0.unwrap().is_cancelled());
+    assert!(outcome.1.0.unwrap().is_cancelled());
+    assert_eq!(outcome.2.1, Some("runs once the holder is gone"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_woken_from_other_threads_run_in_any_order() {
+    let senders = Mutex::new(Vec::new());
+    let total = Scope::local(Scope::builder(), |s| {
+        Box::pin(async {
+            let tasks: Vec<_> = (0..50_u64)
+                .map(|i| {
+                    let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+                    senders.lock().unwrap().push(tx);
+                    s.spawn(async move { rx.await.unwrap() + i })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            // Woken in reverse order, from a thread of the runtime's pool, while the places of
+            // the first tasks to end are reused by new ones.
+            let senders: Vec<_> = senders.lock().unwrap().drain(..).collect();
+            let waker = tokio::spawn(async move {
+                for (i, tx) in senders.into_iter().enumerate().rev() {
+                    tx.send(i as u64).unwrap();
+                    tokio::task::yield_now().await;
+                }
+            });
+            let mut total = 0;
+            for task in tasks {
+                total += task.await.1.unwrap();
+                total += s.spawn(async { 1 }).await.1.unwrap();
+            }
+            waker.await.unwrap();
+            total
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(total, 2 * (0..50).sum::<u64>() + 50);
+}
+
+#[tokio::test]
+async fn tasks_under_a_limit_run_in_spawn_order() {
+    let order = Mutex::new(Vec::new());
+    Scope::local(Scope::builder().concurrency(2), |s| {
+        Box::pin(async {
+            let tasks: Vec<_> = (0..10)
+                .map(|i| {
+                    let order = &order;
+                    s.spawn(async move {
+                        order.lock().unwrap().push(i);
+                        sleep(Duration::from_millis(1)).await;
+                    })
+                })
+                .collect();
+            for task in tasks {
+                assert!(task.await.0.is_none());
+            }
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(order.into_inner().unwrap(), (0..10).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn hooks_and_metrics_see_local_tasks() {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let (before, after) = (Arc::clone(&calls), Arc::clone(&calls));
@@ -515,4 +597,92 @@ async fn spawned_tasks_and_child_scopes_of_a_local_scope_end_with_it() {
     assert!(child.is_closed());
     assert!(dropped.load(Ordering::SeqCst));
     assert!(child_dropped.load(Ordering::SeqCst));
+}
+
+/// A seeded random mix of tasks that end at once, yield, sleep or wait for another thread, with
+/// some cancelled and some awaited early, under a limit or not: every task ends with its value
+/// or as cancelled, the limit holds, and the places and wakers the scope reuses never mix two
+/// tasks up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_random_mix_of_tasks_wakes_and_cancels_ends_cleanly() {
+    for seed in 0..40_u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let limit = [None, Some(1), Some(4)][rng.usize(..3)];
+        let builder = match limit {
+            Some(limit) => Scope::builder().concurrency(limit),
+            None => Scope::builder(),
+        };
+        let gauge = Gauge::default();
+        let ended = Scope::local(builder, |s| {
+            let gauge = &gauge;
+            Box::pin(async move {
+                let mut open = Vec::new();
+                let mut cancelled = Vec::new();
+                let mut ended = 0;
+                for i in 0..150_u64 {
+                    let kind = rng.u8(..4);
+                    let pause = rng.u64(1..200);
+                    let task = s.spawn(async move {
+                        let _running = gauge.enter();
+                        match kind {
+                            0 => {}
+                            1 => {
+                                for _ in 0..pause % 5 {
+                                    tokio::task::yield_now().await;
+                                }
+                            }
+                            2 => sleep(Duration::from_micros(pause)).await,
+                            _ => {
+                                let (tx, rx) = tokio::sync::oneshot::channel();
+                                tokio::spawn(async move {
+                                    tokio::task::yield_now().await;
+                                    let _ = tx.send(());
+                                });
+                                rx.await.unwrap();
+                            }
+                        }
+                        i
+                    });
+                    open.push((i, task));
+                    match rng.u8(..6) {
+                        0 if !open.is_empty() => {
+                            let (i, task) = open.swap_remove(rng.usize(..open.len()));
+                            task.cancel();
+                            cancelled.push((i, task));
+                        }
+                        1 if !open.is_empty() => {
+                            let (i, task) = open.swap_remove(rng.usize(..open.len()));
+                            assert_eq!(task.await.1, Some(i));
+                            ended += 1;
+                        }
+                        2 => tokio::task::yield_now().await,
+                        _ => {}
+                    }
+                }
+                for (i, task) in open {
+                    assert_eq!(task.await.1, Some(i), "seed {seed}");
+                    ended += 1;
+                }
+                for (i, task) in cancelled {
+                    match task.await {
+                        (None, Some(value)) => assert_eq!(value, i),
+                        (Some(error), None) => assert!(error.is_cancelled(), "seed {seed}"),
+                        other => panic!("seed {seed}: {other:?}"),
+                    }
+                    ended += 1;
+                }
+                ended
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(ended, 150);
+        if let Some(limit) = limit {
+            assert!(
+                gauge.max() <= limit,
+                "seed {seed}: {} > {limit}",
+                gauge.max()
+            );
+        }
+    }
 }

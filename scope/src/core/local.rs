@@ -3,30 +3,32 @@
 //! [`Scope::local`] builds an ordinary scope (its `Shared`: token, deadline, limit, features)
 //! and keeps it as a local variable of its own `async fn`, so the body it calls may borrow it:
 //! an `async fn`'s future may point into itself, which is what lets tasks borrow without any
-//! `unsafe`. The future then polls the body and a `FuturesUnordered` of the scope's tasks
-//! together. Each task is the same `TaskFuture` a spawned task runs in (admission, observers,
-//! permit, panic containment, record), built by `task::prepare`; only where it is polled
-//! differs.
+//! `unsafe`. The future then polls the body and the scope's set of tasks together (a slab of
+//! boxed futures and a queue of the ones woken). Each task is the same `TaskFuture` a spawned
+//! task runs in (admission, observers, permit, panic containment, record), built by
+//! `task::prepare`; only where it is polled differs. A task costs two allocations: its boxed
+//! future and its handle's slot.
 //!
 //! Cancellation is watched once for the whole scope: when the scope is cancelled, every task
 //! left is polled one last time (it ends itself with the scope's reason, as a spawned task
 //! does) and dropped.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
-use std::marker::PhantomData;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio_util::sync::PollSemaphore;
 
 use crate::core::context::{self, Ambient};
 use crate::core::error::{BoxError, Error, Outcome, into_outcome, into_result};
-use crate::core::observer::Features;
+use crate::core::observer::{Features, display_name};
 use crate::core::scope::{Scope, ScopeBuilder};
 use crate::core::shared::{BodyEnd, Cause, CloseOnDrop, Report, Watched};
 use crate::core::task::{Fallible, Plain, Prepared, TaskFuture, TaskSpec, prepare};
@@ -80,7 +82,7 @@ impl LocalKind for AnyTasks {
 )]
 pub trait Holds<'env, B, T>: LocalKind {
     /// The task as the scope's future keeps it.
-    fn hold(entry: Entry<B, T>) -> Self::Entry<'env>;
+    fn hold(entry: Pin<Box<Entry<B, T>>>) -> Self::Entry<'env>;
 }
 
 impl<'env, B, T> Holds<'env, B, T> for SendTasks
@@ -88,8 +90,8 @@ where
     B: Future<Output = Result<T, Error>> + Send + 'env,
     T: Send + 'env,
 {
-    fn hold(entry: Entry<B, T>) -> Self::Entry<'env> {
-        Box::pin(entry)
+    fn hold(entry: Pin<Box<Entry<B, T>>>) -> Self::Entry<'env> {
+        entry
     }
 }
 
@@ -98,8 +100,8 @@ where
     B: Future<Output = Result<T, Error>> + 'env,
     T: 'env,
 {
-    fn hold(entry: Entry<B, T>) -> Self::Entry<'env> {
-        Box::pin(entry)
+    fn hold(entry: Pin<Box<Entry<B, T>>>) -> Self::Entry<'env> {
+        entry
     }
 }
 
@@ -148,7 +150,9 @@ pub struct LocalScope<'env, K: LocalKind = SendTasks> {
     /// The scope's tasks. Only the scope's future polls them, and never while the body runs,
     /// which is the only code that can reach this scope (tasks live for `'env`, longer than any
     /// borrow of the scope): the lock is never contended.
-    tasks: Mutex<FuturesUnordered<K::Entry<'env>>>,
+    tasks: Mutex<TaskSet<K::Entry<'env>>>,
+    /// Where the wakers of the scope's future and of its tasks leave their news.
+    queue: Arc<Queue>,
 }
 
 impl<K: LocalKind> std::fmt::Debug for LocalScope<'_, K> {
@@ -307,9 +311,7 @@ impl<'env> LocalScope<'env, SendTasks> {
         F: Future + Send + 'env,
         F::Output: Send + 'env,
     {
-        self.start(Plain::new(future), TaskSpec::plain(), |entry| {
-            Box::pin(entry)
-        })
+        self.start(Plain::new(future), TaskSpec::plain(), |entry| entry)
     }
 
     /// Starts a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error, as
@@ -321,9 +323,7 @@ impl<'env> LocalScope<'env, SendTasks> {
         T: Send + 'env,
         E: Into<BoxError> + 'static,
     {
-        self.start(Fallible::new(future), TaskSpec::plain(), |entry| {
-            Box::pin(entry)
-        })
+        self.start(Fallible::new(future), TaskSpec::plain(), |entry| entry)
     }
 }
 
@@ -336,9 +336,7 @@ impl<'env> LocalScope<'env, AnyTasks> {
         F: Future + 'env,
         F::Output: 'env,
     {
-        self.start(Plain::new(future), TaskSpec::plain(), |entry| {
-            Box::pin(entry)
-        })
+        self.start(Plain::new(future), TaskSpec::plain(), |entry| entry)
     }
 
     /// Starts a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error.
@@ -349,9 +347,7 @@ impl<'env> LocalScope<'env, AnyTasks> {
         T: 'env,
         E: Into<BoxError> + 'static,
     {
-        self.start(Fallible::new(future), TaskSpec::plain(), |entry| {
-            Box::pin(entry)
-        })
+        self.start(Fallible::new(future), TaskSpec::plain(), |entry| entry)
     }
 }
 
@@ -364,23 +360,26 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     fn new(builder: ScopeBuilder) -> Result<Self, Error> {
         Ok(LocalScope {
             scope: builder.build()?,
-            tasks: Mutex::new(FuturesUnordered::new()),
+            tasks: Mutex::new(TaskSet::default()),
+            queue: Arc::new(Queue::default()),
         })
     }
 
     /// Admits a task through the same path as a spawned one and queues it for the scope's
-    /// future. `#[track_caller]`, so that the live tree shows where the task was spawned.
+    /// future. `boxed` only coerces the boxed task to the scope's kind of entry (`|entry| entry`
+    /// where the body's `Send`-ness is known). `#[track_caller]`, so that the live tree shows
+    /// where the task was spawned.
     #[track_caller]
     pub(crate) fn start<B, T>(
         &self,
         body: B,
         spec: TaskSpec,
-        boxed: impl FnOnce(Entry<B, T>) -> K::Entry<'env>,
+        boxed: impl FnOnce(Pin<Box<Entry<B, T>>>) -> K::Entry<'env>,
     ) -> LocalTask<'_, T>
     where
         B: Future<Output = Result<T, Error>>,
     {
-        let (future, index, name) = match prepare(self.scope.shared(), body, spec, true) {
+        let (future, index, name) = match prepare::<B, T, ()>(self.scope.shared(), body, spec) {
             Ok(Prepared {
                 future,
                 index,
@@ -388,25 +387,26 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             }) => (future, index, name),
             Err((error, index, name)) => return LocalTask::rejected(error, index, name),
         };
+        let queued = future.awaits_permit();
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState {
                 outcome: None,
                 handle: None,
-                task: None,
             }),
             cancel: AtomicBool::new(false),
         });
-        let entry = boxed(Entry {
+        let entry = boxed(Box::pin(Entry {
             task: Some(future),
             slot: Arc::clone(&slot),
-        });
-        // Polled by the scope's future right after this poll of the body.
-        lock(&self.tasks).push(entry);
+        }));
+        // Polled by the scope's future right after this poll of the body (or, waiting for a
+        // permit, once the scope's future has one for it).
+        let at = lock(&self.tasks).insert(entry, index, queued);
         LocalTask {
             slot: Ok(slot),
             index,
             name,
-            _scope: PhantomData,
+            node: Some((&*self.queue, at)),
         }
     }
 
@@ -500,15 +500,11 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
         let mut output = None;
         let mut cancelled = pin!(None);
         let wait = shared.wait_on_exit;
-        // The body and the tasks are polled with the scope's own waker: a wake-up that happens
+        // The body and the tasks are polled with the scope's own wakers: a wake-up that happens
         // while they are being polled (a task ending wakes the body awaiting it) only marks
         // another round of this poll, instead of rescheduling the whole future on the runtime.
-        let wake = Arc::new(DriverWake {
-            woken: AtomicBool::new(false),
-            polling: AtomicBool::new(false),
-            outer: Mutex::new(None),
-        });
-        let waker = Waker::from(Arc::clone(&wake));
+        let wake = &*self.queue;
+        let waker = Waker::from(Arc::clone(&self.queue));
         let outcome = poll_fn(|outer| {
             wake.begin(outer.waker());
             let cx = &mut Context::from_waker(&waker);
@@ -523,10 +519,10 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
                         output = Some(value);
                     }
                     let mut tasks = lock(&self.tasks);
-                    while let Poll::Ready(Some(())) = tasks.poll_next_unpin(cx) {}
+                    tasks.pass(&self.queue, shared.limit.as_ref(), cx);
                     let cancelled_now = shared.is_cancelled();
                     if cancelled_now {
-                        end_all(&mut tasks, cx);
+                        tasks.end_all(cx);
                         if output.is_some() || end == BodyEnd::OnCancel {
                             wake.end();
                             return Poll::Ready(match output.take() {
@@ -536,7 +532,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
                         }
                         // The body runs to its end; what it spawns from now on is refused.
                     }
-                    let drained = tasks.is_empty();
+                    let drained = tasks.len == 0;
                     drop(tasks);
                     if output.is_some() && (!wait || drained) {
                         wake.end();
@@ -570,7 +566,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             })
         })
         .await;
-        if !lock(&self.tasks).is_empty() {
+        if lock(&self.tasks).len != 0 {
             // The body is done and the rest is not awaited: it is cancelled, as a closing scope
             // cancels its spawned tasks.
             shared.cancel_tree(
@@ -578,7 +574,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
                 Report::IfBusy,
             );
             poll_fn(|cx| {
-                end_all(&mut lock(&self.tasks), cx);
+                lock(&self.tasks).end_all(cx);
                 Poll::Ready(())
             })
             .await;
@@ -591,15 +587,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
         // Anything spawned while the body was being dropped never ran: it goes before the close
         // waits for the scope's tasks.
         lock(&self.tasks).clear();
-        let shared = Arc::clone(self.scope.shared());
-        let closed = if shared.wait_on_exit && outcome.is_ok() {
-            shared.join().await
-        } else {
-            shared.close().await
-        };
-        // Disposal failures were reported by `close`; the body's outcome is the answer.
-        drop(closed);
-        guard.disarm();
+        self.scope.shared().end_body(outcome.is_ok(), guard).await;
         outcome
     }
 }
@@ -608,8 +596,14 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
 /// run other work.
 const MAX_ROUNDS: u32 = 64;
 
-/// The waker a local scope polls its body and tasks with (see `LocalScope::drive`).
-struct DriverWake {
+/// What the wakers of a local scope's future and of its tasks share with that future.
+#[derive(Default)]
+struct Queue {
+    /// Tasks woken since the scope's future last polled its tasks: place in the set and number
+    /// (a place is reused; the number tells a stale wake-up from one for the task there now).
+    ready: Mutex<Vec<(usize, u64)>>,
+    /// `ready` may hold something: the scope's future looks only then.
+    has_ready: AtomicBool,
     /// Something was woken since the current round began.
     woken: AtomicBool,
     /// The scope's future is being polled: a wake-up only marks another round.
@@ -618,7 +612,13 @@ struct DriverWake {
     outer: Mutex<Option<Waker>>,
 }
 
-impl DriverWake {
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").finish_non_exhaustive()
+    }
+}
+
+impl Queue {
     fn begin(&self, outer: &Waker) {
         let mut slot = lock(&self.outer);
         if !slot.as_ref().is_some_and(|w| w.will_wake(outer)) {
@@ -633,14 +633,9 @@ impl DriverWake {
         self.polling.store(false, Ordering::SeqCst);
         !self.woken.load(Ordering::SeqCst)
     }
-}
 
-impl std::task::Wake for DriverWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
+    /// Marks another round, and wakes the scope's future unless it is being polled.
+    fn wake(&self) {
         self.woken.store(true, Ordering::SeqCst);
         if !self.polling.load(Ordering::SeqCst) {
             let outer = lock(&self.outer).clone();
@@ -649,15 +644,292 @@ impl std::task::Wake for DriverWake {
             }
         }
     }
+
+    /// Asks for the task numbered `id` at place `at` to be polled.
+    fn push(&self, at: usize, id: u64) {
+        lock(&self.ready).push((at, id));
+        self.has_ready.store(true, Ordering::Release);
+        self.wake();
+    }
 }
 
-/// Ends every task left in a cancelled scope: one last poll, in which each ends itself with the
-/// scope's reason (reported like a spawned task's), then drops them.
-fn end_all<E: Future<Output = ()> + Unpin>(tasks: &mut FuturesUnordered<E>, cx: &mut Context<'_>) {
-    for task in tasks.iter_mut() {
-        let _ = Pin::new(task).poll(cx);
+impl std::task::Wake for Queue {
+    fn wake(self: Arc<Self>) {
+        Queue::wake(&self);
     }
-    tasks.clear();
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        Queue::wake(self);
+    }
+}
+
+/// The waker of one local task: its place and number in the set, and the scope's queue.
+///
+/// A task gets one only when it first returns `Pending` having kept its waker: every task is
+/// first polled with the set's spare waker, which the task keeps if it cloned it. A task that
+/// ends while nothing else holds its waker gives it back as the spare.
+struct TaskWake {
+    at: AtomicUsize,
+    id: AtomicU64,
+    /// In the queue already: a second wake-up before the poll adds nothing.
+    queued: AtomicBool,
+    queue: Arc<Queue>,
+}
+
+impl std::task::Wake for TaskWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if !self.queued.swap(true, Ordering::AcqRel) {
+            let (at, id) = (
+                self.at.load(Ordering::Acquire),
+                self.id.load(Ordering::Acquire),
+            );
+            self.queue.push(at, id);
+        }
+    }
+}
+
+/// A [`TaskWake`] and the waker made of it (which holds the second count of the `Arc`).
+struct TaskWaker {
+    wake: Arc<TaskWake>,
+    waker: Waker,
+}
+
+impl TaskWaker {
+    fn new(queue: &Arc<Queue>) -> TaskWaker {
+        let wake = Arc::new(TaskWake {
+            at: AtomicUsize::new(0),
+            id: AtomicU64::new(0),
+            queued: AtomicBool::new(false),
+            queue: Arc::clone(queue),
+        });
+        TaskWaker {
+            waker: Waker::from(Arc::clone(&wake)),
+            wake,
+        }
+    }
+
+    /// True when nothing but this holds the waker.
+    fn unshared(&self) -> bool {
+        Arc::strong_count(&self.wake) == 2
+    }
+
+    fn assign(&self, at: usize, id: u64) {
+        self.wake.at.store(at, Ordering::Release);
+        self.wake.id.store(id, Ordering::Release);
+        self.wake.queued.store(false, Ordering::Release);
+    }
+}
+
+/// A task in a local scope's set. Field order is drop order: the task goes before its permit.
+struct Node<E> {
+    entry: E,
+    id: u64,
+    /// The task's own waker, once it kept one.
+    waker: Option<TaskWaker>,
+    /// The concurrency permit the scope's future took for a queued task.
+    _permit: Option<OwnedSemaphorePermit>,
+    /// Waiting for a permit: polled only once it has one (or is cancelled).
+    queued: bool,
+}
+
+/// A place in a local scope's set: a task, or free (with the next free place, if any).
+enum Place<E> {
+    Task(Node<E>),
+    Free(Option<usize>),
+}
+
+/// The tasks of a local scope: a slab of boxed futures, polled when spawned and when woken.
+struct TaskSet<E> {
+    places: Vec<Place<E>>,
+    /// The first free place.
+    free: Option<usize>,
+    /// Tasks to poll at the next pass: spawned ones (`NEW`), and the buffer of each pass.
+    pending: Vec<(usize, u64)>,
+    /// Places of tasks waiting for a concurrency permit, in spawn order.
+    queued: VecDeque<usize>,
+    /// Tasks in the set.
+    len: usize,
+    /// The waker a task is polled with until it keeps one.
+    spare: Option<TaskWaker>,
+    /// Waits for the scope's limit on behalf of every queued task, once one could not take a
+    /// permit at once.
+    limit: Option<PollSemaphore>,
+}
+
+/// The number a place is polled with when any task there is meant (spawned, or given its
+/// permit, at this very place).
+const NEW: u64 = u64::MAX;
+
+impl<E> Default for TaskSet<E> {
+    fn default() -> Self {
+        TaskSet {
+            places: Vec::new(),
+            free: None,
+            pending: Vec::new(),
+            queued: VecDeque::new(),
+            len: 0,
+            spare: None,
+            limit: None,
+        }
+    }
+}
+
+impl<E: Future<Output = ()> + Unpin> TaskSet<E> {
+    /// Adds a task numbered `id`; `queued` when it waits for a permit. Returns its place.
+    fn insert(&mut self, entry: E, id: u64, queued: bool) -> usize {
+        let node = Place::Task(Node {
+            entry,
+            id,
+            waker: None,
+            _permit: None,
+            queued,
+        });
+        let at = match self.free {
+            Some(at) => {
+                if let Place::Free(next) = std::mem::replace(&mut self.places[at], node) {
+                    self.free = next;
+                }
+                at
+            }
+            None => {
+                self.places.push(node);
+                self.places.len() - 1
+            }
+        };
+        self.len += 1;
+        if queued {
+            self.queued.push_back(at);
+        } else {
+            self.pending.push((at, NEW));
+        }
+        at
+    }
+
+    /// Polls every task spawned or woken since the last pass, and those that get a permit
+    /// meanwhile.
+    fn pass(&mut self, queue: &Arc<Queue>, limit: Option<&Arc<Semaphore>>, cx: &mut Context<'_>) {
+        let mut batch = std::mem::take(&mut self.pending);
+        if queue.has_ready.load(Ordering::Acquire) {
+            // Cleared before the queue is read: a task woken after this is seen next time.
+            queue.has_ready.store(false, Ordering::Release);
+            batch.append(&mut lock(&queue.ready));
+        }
+        loop {
+            if let Some(limit) = limit {
+                self.grant(limit, cx, &mut batch);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            for (at, id) in batch.drain(..) {
+                self.poll_at(at, id, queue);
+            }
+        }
+        self.pending = batch;
+    }
+
+    /// Takes permits for queued tasks while there are any, in spawn order, and adds the tasks
+    /// that got one to `batch`.
+    fn grant(
+        &mut self,
+        limit: &Arc<Semaphore>,
+        cx: &mut Context<'_>,
+        batch: &mut Vec<(usize, u64)>,
+    ) {
+        while let Some(&at) = self.queued.front() {
+            let permit = match Arc::clone(limit).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(TryAcquireError::NoPermits) => {
+                    let waiter = self
+                        .limit
+                        .get_or_insert_with(|| PollSemaphore::new(Arc::clone(limit)));
+                    match waiter.poll_acquire(cx) {
+                        Poll::Ready(permit) => permit,
+                        Poll::Pending => return,
+                    }
+                }
+                // The limit is never closed; were it, the task would run without a permit.
+                Err(TryAcquireError::Closed) => None,
+            };
+            self.queued.pop_front();
+            if let Some(Place::Task(node)) = self.places.get_mut(at) {
+                node._permit = permit;
+                node.queued = false;
+                batch.push((at, NEW));
+            }
+        }
+    }
+
+    /// Polls the task at `at` if it is the one numbered `id` (or any, for `NEW`).
+    fn poll_at(&mut self, at: usize, id: u64, queue: &Arc<Queue>) {
+        let Some(Place::Task(node)) = self.places.get_mut(at) else {
+            return;
+        };
+        if id != NEW && node.id != id {
+            return;
+        }
+        if node.queued {
+            // Only a cancelled task is asked for before it has a permit: it ends at this poll
+            // without running (its entry sees the cancellation first).
+            node.queued = false;
+            self.queued.retain(|&queued| queued != at);
+        }
+        let ready = match &node.waker {
+            Some(own) => {
+                own.wake.queued.store(false, Ordering::Release);
+                Pin::new(&mut node.entry)
+                    .poll(&mut Context::from_waker(&own.waker))
+                    .is_ready()
+            }
+            None => {
+                let spare = self.spare.get_or_insert_with(|| TaskWaker::new(queue));
+                spare.assign(at, node.id);
+                let ready = Pin::new(&mut node.entry)
+                    .poll(&mut Context::from_waker(&spare.waker))
+                    .is_ready();
+                if !ready && !spare.unshared() {
+                    node.waker = self.spare.take();
+                }
+                ready
+            }
+        };
+        if ready {
+            let place = std::mem::replace(&mut self.places[at], Place::Free(self.free));
+            self.free = Some(at);
+            self.len -= 1;
+            if let Place::Task(Node {
+                waker: Some(waker), ..
+            }) = place
+                && self.spare.is_none()
+                && waker.unshared()
+            {
+                self.spare = Some(waker);
+            }
+        }
+    }
+
+    /// Ends every task left in a cancelled scope: one last poll, in which each ends itself
+    /// with the scope's reason (reported like a spawned task's), then drops them.
+    fn end_all(&mut self, cx: &mut Context<'_>) {
+        for place in &mut self.places {
+            if let Place::Task(node) = place {
+                let _ = Pin::new(&mut node.entry).poll(cx);
+            }
+        }
+        self.clear();
+    }
+
+    fn clear(&mut self) {
+        self.places.clear();
+        self.free = None;
+        self.pending.clear();
+        self.queued.clear();
+        self.len = 0;
+    }
 }
 
 /// Where a local task leaves its outcome for its handle.
@@ -671,8 +943,6 @@ struct SlotState<T> {
     outcome: Option<Result<T, Error>>,
     /// The handle's waker, while it waits.
     handle: Option<Waker>,
-    /// The task's waker, for [`LocalTask::cancel`].
-    task: Option<Waker>,
 }
 
 impl<T> Slot<T> {
@@ -680,7 +950,6 @@ impl<T> Slot<T> {
         let waker = {
             let mut state = lock(&self.state);
             state.outcome = Some(outcome);
-            state.task = None;
             state.handle.take()
         };
         if let Some(waker) = waker {
@@ -699,7 +968,7 @@ pin_project! {
     #[doc(hidden)]
     pub struct Entry<B, T> {
         #[pin]
-        task: Option<TaskFuture<B>>,
+        task: Option<TaskFuture<B, ()>>,
         slot: Arc<Slot<T>>,
     }
 }
@@ -721,20 +990,10 @@ where
             this.slot.fill(Err(Error::cancelled("task cancelled")));
             return Poll::Ready(());
         }
-        match task.poll(cx) {
-            Poll::Ready(outcome) => {
-                this.task.set(None);
-                this.slot.fill(outcome);
-                Poll::Ready(())
-            }
-            Poll::Pending => {
-                let mut state = lock(&this.slot.state);
-                if !state.task.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    state.task = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        }
+        let outcome = std::task::ready!(task.poll(cx));
+        this.task.set(None);
+        this.slot.fill(outcome);
+        Poll::Ready(())
     }
 }
 
@@ -754,7 +1013,9 @@ pub struct LocalTask<'scope, T> {
     slot: Result<Arc<Slot<T>>, Option<Error>>,
     index: u64,
     name: Option<Cow<'static, str>>,
-    _scope: PhantomData<&'scope ()>,
+    /// Where [`LocalTask::cancel`] asks the scope's future to poll the task: the scope's queue
+    /// and the task's place in the scope's set (`None` for a refused task).
+    node: Option<(&'scope Queue, usize)>,
 }
 
 impl<T> std::fmt::Debug for LocalTask<'_, T> {
@@ -774,7 +1035,7 @@ impl<T> LocalTask<'_, T> {
             slot: Err(Some(error)),
             index,
             name,
-            _scope: PhantomData,
+            node: None,
         }
     }
 
@@ -785,10 +1046,7 @@ impl<T> LocalTask<'_, T> {
 
     /// The task's name: `task-<id>`.
     pub fn name(&self) -> Cow<'_, str> {
-        match &self.name {
-            Some(name) => Cow::Borrowed(name),
-            None => Cow::Owned(format!("task-{}", self.index)),
-        }
+        display_name(self.name.as_deref(), self.index)
     }
 
     /// True once the task has ended (or was never run).
@@ -802,12 +1060,9 @@ impl<T> LocalTask<'_, T> {
     /// Cancels this task only: it is dropped at the scope's next poll and resolves to
     /// [`Error::Cancelled`] with the reason `"task cancelled"`.
     pub fn cancel(&self) {
-        if let Ok(slot) = &self.slot {
+        if let (Ok(slot), Some((queue, at))) = (&self.slot, self.node) {
             slot.cancel.store(true, Ordering::Release);
-            let waker = lock(&slot.state).task.take();
-            if let Some(waker) = waker {
-                waker.wake();
-            }
+            queue.push(at, self.index);
         }
     }
 

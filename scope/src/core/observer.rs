@@ -114,7 +114,8 @@ impl EndedTask<'_> {
     }
 }
 
-fn display_name(name: Option<&str>, index: u64) -> Cow<'_, str> {
+/// A task's name: its own, or `task-<index>`.
+pub(crate) fn display_name(name: Option<&str>, index: u64) -> Cow<'_, str> {
     match name {
         Some(name) => Cow::Borrowed(name),
         None => Cow::Owned(format!("task-{index}")),

@@ -213,14 +213,7 @@ impl Scope {
             },
             BodyEnd::Completed => Ok(body.await),
         };
-        let closed = if shared.wait_on_exit && outcome.is_ok() {
-            shared.join().await
-        } else {
-            shared.close().await
-        };
-        // Disposal failures were reported by `close`; the body's outcome is the answer.
-        drop(closed);
-        guard.disarm();
+        shared.end_body(outcome.is_ok(), guard).await;
         outcome
     }
 

@@ -589,6 +589,19 @@ impl Shared {
         self.life.unwatch_close();
     }
 
+    /// Ends the scope of a body that ended: waits for its tasks first when the scope waits on
+    /// exit and the body succeeded, closes, then disarms `guard`. Disposal failures were
+    /// reported by the close; the body's outcome is the caller's answer.
+    pub(super) async fn end_body(self: &Arc<Self>, succeeded: bool, guard: CloseOnDrop) {
+        let closed = if self.wait_on_exit && succeeded {
+            self.join().await
+        } else {
+            self.close().await
+        };
+        drop(closed);
+        guard.disarm();
+    }
+
     /// Waits for every task to end on its own, then closes.
     pub(super) async fn join(self: &Arc<Self>) -> Result<(), Error> {
         if self.is_open() {

@@ -22,7 +22,9 @@ use tokio_util::sync::{PollSemaphore, WaitForCancellationFutureOwned};
 
 use crate::core::context::{self, Ambient, TaskIdent};
 use crate::core::error::{BoxError, Error, Outcome, into_outcome, into_result};
-use crate::core::observer::{EndedTask, SpawnedTask, TaskDetails, TaskEnd, TaskWatch};
+use crate::core::observer::{
+    EndedTask, SpawnedTask, TaskDetails, TaskEnd, TaskWatch, display_name,
+};
 use crate::core::registry;
 use crate::core::scope::{LimitSnapshot, Queued, Shared, WaitGuard};
 
@@ -93,10 +95,7 @@ impl<T> Task<T> {
 
     /// The task's name: the one it was given, or `task-<id>`.
     pub fn name(&self) -> Cow<'_, str> {
-        match &self.name {
-            Some(name) => Cow::Borrowed(name),
-            None => Cow::Owned(format!("task-{}", self.index)),
-        }
+        display_name(self.name.as_deref(), self.index)
     }
 
     /// True once the task has ended (or was never run).
@@ -270,6 +269,17 @@ enum Permit {
     /// largest state).
     Waiting(Box<PermitWait>),
     Held(#[allow(dead_code)] OwnedSemaphorePermit),
+    /// A local scope's task waiting for the scope's future, which queues its tasks for the
+    /// limit itself and polls this one only once it holds a permit for it (and keeps that
+    /// permit until the task is gone). The box exists only when a feature watches the wait.
+    Driven(#[allow(dead_code)] Option<Box<DrivenWait>>),
+}
+
+/// What a [`Permit::Driven`] task keeps while it waits: as [`PermitWait`] without the
+/// semaphore.
+struct DrivenWait {
+    _wait: WaitGuard,
+    _queued: Queued,
 }
 
 struct PermitWait {
@@ -287,19 +297,20 @@ pin_project! {
     /// Field order is drop order: the body is dropped first, the permit released next, and the
     /// record (which counts the task as ended) goes last, so a closing scope never sees a task
     /// as ended while its body still exists.
-    pub(crate) struct TaskFuture<B> {
+    pub(crate) struct TaskFuture<B, W> {
         #[pin]
         body: B,
         #[pin]
-        cancel: Option<WaitForCancellationFutureOwned>,
+        cancel: W,
         permit: Permit,
         record: Record,
     }
 }
 
-impl<B, T> Future for TaskFuture<B>
+impl<B, T, W> Future for TaskFuture<B, W>
 where
     B: Future<Output = Result<T, Error>>,
+    W: CancelWatch,
 {
     type Output = Result<T, Error>;
 
@@ -310,12 +321,15 @@ where
             let error = shared.cancel_error();
             return this.record.end(Err(error), false);
         }
-        if let Permit::Waiting(wait) = this.permit {
-            match wait.semaphore.poll_acquire(cx) {
+        match this.permit {
+            Permit::Waiting(wait) => match wait.semaphore.poll_acquire(cx) {
                 Poll::Ready(Some(permit)) => *this.permit = Permit::Held(permit),
                 Poll::Ready(None) => return this.record.end(Err(Error::Closed), false),
                 Poll::Pending => return this.record.watch_cancel(this.cancel, cx),
-            }
+            },
+            // Polled at last: the local scope's future holds the permit for this task.
+            Permit::Driven(_) => *this.permit = Permit::Unlimited,
+            Permit::Unlimited | Permit::Held(_) => {}
         }
         if !this.record.begun {
             this.record.begun = true;
@@ -372,9 +386,50 @@ struct Record {
     /// `crate::core::registry`), else `UNRECORDED` (not yet) or `NOT_RECORDED` (never).
     key: u32,
     ended: bool,
-    /// Polled by a local scope's future, which watches the scope's cancellation for all its
-    /// tasks at once: the task registers no waiter of its own.
-    driven: bool,
+}
+
+/// How a waiting task learns that its scope was cancelled.
+pub(crate) trait CancelWatch: Default {
+    /// The task is polled by a local scope's future, which watches the scope's cancellation
+    /// for all its tasks at once (and queues them for the limit).
+    const DRIVEN: bool;
+
+    /// Called each time the task waits; true once the scope's cancellation has fired.
+    fn fired(self: Pin<&mut Self>, shared: &Arc<Shared>, cx: &mut Context<'_>) -> bool;
+}
+
+/// A spawned task's own waiter on its scope's token, registered the first time it waits.
+/// Later polls need no registration: the waker of a spawned task never changes, and `poll`
+/// checks the scope's reason (written before the token fires) first thing.
+pub(crate) type OwnWaiter = Option<WaitForCancellationFutureOwned>;
+
+impl CancelWatch for OwnWaiter {
+    const DRIVEN: bool = false;
+
+    fn fired(mut self: Pin<&mut Self>, shared: &Arc<Shared>, cx: &mut Context<'_>) -> bool {
+        if self.is_some() {
+            return false;
+        }
+        self.set(Some(shared.token().clone().cancelled_owned()));
+        self.as_pin_mut()
+            .is_some_and(|waiter| waiter.poll(cx).is_ready())
+    }
+}
+
+/// A local task: its scope's future watches for it, and the task's future carries no waiter.
+impl CancelWatch for () {
+    const DRIVEN: bool = true;
+
+    fn fired(self: Pin<&mut Self>, _: &Arc<Shared>, _: &mut Context<'_>) -> bool {
+        false
+    }
+}
+
+impl<B, W> TaskFuture<B, W> {
+    /// True when the task waits for the local scope's future to hand it a permit.
+    pub(crate) fn awaits_permit(&self) -> bool {
+        matches!(self.permit, Permit::Driven(_))
+    }
 }
 
 impl Record {
@@ -401,27 +456,19 @@ impl Record {
         Poll::Ready(result)
     }
 
-    /// Registers for the scope's cancellation the first time the task waits. Later polls need
-    /// no registration: the waker of a spawned task never changes, and `poll` checks the
-    /// scope's reason (written before the token fires) first thing.
-    ///
-    /// Also records the task in the live tree the first time it is suspended.
-    fn watch_cancel<T>(
+    /// The task waits: it ends now if its scope's cancellation has fired meanwhile. Also
+    /// records the task in the live tree the first time it is suspended.
+    fn watch_cancel<T, W: CancelWatch>(
         &mut self,
-        mut cancel: Pin<&mut Option<WaitForCancellationFutureOwned>>,
+        cancel: Pin<&mut W>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, Error>> {
         if self.key == registry::UNRECORDED {
             self.record();
         }
-        if cancel.is_none() && !self.driven {
-            cancel.set(Some(self.shared().token().clone().cancelled_owned()));
-            if let Some(waiter) = cancel.as_pin_mut()
-                && waiter.poll(cx).is_ready()
-            {
-                let error = self.shared().cancel_error();
-                return self.end(Err(error), false);
-            }
+        if cancel.fired(self.shared(), cx) {
+            let error = self.shared().cancel_error();
+            return self.end(Err(error), false);
         }
         Poll::Pending
     }
@@ -519,8 +566,8 @@ impl TaskSpec {
 }
 
 /// A task admitted into its scope, its future built and not yet running.
-pub(crate) struct Prepared<B> {
-    pub(crate) future: TaskFuture<B>,
+pub(crate) struct Prepared<B, W> {
+    pub(crate) future: TaskFuture<B, W>,
     pub(crate) index: u64,
     pub(crate) name: Option<Cow<'static, str>>,
 }
@@ -530,19 +577,21 @@ pub(crate) type Refused = (Error, u64, Option<Cow<'static, str>>);
 
 /// Admits a task into the scope behind `shared` and builds the future it runs in: the one
 /// place every task, spawned or local, goes through (admission, observers, permit, record).
-/// `driven` tasks are polled by a local scope's future, which watches cancellation for them.
+/// `W` says how the task watches its scope's cancellation: by itself ([`OwnWaiter`]) or, for a
+/// local scope's tasks (`()`), through the scope's future, which also queues them for the limit.
 /// `#[track_caller]` all the way from the public spawn methods, so that the live tree shows
 /// where each task was spawned.
 #[track_caller]
-pub(crate) fn prepare<B, T>(
+pub(crate) fn prepare<B, T, W>(
     shared: &Arc<Shared>,
     body: B,
     spec: TaskSpec,
-    driven: bool,
-) -> Result<Prepared<B>, Refused>
+) -> Result<Prepared<B, W>, Refused>
 where
     B: Future<Output = Result<T, Error>>,
+    W: CancelWatch,
 {
+    let driven = W::DRIVEN;
     let TaskSpec {
         name,
         runs_attempts,
@@ -586,6 +635,22 @@ where
         None => Permit::Unlimited,
         Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
             Ok(permit) => Permit::Held(permit),
+            // The local scope's future queues the task and takes a permit for it; suspended
+            // before it starts, it is in the live tree from now on.
+            Err(_) if driven => {
+                key = registry::add_task(shared, index, name.as_ref(), location, details.as_ref());
+                let task = TaskIdent {
+                    index,
+                    name: name.clone(),
+                };
+                let wait = shared.begin_wait(Some(&task), "concurrency permit");
+                Permit::Driven(wait.map(|wait| {
+                    Box::new(DrivenWait {
+                        _wait: wait,
+                        _queued: Queued::new(shared),
+                    })
+                }))
+            }
             Err(_) => {
                 // Suspended before it starts: in the live tree from now on.
                 key = registry::add_task(shared, index, name.as_ref(), location, details.as_ref());
@@ -606,7 +671,7 @@ where
     tracing::trace!(scope = ?shared.name, task = index, "task spawned");
     let future = TaskFuture {
         body,
-        cancel: None,
+        cancel: W::default(),
         permit,
         record: Record {
             ambient: Some(Ambient {
@@ -624,7 +689,6 @@ where
             location,
             key,
             ended: false,
-            driven,
         },
     };
     Ok(Prepared {
@@ -641,7 +705,7 @@ where
     B: Future<Output = Result<T, Error>> + Send + 'static,
     T: Send + 'static,
 {
-    match prepare(shared, body, spec, false) {
+    match prepare::<B, T, OwnWaiter>(shared, body, spec) {
         Ok(Prepared {
             future,
             index,
