@@ -635,22 +635,21 @@ where
         None => Permit::Unlimited,
         Some(semaphore) => match Arc::clone(semaphore).try_acquire_owned() {
             Ok(permit) => Permit::Held(permit),
-            // The local scope's future queues the task and takes a permit for it; suspended
-            // before it starts, it is in the live tree from now on.
-            Err(_) if driven => {
-                key = registry::add_task(shared, index, name.as_ref(), location, details.as_ref());
+            // The local scope's future queues the task and takes a permit for it. The live
+            // tree counts it among the scope's tasks not started yet, and lists it once it
+            // runs: recording every queued task at spawn would cost a fan-out under a limit
+            // more than the queue itself. Features that watch waits still see this one.
+            Err(_) if driven => Permit::Driven(shared.features().and_then(|_| {
                 let task = TaskIdent {
                     index,
                     name: name.clone(),
                 };
-                let wait = shared.begin_wait(Some(&task), "concurrency permit");
-                Permit::Driven(wait.map(|wait| {
-                    Box::new(DrivenWait {
-                        _wait: wait,
-                        _queued: Queued::new(shared),
-                    })
+                let wait = shared.begin_wait(Some(&task), "concurrency permit")?;
+                Some(Box::new(DrivenWait {
+                    _wait: wait,
+                    _queued: Queued::new(shared),
                 }))
-            }
+            })),
             Err(_) => {
                 // Suspended before it starts: in the live tree from now on.
                 key = registry::add_task(shared, index, name.as_ref(), location, details.as_ref());
