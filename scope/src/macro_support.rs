@@ -155,7 +155,7 @@ impl FallibleTag {
         E: Into<BoxError> + 'static,
         K: Holds<'env, Fallible<F>, T>,
     {
-        scope.start(Fallible::new(future), TaskSpec::plain(), K::hold)
+        scope.start(Fallible::new(future), TaskSpec::plain())
     }
 
     /// Starts `future` in the local scope `scope` as a one-shot task with the options
@@ -242,7 +242,7 @@ impl PlainTag {
         F: GoFuture,
         K: Holds<'env, Plain<F>, F::Value>,
     {
-        scope.start(Plain::new(future), TaskSpec::plain(), K::hold)
+        scope.start(Plain::new(future), TaskSpec::plain())
     }
 
     /// Starts `future` in the local scope `scope` as a one-shot task with the options

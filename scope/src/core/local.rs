@@ -225,7 +225,12 @@ impl Scope {
     where
         F: for<'s> FnOnce(&'s LocalScope<'env, SendTasks>) -> LocalBody<'s, R>,
     {
-        Scope::local_until(builder, body, BodyEnd::OnCancel).await
+        // The same as `local_until`, written out: awaiting that fn from here would move its (large)
+        // future once more on every call.
+        let scope = LocalScope::new(builder)?;
+        let guard = CloseOnDrop(Some(Arc::clone(scope.scope.shared())));
+        let outcome = scope.drive(body(&scope), BodyEnd::OnCancel).await;
+        scope.finish(outcome, guard).await
     }
 
     /// [`Scope::local`], with a choice of what ends the body: the scope's cancellation, or only
@@ -278,7 +283,12 @@ impl Scope {
     where
         F: for<'s> FnOnce(&'s LocalScope<'env, AnyTasks>) -> UnsendBody<'s, R>,
     {
-        Scope::local_unsend_until(builder, body, BodyEnd::OnCancel).await
+        // The same as `local_unsend_until`, written out: awaiting that fn from here would move its (large)
+        // future once more on every call.
+        let scope = LocalScope::new(builder)?;
+        let guard = CloseOnDrop(Some(Arc::clone(scope.scope.shared())));
+        let outcome = scope.drive(body(&scope), BodyEnd::OnCancel).await;
+        scope.finish(outcome, guard).await
     }
 
     /// [`Scope::local_unsend`] with a choice of what ends the body, as [`Scope::local_until`].
@@ -311,7 +321,7 @@ impl<'env> LocalScope<'env, SendTasks> {
         F: Future + Send + 'env,
         F::Output: Send + 'env,
     {
-        self.start(Plain::new(future), TaskSpec::plain(), |entry| entry)
+        self.start(Plain::new(future), TaskSpec::plain())
     }
 
     /// Starts a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error, as
@@ -323,7 +333,7 @@ impl<'env> LocalScope<'env, SendTasks> {
         T: Send + 'env,
         E: Into<BoxError> + 'static,
     {
-        self.start(Fallible::new(future), TaskSpec::plain(), |entry| entry)
+        self.start(Fallible::new(future), TaskSpec::plain())
     }
 }
 
@@ -336,7 +346,7 @@ impl<'env> LocalScope<'env, AnyTasks> {
         F: Future + 'env,
         F::Output: 'env,
     {
-        self.start(Plain::new(future), TaskSpec::plain(), |entry| entry)
+        self.start(Plain::new(future), TaskSpec::plain())
     }
 
     /// Starts a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error.
@@ -347,7 +357,7 @@ impl<'env> LocalScope<'env, AnyTasks> {
         T: 'env,
         E: Into<BoxError> + 'static,
     {
-        self.start(Fallible::new(future), TaskSpec::plain(), |entry| entry)
+        self.start(Fallible::new(future), TaskSpec::plain())
     }
 }
 
@@ -370,14 +380,10 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     /// where the body's `Send`-ness is known). `#[track_caller]`, so that the live tree shows
     /// where the task was spawned.
     #[track_caller]
-    pub(crate) fn start<B, T>(
-        &self,
-        body: B,
-        spec: TaskSpec,
-        boxed: impl FnOnce(Pin<Box<Entry<B, T>>>) -> K::Entry<'env>,
-    ) -> LocalTask<'_, T>
+    pub(crate) fn start<B, T>(&self, body: B, spec: TaskSpec) -> LocalTask<'_, T>
     where
         B: Future<Output = Result<T, Error>>,
+        K: Holds<'env, B, T>,
     {
         let (future, index, name) = match prepare::<B, T, ()>(self.scope.shared(), body, spec) {
             Ok(Prepared {
@@ -395,7 +401,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             }),
             cancel: AtomicBool::new(false),
         });
-        let entry = boxed(Box::pin(Entry {
+        let entry = K::hold(Box::pin(Entry {
             task: Some(future),
             slot: Arc::clone(&slot),
         }));

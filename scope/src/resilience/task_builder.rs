@@ -414,7 +414,7 @@ where
         options: TaskBuilder<S, ()>,
     ) -> LocalTask<'a, S::Output> {
         match options.plan() {
-            Ok((body, spec)) => scope.start(body, spec, |e| e),
+            Ok((body, spec)) => scope.start(body, spec),
             Err((error, index, name)) => LocalTask::rejected(error, index, name),
         }
     }
@@ -431,7 +431,7 @@ where
         options: TaskBuilder<S, ()>,
     ) -> LocalTask<'a, S::Output> {
         match options.plan() {
-            Ok((body, spec)) => scope.start(body, spec, |e| e),
+            Ok((body, spec)) => scope.start(body, spec),
             Err((error, index, name)) => LocalTask::rejected(error, index, name),
         }
     }
