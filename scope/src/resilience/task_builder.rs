@@ -596,17 +596,15 @@ pub(crate) fn local_task_once<'a, 'env, K: LocalKind, Fut>(
 }
 
 fn builder_for<S, G>(shared: &Arc<Shared>, target: G, attempts: S) -> TaskBuilder<S, G> {
-    {
-        TaskBuilder {
-            shared: Arc::clone(shared),
-            target,
-            attempts,
-            name: None,
-            timeout: None,
-            retry: None,
-            cleanup: None,
-            attrs: Attrs::default(),
-        }
+    TaskBuilder {
+        shared: Arc::clone(shared),
+        target,
+        attempts,
+        name: None,
+        timeout: None,
+        retry: None,
+        cleanup: None,
+        attrs: Attrs::default(),
     }
 }
 
