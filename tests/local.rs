@@ -686,3 +686,143 @@ async fn a_random_mix_of_tasks_wakes_and_cancels_ends_cleanly() {
         }
     }
 }
+
+#[tokio::test]
+async fn awaiting_a_task_polls_every_task_spawned_so_far_first() {
+    let started = Mutex::new(Vec::new());
+    let order = Scope::local(Scope::builder(), |s| {
+        Box::pin(async {
+            let note = |n: u32| {
+                let started = &started;
+                async move {
+                    started.lock().unwrap().push(n);
+                    n
+                }
+            };
+            let a = s.spawn(note(1));
+            let b = s.spawn(note(2));
+            // Nothing has run yet: a task starts when the body waits, not inside `spawn`.
+            assert!(started.lock().unwrap().is_empty());
+            let (_, b) = b.await;
+            // Awaiting `b` polled `a` too, in spawn order, before `b`'s outcome was read.
+            let seen = started.lock().unwrap().clone();
+            let (_, a) = a.await;
+            (seen, a, b)
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(order, (vec![1, 2], Some(1), Some(2)));
+}
+
+#[tokio::test]
+async fn handles_polled_through_other_wakers_still_get_their_permits() {
+    use futures::StreamExt;
+    use futures::stream::FuturesUnordered;
+    // The body polls the handles through a `FuturesUnordered`, whose wakers are not the
+    // scope's: the tasks beyond the limit must still get their permits and end.
+    let table = ["a", "b", "c", "d", "e"];
+    let mut found = Scope::local(Scope::builder().concurrency(2), |s| {
+        Box::pin(async {
+            let handles: FuturesUnordered<_> = (0..table.len())
+                .map(|id| s.spawn(lookup(&table, id)))
+                .collect();
+            handles.map(|(_, v)| v.flatten()).collect::<Vec<_>>().await
+        })
+    })
+    .await
+    .unwrap();
+    found.sort();
+    assert_eq!(
+        found,
+        [Some("a"), Some("b"), Some("c"), Some("d"), Some("e")]
+    );
+}
+
+/// A future that hands its waker to `keep` and waits for ever.
+struct KeepsWaker<'a>(&'a Mutex<Option<std::task::Waker>>);
+
+impl std::future::Future for KeepsWaker<'_> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        *self.0.lock().unwrap() = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn a_waker_kept_past_its_scope_does_not_reach_the_next_scope() {
+    // Each thread keeps the last local scope's queue for the next one, but only when nothing
+    // else holds a waker of it. Here a task's waker outlives its scope; waking it afterwards
+    // must neither disturb a later scope on the same thread nor fail.
+    let kept = Mutex::new(None);
+    let (err, _) = Scope::local(Scope::builder(), |s| {
+        Box::pin(async {
+            let task = s.spawn(KeepsWaker(&kept));
+            tokio::task::yield_now().await;
+            task.cancel();
+            task.await
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(err.unwrap().to_string(), "cancelled: task cancelled");
+    let stale = kept
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the task kept its waker");
+    for round in 0..3_usize {
+        let table = ["x", "y"];
+        let got = Scope::local(Scope::builder(), |s| {
+            Box::pin(async {
+                let a = s.spawn(lookup(&table, round % 2));
+                stale.wake_by_ref();
+                let b = s.spawn(lookup(&table, (round + 1) % 2));
+                (a.await.1.flatten(), b.await.1.flatten())
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            got,
+            (
+                table.get(round % 2).copied(),
+                table.get((round + 1) % 2).copied()
+            )
+        );
+    }
+    stale.wake();
+}
+
+#[tokio::test]
+async fn scopes_built_one_after_another_on_a_thread_each_start_clean() {
+    // Sequential scopes on one thread reuse the queue and the spare waker; tasks that are
+    // suspended and woken (so they keep wakers of their own) must not leak state into the
+    // next scope.
+    let table = ["p", "q", "r"];
+    for round in 0..200_usize {
+        let limit = 1 + round % 3;
+        let got = Scope::local(Scope::builder().concurrency(limit), |s| {
+            Box::pin(async {
+                let tasks: Vec<_> = (0..4).map(|id| s.spawn(lookup(&table, id))).collect();
+                let mut got = Vec::new();
+                for task in tasks {
+                    got.push(task.await.1.flatten());
+                }
+                got
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            got,
+            [Some("p"), Some("q"), Some("r"), None],
+            "round {round}"
+        );
+    }
+}

@@ -65,6 +65,9 @@ pub(crate) fn assemble(
     options: Option<Box<FeatureOptions>>,
     init: &ScopeInit<'_>,
 ) -> Result<Option<Box<Features>>, Error> {
+    if options.is_none() && init.parent.is_none_or(|p| p.features().is_none()) {
+        return assemble_plain(init);
+    }
     let FeatureOptions {
         hooks,
         metrics,
@@ -91,17 +94,7 @@ pub(crate) fn assemble(
     let mut features = Features::default();
     let trace = ScopeTrace::start(
         trace,
-        ScopeSpanInfo {
-            name: init.name,
-            custom_name: init.custom_name,
-            timeout: init.timeout,
-            concurrency_option: init.concurrency_option,
-            concurrency: init.concurrency,
-            parent: parent.and_then(|p| p.get::<ScopeTrace>()).as_deref(),
-            has_parent: init.parent.is_some(),
-            explicit_parent: init.explicit_parent,
-            linked: init.linked,
-        },
+        span_info(init, parent.and_then(|p| p.get::<ScopeTrace>()).as_deref()),
     );
     if trace.is_kept() {
         features.observe(Arc::new(trace));
@@ -154,6 +147,40 @@ pub(crate) fn assemble(
         )));
     }
     Ok((!features.is_empty()).then(|| Box::new(features)))
+}
+
+/// [`assemble`] for a scope that sets no feature option and inherits none (most scopes): it
+/// keeps at most its span, when a subscriber records it, and a long-wait watch when one is set
+/// for the whole process. Skips making and dropping a default [`FeatureOptions`].
+fn assemble_plain(init: &ScopeInit<'_>) -> Result<Option<Box<Features>>, Error> {
+    let long_waits = long_wait_watch(&IntrospectOptions::default(), init.parent)?;
+    let trace = ScopeTrace::start(TraceOptions::default(), span_info(init, None));
+    if !trace.is_kept() && long_waits.is_none() {
+        return Ok(None);
+    }
+    let mut features = Features::default();
+    if trace.is_kept() {
+        features.observe(Arc::new(trace));
+    }
+    if let Some(long_waits) = long_waits {
+        features.observe(Arc::new(long_waits));
+    }
+    Ok(Some(Box::new(features)))
+}
+
+/// What the scope's span is made of.
+fn span_info<'a>(init: &ScopeInit<'a>, parent: Option<&'a ScopeTrace>) -> ScopeSpanInfo<'a> {
+    ScopeSpanInfo {
+        name: init.name,
+        custom_name: init.custom_name,
+        timeout: init.timeout,
+        concurrency_option: init.concurrency_option,
+        concurrency: init.concurrency,
+        parent,
+        has_parent: init.parent.is_some(),
+        explicit_parent: init.explicit_parent,
+        linked: init.linked,
+    }
 }
 
 /// Whether a builder's options say to keep (`Some(true)`) or not to keep (`Some(false)`) the

@@ -149,7 +149,7 @@ impl FallibleTag {
         self,
         scope: &'s LocalScope<'env, K>,
         future: F,
-    ) -> LocalTask<'s, T>
+    ) -> LocalTask<'s, T, K>
     where
         F: Future<Output = Result<T, E>>,
         E: Into<BoxError> + 'static,
@@ -168,7 +168,7 @@ impl FallibleTag {
         configure: impl FnOnce(
             TaskBuilder<SingleAttempt<F>, LocalTarget<'s, 'env, K>>,
         ) -> TaskBuilder<SingleAttempt<F>, LocalTarget<'s, 'env, K>>,
-    ) -> LocalTask<'s, T>
+    ) -> LocalTask<'s, T, K>
     where
         F: Future<Output = Result<T, E>>,
         E: Into<BoxError> + 'static,
@@ -237,7 +237,7 @@ impl PlainTag {
         self,
         scope: &'s LocalScope<'env, K>,
         future: F,
-    ) -> LocalTask<'s, F::Value>
+    ) -> LocalTask<'s, F::Value, K>
     where
         F: GoFuture,
         K: Holds<'env, Plain<F>, F::Value>,
@@ -256,7 +256,7 @@ impl PlainTag {
             TaskBuilder<SingleAttempt<Infallibly<F>>, LocalTarget<'s, 'env, K>>,
         )
             -> TaskBuilder<SingleAttempt<Infallibly<F>>, LocalTarget<'s, 'env, K>>,
-    ) -> LocalTask<'s, F::Value>
+    ) -> LocalTask<'s, F::Value, K>
     where
         F: GoFuture,
         K: StartsBuilt<'env, SingleAttempt<Infallibly<F>>>,

@@ -47,6 +47,32 @@ pub trait LocalKind: sealed::Sealed + 'static {
     type Entry<'env>: Future<Output = ()> + Unpin + 'env
     where
         Self: 'env;
+
+    /// How a task's handle reaches its scope: `Sync` when the scope's tasks are `Send`, so that
+    /// a handle is `Send` exactly when the scope's body may be.
+    #[doc(hidden)]
+    type Reach<'s>: Copy + Unpin;
+
+    /// The scope as its handles reach it.
+    #[doc(hidden)]
+    fn reach<'s, 'env: 's>(scope: &'s LocalScope<'env, Self>) -> Self::Reach<'s>
+    where
+        Self: Sized;
+
+    /// What a handle can ask of its scope.
+    #[doc(hidden)]
+    fn runner(reach: Self::Reach<'_>) -> &dyn Runner;
+}
+
+/// What a task's handle asks of its local scope. Not a public API.
+#[doc(hidden)]
+pub trait Runner {
+    /// Asks the scope's future to poll the task numbered `id` at place `at`.
+    fn push(&self, at: usize, id: u64);
+    /// Polls the tasks spawned or woken since the scope's future last did, here and now: the
+    /// body awaits a task that has not ended, and those tasks would be polled right after
+    /// this poll of the body anyway. `cx` is the body's context.
+    fn run(&self, cx: &mut Context<'_>);
 }
 
 /// Tasks of a [`LocalScope`] built by [`Scope::local`]: they must be `Send`, and so is the
@@ -65,10 +91,28 @@ impl sealed::Sealed for AnyTasks {}
 
 impl LocalKind for SendTasks {
     type Entry<'env> = Pin<Box<dyn Future<Output = ()> + Send + 'env>>;
+    type Reach<'s> = &'s (dyn Runner + Sync + 's);
+
+    fn reach<'s, 'env: 's>(scope: &'s LocalScope<'env, Self>) -> Self::Reach<'s> {
+        scope
+    }
+
+    fn runner(reach: Self::Reach<'_>) -> &dyn Runner {
+        reach
+    }
 }
 
 impl LocalKind for AnyTasks {
     type Entry<'env> = Pin<Box<dyn Future<Output = ()> + 'env>>;
+    type Reach<'s> = &'s (dyn Runner + 's);
+
+    fn reach<'s, 'env: 's>(scope: &'s LocalScope<'env, Self>) -> Self::Reach<'s> {
+        scope
+    }
+
+    fn runner(reach: Self::Reach<'_>) -> &dyn Runner {
+        reach
+    }
 }
 
 /// The tasks a [`LocalKind`] accepts, for the generic spawn paths (`go!`, the task builder):
@@ -314,7 +358,8 @@ impl<'env> LocalScope<'env, SendTasks> {
     /// The returned [`LocalTask`] resolves to `(None, Some(value))`, or to `(Some(error), None)`
     /// if the task was cancelled, timed out with the scope or panicked. On a closed or cancelled
     /// scope the task is not run and resolves to that error. The task first runs when the
-    /// scope's future next polls its tasks, which is as soon as the body awaits.
+    /// scope's future next polls its tasks, which is as soon as the body awaits, or when the body
+    /// awaits this very handle, whichever comes first.
     #[track_caller]
     pub fn spawn<F>(&self, future: F) -> LocalTask<'_, F::Output>
     where
@@ -341,7 +386,7 @@ impl<'env> LocalScope<'env, AnyTasks> {
     /// Starts `future` as a task of this scope. It may borrow anything that outlives the scope
     /// and need not be `Send`. Otherwise as [`LocalScope::spawn`] of a `Send` local scope.
     #[track_caller]
-    pub fn spawn<F>(&self, future: F) -> LocalTask<'_, F::Output>
+    pub fn spawn<F>(&self, future: F) -> LocalTask<'_, F::Output, AnyTasks>
     where
         F: Future + 'env,
         F::Output: 'env,
@@ -351,7 +396,7 @@ impl<'env> LocalScope<'env, AnyTasks> {
 
     /// Starts a future that returns `Result<T, E>`; its `Err(e)` becomes the task's error.
     #[track_caller]
-    pub fn try_spawn<F, T, E>(&self, future: F) -> LocalTask<'_, T>
+    pub fn try_spawn<F, T, E>(&self, future: F) -> LocalTask<'_, T, AnyTasks>
     where
         F: Future<Output = Result<T, E>> + 'env,
         T: 'env,
@@ -368,10 +413,28 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     }
 
     fn new(builder: ScopeBuilder) -> Result<Self, Error> {
+        let scope = builder.build()?;
+        // `try_with`: a scope may be built or dropped while the thread's locals are being
+        // destroyed (a runtime kept in one), and then simply allocates or frees.
+        let (queue, tasks) = match KEPT.try_with(std::cell::Cell::take).ok().flatten() {
+            Some(Kept {
+                queue,
+                spare,
+                pending,
+            }) => (
+                queue,
+                TaskSet {
+                    spare,
+                    pending,
+                    ..TaskSet::default()
+                },
+            ),
+            None => (Arc::default(), TaskSet::default()),
+        };
         Ok(LocalScope {
-            scope: builder.build()?,
-            tasks: Mutex::new(TaskSet::default()),
-            queue: Arc::new(Queue::default()),
+            scope,
+            tasks: Mutex::new(tasks),
+            queue,
         })
     }
 
@@ -380,7 +443,7 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     /// where the body's `Send`-ness is known). `#[track_caller]`, so that the live tree shows
     /// where the task was spawned.
     #[track_caller]
-    pub(crate) fn start<B, T>(&self, body: B, spec: TaskSpec) -> LocalTask<'_, T>
+    pub(crate) fn start<B, T>(&self, body: B, spec: TaskSpec) -> LocalTask<'_, T, K>
     where
         B: Future<Output = Result<T, Error>>,
         K: Holds<'env, B, T>,
@@ -401,10 +464,15 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             }),
             cancel: AtomicBool::new(false),
         });
-        let entry = K::hold(Box::pin(Entry {
-            task: Some(future),
-            slot: Arc::clone(&slot),
-        }));
+        // Allocated first and written in place: the task's future is moved once, not twice.
+        let entry = Box::write(
+            Box::new_uninit(),
+            Entry {
+                task: Some(future),
+                slot: Arc::clone(&slot),
+            },
+        );
+        let entry = K::hold(Box::into_pin(entry));
         // Polled by the scope's future right after this poll of the body (or, waiting for a
         // permit, once the scope's future has one for it).
         let at = lock(&self.tasks).insert(entry, index, queued);
@@ -412,7 +480,8 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             slot: Ok(slot),
             index,
             name,
-            node: Some((&*self.queue, at)),
+            node: Some((K::reach(self), at)),
+            ran: false,
         }
     }
 
@@ -598,6 +667,64 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
     }
 }
 
+impl<K: LocalKind> Runner for LocalScope<'_, K> {
+    fn push(&self, at: usize, id: u64) {
+        self.queue.push(at, id);
+    }
+
+    fn run(&self, cx: &mut Context<'_>) {
+        // The set is locked only while the scope's future polls tasks, never while it polls
+        // the body (the only code that holds handles): `try_lock` fails only if a handle were
+        // polled from inside a task, and the tasks then wait for the scope's future as usual.
+        if let Ok(mut tasks) = self.tasks.try_lock() {
+            tasks.pass(&self.queue, self.scope.shared().limit.as_ref(), cx);
+        }
+    }
+}
+
+impl<K: LocalKind> Drop for LocalScope<'_, K> {
+    fn drop(&mut self) {
+        let tasks = self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tasks.len != 0 {
+            return;
+        }
+        // Kept for the thread's next local scope only when nothing else holds the queue or the
+        // spare waker: no waker of this scope can reach the next one.
+        let spare = tasks.spare.take();
+        let holders = 1 + usize::from(spare.is_some());
+        if Arc::strong_count(&self.queue) != holders
+            || spare.as_ref().is_some_and(|s| !s.unshared())
+        {
+            return;
+        }
+        self.queue.reset();
+        let mut pending = std::mem::take(&mut tasks.pending);
+        pending.clear();
+        let kept = Kept {
+            queue: Arc::clone(&self.queue),
+            spare,
+            pending,
+        };
+        let _ = KEPT.try_with(|slot| slot.set(Some(kept)));
+    }
+}
+
+/// What a local scope leaves to the next one built on the same thread: its queue, the spare
+/// waker made for it, and its buffer of tasks to poll. A request handler builds a scope per
+/// request; reusing them saves it three allocations.
+struct Kept {
+    queue: Arc<Queue>,
+    spare: Option<TaskWaker>,
+    pending: Vec<(usize, u64)>,
+}
+
+thread_local! {
+    static KEPT: std::cell::Cell<Option<Kept>> = const { std::cell::Cell::new(None) };
+}
+
 /// The most rounds (body, then tasks) one poll of a local scope makes before it lets the runtime
 /// run other work.
 const MAX_ROUNDS: u32 = 64;
@@ -625,6 +752,15 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
+    /// Back to a new queue's state, keeping the buffer.
+    fn reset(&self) {
+        lock(&self.ready).clear();
+        self.has_ready.store(false, Ordering::Relaxed);
+        self.woken.store(false, Ordering::Relaxed);
+        self.polling.store(false, Ordering::Relaxed);
+        *lock(&self.outer) = None;
+    }
+
     fn begin(&self, outer: &Waker) {
         let mut slot = lock(&self.outer);
         if !slot.as_ref().is_some_and(|w| w.will_wake(outer)) {
@@ -753,7 +889,7 @@ struct TaskSet<E> {
     places: Vec<Place<E>>,
     /// The first free place.
     free: Option<usize>,
-    /// Tasks to poll at the next pass: spawned ones (`NEW`), and the buffer of each pass.
+    /// Tasks to poll at the next pass (spawned ones), and the buffer of each pass.
     pending: Vec<(usize, u64)>,
     /// Places of tasks waiting for a concurrency permit, in spawn order.
     queued: VecDeque<usize>,
@@ -765,10 +901,6 @@ struct TaskSet<E> {
     /// permit at once.
     limit: Option<PollSemaphore>,
 }
-
-/// The number a place is polled with when any task there is meant (spawned, or given its
-/// permit, at this very place).
-const NEW: u64 = u64::MAX;
 
 impl<E> Default for TaskSet<E> {
     fn default() -> Self {
@@ -810,7 +942,7 @@ impl<E: Future<Output = ()> + Unpin> TaskSet<E> {
         if queued {
             self.queued.push_back(at);
         } else {
-            self.pending.push((at, NEW));
+            self.pending.push((at, id));
         }
         at
     }
@@ -865,17 +997,17 @@ impl<E: Future<Output = ()> + Unpin> TaskSet<E> {
             if let Some(Place::Task(node)) = self.places.get_mut(at) {
                 node._permit = permit;
                 node.queued = false;
-                batch.push((at, NEW));
+                batch.push((at, node.id));
             }
         }
     }
 
-    /// Polls the task at `at` if it is the one numbered `id` (or any, for `NEW`).
+    /// Polls the task at `at` if it is the one numbered `id`.
     fn poll_at(&mut self, at: usize, id: u64, queue: &Arc<Queue>) {
         let Some(Place::Task(node)) = self.places.get_mut(at) else {
             return;
         };
-        if id != NEW && node.id != id {
+        if node.id != id {
             return;
         }
         if node.queued {
@@ -1014,17 +1146,19 @@ where
 /// Awaiting `&mut task` is cancel safe: the outcome is taken only by the poll that returns it.
 /// Awaiting the handle itself (or [`result`](LocalTask::result)) moves it; dropping that
 /// future loses the outcome, though the task runs on, owned by its scope.
-pub struct LocalTask<'scope, T> {
+pub struct LocalTask<'scope, T, K: LocalKind = SendTasks> {
     /// The task's slot, or the error it was refused with (`None` once taken).
     slot: Result<Arc<Slot<T>>, Option<Error>>,
     index: u64,
     name: Option<Cow<'static, str>>,
-    /// Where [`LocalTask::cancel`] asks the scope's future to poll the task: the scope's queue
-    /// and the task's place in the scope's set (`None` for a refused task).
-    node: Option<(&'scope Queue, usize)>,
+    /// The task's scope and its place in the scope's set (`None` for a refused task): where
+    /// [`LocalTask::cancel`] asks for the task to be polled, and where the first await runs it.
+    node: Option<(K::Reach<'scope>, usize)>,
+    /// A poll has asked the scope to poll its tasks (see [`Runner::run`]).
+    ran: bool,
 }
 
-impl<T> std::fmt::Debug for LocalTask<'_, T> {
+impl<T, K: LocalKind> std::fmt::Debug for LocalTask<'_, T, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalTask")
             .field("id", &self.index)
@@ -1034,7 +1168,7 @@ impl<T> std::fmt::Debug for LocalTask<'_, T> {
     }
 }
 
-impl<T> LocalTask<'_, T> {
+impl<T, K: LocalKind> LocalTask<'_, T, K> {
     /// A task that never ran: it resolves to `error`.
     pub(crate) fn rejected(error: Error, index: u64, name: Option<Cow<'static, str>>) -> Self {
         LocalTask {
@@ -1042,6 +1176,7 @@ impl<T> LocalTask<'_, T> {
             index,
             name,
             node: None,
+            ran: true,
         }
     }
 
@@ -1066,9 +1201,9 @@ impl<T> LocalTask<'_, T> {
     /// Cancels this task only: it is dropped at the scope's next poll and resolves to
     /// [`Error::Cancelled`] with the reason `"task cancelled"`.
     pub fn cancel(&self) {
-        if let (Ok(slot), Some((queue, at))) = (&self.slot, self.node) {
+        if let (Ok(slot), Some((scope, at))) = (&self.slot, self.node) {
             slot.cancel.store(true, Ordering::Release);
-            queue.push(at, self.index);
+            K::runner(scope).push(at, self.index);
         }
     }
 
@@ -1086,13 +1221,26 @@ impl<T> LocalTask<'_, T> {
     }
 }
 
-impl<T> Future for LocalTask<'_, T> {
+impl<T, K: LocalKind> Future for LocalTask<'_, T, K> {
     type Output = Outcome<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
-        let result = match &mut self.slot {
+        let this = &mut *self;
+        let result = match &mut this.slot {
             Ok(slot) => {
                 let mut state = lock(&slot.state);
+                if state.outcome.is_none()
+                    && !this.ran
+                    && let Some((scope, _)) = this.node
+                {
+                    // Not ended yet at the first await: let the scope poll its new tasks now
+                    // rather than after this poll of the body, which then needs no second one
+                    // when they end at once.
+                    this.ran = true;
+                    drop(state);
+                    K::runner(scope).run(cx);
+                    state = lock(&slot.state);
+                }
                 match state.outcome.take() {
                     Some(result) => result,
                     // The scope's future dropped the task without an outcome.

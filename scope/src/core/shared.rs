@@ -137,7 +137,8 @@ pub(crate) struct Shared {
 
 #[derive(Default)]
 pub(super) struct Children {
-    pub(super) by_id: std::collections::HashMap<u64, Arc<Shared>>,
+    /// By id, so in the order they were built (and an empty map costs nothing to make).
+    pub(super) by_id: std::collections::BTreeMap<u64, Arc<Shared>>,
 }
 
 /// The state of a scope's concurrency limit as a task found it.
@@ -358,9 +359,7 @@ impl Shared {
 
     /// The child scopes not yet closed, in the order they were built.
     pub(crate) fn children(&self) -> Vec<Arc<Shared>> {
-        let mut children: Vec<Arc<Shared>> = lock(&self.children).by_id.values().cloned().collect();
-        children.sort_by_key(|child| child.id);
-        children
+        lock(&self.children).by_id.values().cloned().collect()
     }
 
     /// The scope's own deadline, measured from its build.
@@ -558,12 +557,8 @@ impl Shared {
     }
 
     async fn close_busy(self: &Arc<Self>) -> Result<(), Error> {
-        let children: Vec<Arc<Shared>> = lock(&self.children)
-            .by_id
-            .drain()
-            .map(|(_, child)| child)
-            .collect();
-        for child in children {
+        let children = std::mem::take(&mut lock(&self.children).by_id);
+        for child in children.into_values() {
             // A child's disposal failures are reported by the child itself.
             let _ = child.close_boxed().await;
         }

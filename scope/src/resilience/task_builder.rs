@@ -379,7 +379,7 @@ where
     /// its tasks. Invalid options (a zero timeout) make the task fail with
     /// [`Error::InvalidOption`] without running.
     #[track_caller]
-    pub fn spawn(self) -> LocalTask<'a, S::Output> {
+    pub fn spawn(self) -> LocalTask<'a, S::Output, K> {
         let (LocalTarget(scope), options) = self.detach();
         K::start_built(scope, options)
     }
@@ -399,7 +399,7 @@ pub trait StartsBuilt<'env, S: Attempts>: LocalKind + Sized {
     fn start_built<'a>(
         scope: &'a LocalScope<'env, Self>,
         options: TaskBuilder<S, ()>,
-    ) -> LocalTask<'a, S::Output>;
+    ) -> LocalTask<'a, S::Output, Self>;
 }
 
 impl<'env, S> StartsBuilt<'env, S> for SendTasks
@@ -412,7 +412,7 @@ where
     fn start_built<'a>(
         scope: &'a LocalScope<'env, Self>,
         options: TaskBuilder<S, ()>,
-    ) -> LocalTask<'a, S::Output> {
+    ) -> LocalTask<'a, S::Output, Self> {
         match options.plan() {
             Ok((body, spec)) => scope.start(body, spec),
             Err((error, index, name)) => LocalTask::rejected(error, index, name),
@@ -429,7 +429,7 @@ where
     fn start_built<'a>(
         scope: &'a LocalScope<'env, Self>,
         options: TaskBuilder<S, ()>,
-    ) -> LocalTask<'a, S::Output> {
+    ) -> LocalTask<'a, S::Output, Self> {
         match options.plan() {
             Ok((body, spec)) => scope.start(body, spec),
             Err((error, index, name)) => LocalTask::rejected(error, index, name),
