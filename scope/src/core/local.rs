@@ -12,6 +12,11 @@
 //! Cancellation is watched once for the whole scope: when the scope is cancelled, every task
 //! left is polled one last time (it ends itself with the scope's reason, as a spawned task
 //! does) and dropped.
+//!
+//! A handle reaches its scope through [`Runner`]: awaiting a task that has not ended runs the
+//! scope's pass over its new and woken tasks inside the body's poll, so a task that is ready at
+//! once costs the body no second poll. A thread keeps the queue, spare waker and task buffer of
+//! the last local scope that ended on it, for the next one, when nothing else holds them.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
