@@ -1022,6 +1022,29 @@ fn a_deadline_on_a_runtime_without_timers_is_an_error() {
             .map(drop)
             .unwrap_err();
         assert!(no_timer(&error), "{error}");
+        // A task's own timeout, and a retry delay, end that task with the same error rather
+        // than as a panic.
+        let (error, _) = scope
+            .task(|_| async { Ok::<_, Error>(1) })
+            .timeout(Duration::from_millis(10))
+            .spawn()
+            .await;
+        let error = error.expect("refused");
+        assert!(
+            matches!(&error, Error::InvalidOption { option, .. } if *option == "timeout"),
+            "{error:?}"
+        );
+        let (error, _) = scope
+            .task(|_| async { Err::<u32, _>(Error::cancelled("once")) })
+            .retry(go_go_scope::Retry::fixed(1, Duration::from_millis(10)))
+            .spawn()
+            .await;
+        let error = error.expect("refused");
+        assert!(
+            matches!(&error, Error::InvalidOption { option, .. } if *option == "retry"),
+            "{error:?}"
+        );
+        assert!(no_timer(&error), "{error}");
         scope.close().await.unwrap();
     });
 }

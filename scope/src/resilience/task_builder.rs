@@ -187,7 +187,10 @@ impl<S, G> TaskBuilder<S, G> {
 
     /// Bounds each attempt: when `after` elapses the attempt's future is dropped and the attempt
     /// fails with [`Error::Timeout`] (which is retried like any error). The scope's own timeout
-    /// still bounds the whole task; whichever is earlier fires. Must be greater than zero.
+    /// still bounds the whole task; whichever is earlier fires. Must be greater than zero. On
+    /// a Tokio runtime built without timers (`enable_time`) the task fails with
+    /// [`Error::InvalidOption`] (`timeout`) instead of running; a retry delay there, with
+    /// `InvalidOption` (`retry`) when it would begin.
     pub fn timeout(mut self, after: Duration) -> Self {
         self.timeout = Some(after);
         self
@@ -869,9 +872,14 @@ async fn run_attempts<S: Attempts>(
             let result = match (attempt, plan.timeout) {
                 (Err(panicked), _) => Err(Failure::Ours(panicked)),
                 (Ok(attempt), Some(after)) => {
-                    match Box::pin(tokio::time::timeout(after, attempt)).await {
-                        Ok(outcome) => settle(outcome),
-                        Err(_elapsed) => Err(Failure::Ours(plan.timeout_error(after))),
+                    // Tokio panics when the timer is made on a runtime without a time driver:
+                    // that is the task's `InvalidOption`, not a panic of the task's own code.
+                    match catch_unwind(AssertUnwindSafe(|| tokio::time::timeout(after, attempt))) {
+                        Ok(timed) => match Box::pin(timed).await {
+                            Ok(outcome) => settle(outcome),
+                            Err(_elapsed) => Err(Failure::Ours(plan.timeout_error(after))),
+                        },
+                        Err(_) => Err(Failure::Ours(crate::util::timer::no_time_driver("timeout"))),
                     }
                 }
                 (Ok(attempt), None) => settle(attempt.await),
@@ -923,10 +931,12 @@ async fn run_attempts<S: Attempts>(
             // runtime back once the task's cooperative budget is spent (cheap until then).
             tokio::task::consume_budget().await;
         } else {
-            // The wait is registered inside the boxed future, which keeps the loop's state small.
+            // Made here, so that a runtime without a time driver is the task's `InvalidOption`;
+            // the wait is registered inside the boxed future, which keeps the loop's state small.
+            let sleep = crate::util::timer::timer(delay, "retry")?;
             Box::pin(async move {
                 let _waiting = begin_wait("retry delay");
-                tokio::time::sleep(delay).await;
+                sleep.await;
             })
             .await;
             plan.stage(|s| s.retry_delays.push(delay));

@@ -550,12 +550,13 @@ impl<T: Send + 'static> Pool<T> {
     ///   `acquire_timeout`, waiting and creating included;
     /// - `create`'s error when a new resource was needed and its creation failed, as
     ///   [`Error::Failed`] (or itself, when `create` returns [`Error`]), or [`Error::Panicked`]
-    ///   when it panicked. The failed slot is free again.
+    ///   when it panicked. The failed slot is free again;
+    /// - [`Error::InvalidOption`] (`acquire_timeout`) when it has to wait or to create a
+    ///   resource on a Tokio runtime built without timers (`enable_time`): the
+    ///   `acquire_timeout` is a Tokio timer. Lending an idle resource sets no timer.
     ///
     /// # Panics
-    /// When it has to wait or to create a resource outside a Tokio runtime, or on a runtime
-    /// built without timers (`enable_time`): the `acquire_timeout` is a Tokio timer. Lending
-    /// an idle resource sets no timer.
+    /// When it has to wait or to create a resource outside a Tokio runtime.
     pub async fn acquire(&self) -> Result<PoolGuard<T>, Error> {
         let inner = &self.inner;
         let permit = match Arc::clone(&inner.room).try_acquire_owned() {
@@ -615,8 +616,7 @@ impl<T: Send + 'static> Pool<T> {
     ///
     /// # Panics
     /// When `f` panics: the panic goes on to the caller, and the resource is destroyed rather
-    /// than lent again. Also as [`acquire`](Pool::acquire) does, outside a Tokio runtime or
-    /// on one without timers.
+    /// than lent again. Also as [`acquire`](Pool::acquire) does, outside a Tokio runtime.
     pub async fn execute<R>(&self, f: impl AsyncFnOnce(&mut T) -> R) -> Result<R, Error> {
         let mut guard = self.acquire().await?;
         Ok(f(&mut guard).await)

@@ -74,12 +74,9 @@ type BranchFuture<'a, R> = Pin<Box<dyn Future<Output = Option<R>> + Send + 'a>>;
 /// # Errors
 /// Awaiting it fails with [`Error::ChannelClosed`] when every branch's channel is closed and
 /// drained, with [`Error::Timeout`] (origin `"select"`) when the timeout passed first, with
-/// [`Error::InvalidOption`] when it has no branches, and with [`Error::NoRuntime`] when it
-/// has a timeout and is polled outside a Tokio runtime.
-///
-/// # Panics
-/// Awaiting a select with a timeout panics on a Tokio runtime built without timers
-/// (`enable_time`), as every Tokio timer does.
+/// [`Error::InvalidOption`] when it has no branches, or has a timeout on a Tokio runtime built
+/// without timers (`enable_time`), and with [`Error::NoRuntime`] when it has a timeout and is
+/// polled outside a Tokio runtime.
 #[must_use = "a select does nothing until it is awaited"]
 pub struct Select<'a, R> {
     branches: Vec<BranchFuture<'a, R>>,
