@@ -49,16 +49,17 @@ ROWS = [
 ]
 
 
-# Local scopes: (operation, TaskTracker function, local-scope function, batch constant)
+# Local scopes: (operation, TaskTracker function, local-scope function, moro-local function,
+# batch constant)
 LOCAL_ROWS = [
     ("spawn + await one task (one local scope per 1 000 tasks)", "spawn_await_tracker",
-     "spawn_await_local", "BATCH"),
+     "spawn_await_local", "spawn_await_moro", "BATCH"),
     ("3 tasks spawned and awaited together (one local scope per 1 000 operations)",
-     "parallel3_tracker", "parallel3_local", "BATCH"),
+     "parallel3_tracker", "parallel3_local", "parallel3_moro", "BATCH"),
     ("the same, a local scope built and closed for every 3 tasks", "parallel3_tracker",
-     "parallel3_local_each", "BATCH"),
+     "parallel3_local_each", "parallel3_moro_each", "BATCH"),
     ("one of 10 000 tasks under a limit of 100 (raw: a semaphore)", "limited_tracker",
-     "limited_local", "LIMITED"),
+     "limited_local", None, "LIMITED"),
 ]
 
 
@@ -104,7 +105,7 @@ def fmt(n):
 
 
 def table(counts, sizes):
-    wanted = ({f for row in ROWS for f in row[1:4]} | {f for row in LOCAL_ROWS for f in row[1:3]}
+    wanted = ({f for row in ROWS for f in row[1:4]} | {f for row in LOCAL_ROWS for f in row[1:4]}
               | {"yield_scope", "yield_unrecorded"})
     missing = sorted({f for f in wanted if f and f not in counts})
     if missing:
@@ -137,14 +138,17 @@ def table(counts, sizes):
                f"{per_record:.0f} instructions per record).")
     out += [
         "",
-        "| local scopes | TaskTracker | `Scope::local` | vs TaskTracker |",
-        "|---|---:|---:|---:|",
+        "| local scopes | TaskTracker | `Scope::local` | moro-local | local vs TaskTracker "
+        "| local vs moro-local |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, tracker, local, batch in LOCAL_ROWS:
+    for label, tracker, local, moro, batch in LOCAL_ROWS:
         n = sizes[batch]
         t = counts[tracker] / n
         s = counts[local] / n
-        out.append(f"| {label} | {fmt(t)} | {fmt(s)} | {s / t:.2f}× |")
+        m = counts[moro] / n if moro else None
+        out.append(f"| {label} | {fmt(t)} | {fmt(s)} | {fmt(m) if m else '—'} | {s / t:.2f}× | "
+                   f"{f'{s / m:.2f}×' if m else '—'} |")
     return "\n".join(out)
 
 

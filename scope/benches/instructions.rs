@@ -692,6 +692,122 @@ impl Op for ParallelLocalEach {
     }
 }
 
+// moro-local beside the local scopes. Its scope's future is not `Send`, so its batch runs in a
+// task spawned on a `LocalSet` of the same current-thread runtime: the same place in the
+// runtime as the other forms' batches.
+
+/// An operation whose futures are not `Send`; as [`Op`] otherwise.
+trait UnsendOp: Sized + 'static {
+    const BATCH: usize = BATCH;
+    fn new() -> Self;
+    fn run(&mut self, n: usize) -> impl Future<Output = ()>;
+}
+
+fn batch_unsend<O: UnsendOp>(rt: &Runtime, op: O) -> O {
+    let set = tokio::task::LocalSet::new();
+    set.block_on(rt, async move {
+        tokio::task::spawn_local(async move {
+            let mut op = op;
+            op.run(O::BATCH).await;
+            op
+        })
+        .await
+        .expect("the batch does not panic")
+    })
+}
+
+fn prepare_unsend<O: UnsendOp>() -> Fixture<O> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime");
+    let op = batch_unsend(&rt, O::new());
+    Fixture { rt, op }
+}
+
+fn measure_unsend<O: UnsendOp>(fixture: Fixture<O>) -> Fixture<O> {
+    let Fixture { rt, op } = fixture;
+    let op = batch_unsend(&rt, op);
+    Fixture { rt, op }
+}
+
+fn finish_unsend<O: UnsendOp>(fixture: Fixture<O>) {
+    drop(fixture);
+}
+
+struct SpawnMoro;
+impl UnsendOp for SpawnMoro {
+    fn new() -> Self {
+        SpawnMoro
+    }
+    async fn run(&mut self, n: usize) {
+        moro_local::async_scope!(|scope| {
+            for _ in 0..n {
+                let v = scope.spawn(async { 42_u64 }).await;
+                black_box(v);
+            }
+        })
+        .await;
+    }
+}
+
+struct ParallelMoro;
+impl UnsendOp for ParallelMoro {
+    fn new() -> Self {
+        ParallelMoro
+    }
+    async fn run(&mut self, n: usize) {
+        moro_local::async_scope!(|scope| {
+            for _ in 0..n {
+                let tasks = [1_u64, 2, 3].map(|i| scope.spawn(async move { i }));
+                let mut sum = 0;
+                for task in tasks {
+                    sum += task.await;
+                }
+                black_box(sum);
+            }
+        })
+        .await;
+    }
+}
+
+struct ParallelMoroEach;
+impl UnsendOp for ParallelMoroEach {
+    fn new() -> Self {
+        ParallelMoroEach
+    }
+    async fn run(&mut self, n: usize) {
+        for _ in 0..n {
+            let sum = moro_local::async_scope!(|scope| {
+                let tasks = [1_u64, 2, 3].map(|i| scope.spawn(async move { i }));
+                let mut sum = 0;
+                for task in tasks {
+                    sum += task.await;
+                }
+                sum
+            })
+            .await;
+            black_box(sum);
+        }
+    }
+}
+
+macro_rules! instructions_unsend {
+    ($($name:ident: $op:ty;)*) => {$(
+        #[library_benchmark]
+        #[bench::batch(args = (), setup = prepare_unsend::<$op>, teardown = finish_unsend::<$op>)]
+        fn $name(fixture: Fixture<$op>) -> Fixture<$op> {
+            measure_unsend(fixture)
+        }
+    )*};
+}
+
+instructions_unsend! {
+    spawn_await_moro: SpawnMoro;
+    parallel3_moro: ParallelMoro;
+    parallel3_moro_each: ParallelMoroEach;
+}
+
 /// 10 000 tasks under a limit of 100: raw Tokio with a semaphore each task waits on.
 struct LimitedTracker(TaskTracker);
 impl Op for LimitedTracker {
@@ -804,6 +920,9 @@ library_benchmark_group!(
         spawn_await_local,
         parallel3_local,
         parallel3_local_each,
+        spawn_await_moro,
+        parallel3_moro,
+        parallel3_moro_each,
         limited_tracker,
         limited_local
     ]
