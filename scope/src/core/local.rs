@@ -1147,6 +1147,14 @@ where
 /// the scope owns it. Like [`Task`](crate::Task) it is `Unpin`, and polling it by reference
 /// keeps its outcome until it completes.
 ///
+/// `K` is the scope's kind: a handle of a [`Scope::local`] scope is `Send` when its value is
+/// (it may be held across an await in a body that must be `Send`); one of a
+/// [`Scope::local_unsend`] scope, `LocalTask<'_, T, AnyTasks>`, is not.
+///
+/// Awaiting a task that has not ended first lets the scope poll the tasks spawned (or woken)
+/// since it last did, this one included: a task that is ready at once is done by the time the
+/// await looks, without a second poll of the body.
+///
 /// # Cancel safety
 /// Awaiting `&mut task` is cancel safe: the outcome is taken only by the poll that returns it.
 /// Awaiting the handle itself (or [`result`](LocalTask::result)) moves it; dropping that
