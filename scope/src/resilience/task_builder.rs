@@ -187,10 +187,10 @@ impl<S, G> TaskBuilder<S, G> {
 
     /// Bounds each attempt: when `after` elapses the attempt's future is dropped and the attempt
     /// fails with [`Error::Timeout`] (which is retried like any error). The scope's own timeout
-    /// still bounds the whole task; whichever is earlier fires. Must be greater than zero. On
-    /// a Tokio runtime built without timers (`enable_time`) the task fails with
-    /// [`Error::InvalidOption`] (`timeout`) instead of running; a retry delay there, with
-    /// `InvalidOption` (`retry`) when it would begin.
+    /// still bounds the whole task; whichever is earlier fires. Must be greater than zero.
+    ///
+    /// On a Tokio runtime built without timers (`enable_time`) the attempt ends as
+    /// [`Error::Panicked`] with Tokio's own message, which names the fix.
     pub fn timeout(mut self, after: Duration) -> Self {
         self.timeout = Some(after);
         self
@@ -235,6 +235,10 @@ impl<F, G> TaskBuilder<Factory<F>, G> {
     /// `retry(u32::MAX)` retries for as long as the scope lives: even attempts that fail at once
     /// with no delay between them let the other tasks run, and stop at the scope's deadline,
     /// [`Scope::cancel`] or [`Scope::close`].
+    ///
+    /// A delay between attempts is a Tokio timer: on a runtime built without timers
+    /// (`enable_time`) the task ends with [`Error::InvalidOption`] (`retry`) when the first
+    /// delay would begin.
     pub fn retry(mut self, retry: impl Into<Retry>) -> Self {
         self.retry = Some(retry.into());
         self
@@ -872,14 +876,9 @@ async fn run_attempts<S: Attempts>(
             let result = match (attempt, plan.timeout) {
                 (Err(panicked), _) => Err(Failure::Ours(panicked)),
                 (Ok(attempt), Some(after)) => {
-                    // Tokio panics when the timer is made on a runtime without a time driver:
-                    // that is the task's `InvalidOption`, not a panic of the task's own code.
-                    match catch_unwind(AssertUnwindSafe(|| tokio::time::timeout(after, attempt))) {
-                        Ok(timed) => match Box::pin(timed).await {
-                            Ok(outcome) => settle(outcome),
-                            Err(_elapsed) => Err(Failure::Ours(plan.timeout_error(after))),
-                        },
-                        Err(_) => Err(Failure::Ours(crate::util::timer::no_time_driver("timeout"))),
+                    match Box::pin(tokio::time::timeout(after, attempt)).await {
+                        Ok(outcome) => settle(outcome),
+                        Err(_elapsed) => Err(Failure::Ours(plan.timeout_error(after))),
                     }
                 }
                 (Ok(attempt), None) => settle(attempt.await),
