@@ -478,8 +478,8 @@ impl<'env, K: LocalKind> LocalScope<'env, K> {
             },
         );
         let entry = K::hold(Box::into_pin(entry));
-        // Polled by the scope's future right after this poll of the body (or, waiting for a
-        // permit, once the scope's future has one for it).
+        // Polled by the scope's future right after this poll of the body, or sooner when the
+        // body awaits it (waiting for a permit: once the scope's future has one for it).
         let at = lock(&self.tasks).insert(entry, index, queued);
         LocalTask {
             slot: Ok(slot),

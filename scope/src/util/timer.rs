@@ -28,8 +28,7 @@ pub(crate) fn check(option: &'static str) -> Result<(), Error> {
     timer(Duration::ZERO, option).map(drop)
 }
 
-/// The error for a timer asked of a runtime without a time driver.
-pub(crate) fn no_time_driver(option: &'static str) -> Error {
+fn no_time_driver(option: &'static str) -> Error {
     Error::invalid(
         option,
         "the Tokio runtime has no timer: build it with `enable_time()` or `enable_all()` \
